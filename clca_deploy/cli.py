@@ -1,0 +1,110 @@
+"""The ``clca-deploy`` command line: one thin command per pipeline stage."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clca_deploy.errors import ClcaDeployError
+
+app = typer.Typer(
+    help="Deploy CLCA token-reduction ViTs: load, export to ONNX, quantize, build TensorRT engines, benchmark.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from clca_deploy import __version__
+
+        typer.echo(f"clca-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Deploy CLCA token-reduction ViTs."""
+
+
+def _print_summary(summary) -> None:
+    settings = summary.settings
+    typer.echo(f"checkpoint   {summary.checkpoint} ({summary.format})")
+    typer.echo(f"model        {settings['model']}  [method {settings['method']}, {summary.backbone_kind} backbone]")
+    typer.echo(f"input        {settings['img_size']}px, {settings['num_classes']} classes")
+    typer.echo(
+        f"reduction    keep {settings['keep_rate']} at blocks {settings['reduction_loc']}"
+        + ("" if settings["method"] != "vit" else " (plain ViT: no reduction)")
+    )
+    typer.echo(
+        f"CLC          {'on' if settings['clc'] else 'off'}: num_clr={settings['num_clr']}, "
+        f"gap={settings['clc_include_gap']}, pool_cls={settings['clc_pool_cls']}, "
+        f"pool_clr={settings['clc_pool_clr']}, recover_at_last={settings['clc_recover_at_last']}"
+    )
+    head = (
+        f"CLA (multiplier {settings['ifa_dws_conv_groups']})"
+        if settings["ifa_head"] and settings["ifa_dws_conv_groups"]
+        else "IFA (groups 0)" if settings["ifa_head"] else "linear on CLS"
+    )
+    typer.echo(f"head         {head}")
+    if summary.defaulted:
+        typer.echo(f"note         missing from the checkpoint's args, official fallback used: {', '.join(summary.defaulted)}")
+    if summary.overridden:
+        typer.echo(f"note         overridden on the command line: {', '.join(summary.overridden)}")
+    if summary.class_names:
+        typer.echo(f"classes      {', '.join(summary.class_names)}")
+    typer.echo("tokens       block: in -> out (+ re-inserted from the cache)")
+    for step in summary.schedule:
+        arrow = f"{step['tokens_in']:>5} -> {step['tokens_out']:<5}"
+        extra = f" + {step['reinserted']}" if step["reinserted"] else ""
+        typer.echo(f"             {step['index']:>5}: {arrow}{extra}")
+    unused = " (without the unused 1000-class head train.py keeps)" if settings["ifa_head"] else ""
+    typer.echo(f"parameters   {summary.parameters:,}{unused}")
+    typer.echo(f"GMACs        {summary.gmacs:.2f} at batch 1")
+
+
+@app.command()
+def info(
+    checkpoint: Path = typer.Argument(..., help="A train.py checkpoint (.pth), state dict or .safetensors."),
+    model: Optional[str] = typer.Option(None, help="Official model string, for files without args."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size, for files without args."),
+    num_classes: Optional[int] = typer.Option(None, help="Number of classes, for files without args."),
+    keep: Optional[float] = typer.Option(None, help="Keep rate to report instead of the checkpoint's."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Resolved settings, tokens entering each block, parameters and GMACs of a checkpoint."""
+    from clca_deploy.model.summary import summarize_checkpoint
+
+    settings = {
+        key: value
+        for key, value in (("model", model), ("input_size", img_size), ("num_classes", num_classes), ("keep_rate", keep))
+        if value is not None
+    }
+    summary = summarize_checkpoint(checkpoint, **settings)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        _print_summary(summary)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app()
+    except ClcaDeployError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

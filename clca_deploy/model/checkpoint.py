@@ -1,0 +1,180 @@
+"""Loading checkpoints: official ``train.py`` files, our own, bare state dicts and safetensors.
+
+Pickled checkpoints are read with ``torch.load(weights_only=True)`` and an allow-list of
+exactly one class, ``argparse.Namespace`` (how train.py stores its args). Anything else
+in the pickle is refused before it can run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from clca_deploy.errors import CheckpointError, ClcaDeployError
+from clca_deploy.model.clca import ClcaModel
+from clca_deploy.model.config import ClcaConfig
+
+SAFETENSORS_CONFIG_KEY = "clca_config"
+SAFETENSORS_CLASSES_KEY = "class_names"
+_MAX_LISTED = 12
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """Where a model came from and how its settings were resolved."""
+
+    path: str
+    format: str  # "official" | "state_dict" | "safetensors"
+    defaulted: tuple[str, ...] = ()  # args fields missing from the checkpoint (official fallback used)
+    overridden: tuple[str, ...] = ()  # settings given by the caller instead of the checkpoint's
+    epoch: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(
+            f"refused to load {path}: its pickle holds objects other than tensors, plain containers "
+            f"and argparse.Namespace ({first_line}). Nothing in it was executed. Re-save the weights "
+            "as a state dict or .safetensors from a trusted environment."
+        ) from exc
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise CheckpointError(
+            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "Is the file complete? Re-copy or re-download it."
+        ) from exc
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path), device="cpu"), metadata
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path} as safetensors ({exc}). Is the file complete?") from exc
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()
+    )
+
+
+def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | None, str, dict[str, Any]]:
+    """(state_dict, args or None, format, extras) without building a model."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Check the path.")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes). Re-copy it.")
+    if path.suffix == ".safetensors":
+        state_dict, metadata = _read_safetensors(path)
+        args = json.loads(metadata[SAFETENSORS_CONFIG_KEY]) if SAFETENSORS_CONFIG_KEY in metadata else None
+        extras = {}
+        if SAFETENSORS_CLASSES_KEY in metadata:
+            extras["class_names"] = json.loads(metadata[SAFETENSORS_CLASSES_KEY])
+        return state_dict, args, "safetensors", extras
+    obj = _read_pickle(path)
+    if isinstance(obj, Mapping) and "model" in obj and _is_state_dict(obj["model"]):
+        args = obj.get("args")
+        if isinstance(args, argparse.Namespace):
+            args = vars(args)
+        elif args is not None and not isinstance(args, Mapping):
+            raise CheckpointError(f"{path}: 'args' is a {type(args).__name__}, expected argparse.Namespace or dict.")
+        extras = {k: obj[k] for k in ("epoch", "class_names") if k in obj}
+        return dict(obj["model"]), (dict(args) if args is not None else None), "official", extras
+    if _is_state_dict(obj):
+        return dict(obj), None, "state_dict", {}
+    raise CheckpointError(
+        f"{path} is neither a train.py checkpoint ({{'model': state_dict, 'args': ...}}) nor a state dict."
+    )
+
+
+def _describe_mismatch(model: ClcaModel, state_dict: Mapping[str, torch.Tensor]) -> str | None:
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(expected) & set(state_dict)
+        if state_dict[k].shape != expected[k].shape
+    )
+    parts = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+        if items:
+            shown = ", ".join(items[:_MAX_LISTED]) + (f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else "")
+            parts.append(f"{len(items)} {label}: {shown}")
+    return "; ".join(parts) or None
+
+
+def model_from_state_dict(
+    config: ClcaConfig, state_dict: Mapping[str, torch.Tensor], source: str = "state dict"
+) -> ClcaModel:
+    """Build the model for ``config`` and load ``state_dict`` strictly (fp16 weights become fp32)."""
+    model = ClcaModel(config)
+    state_dict = dict(state_dict)
+    if config.ifa_head:
+        # train.py keeps the unused Linear(D, 1000) head of CLA models; it never runs.
+        for key in ("head.weight", "head.bias"):
+            state_dict.pop(key, None)
+    problem = _describe_mismatch(model, state_dict)
+    if problem:
+        raise CheckpointError(
+            f"{source} does not fit {config.model} at {config.img_size}px "
+            f"(num_clr={config.num_clr}, ifa_head={config.ifa_head}, classes={config.num_classes}): {problem}. "
+            "Check the model name and settings the checkpoint was trained with."
+        )
+    converted = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
+    model.load_state_dict(converted, strict=True)
+    return model.eval()
+
+
+def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel:
+    """Load a checkpoint as an eval-mode ``ClcaModel``.
+
+    Settings come from the checkpoint's ``args`` (official ``train.py`` names: ``model``,
+    ``input_size``, ``keep_rate``, ``reduction_loc``, ``clc``, ``num_clr``, ...); keyword
+    ``settings`` override them, and are required for bare state dicts without metadata.
+    """
+    state_dict, args, fmt, extras = read_checkpoint(path)
+    if "keep_rate" in settings and isinstance(settings["keep_rate"], (int, float)):
+        settings["keep_rate"] = [settings["keep_rate"]]
+    if args is None and not settings:
+        raise CheckpointError(
+            f"{path} holds weights only; pass the settings it was trained with "
+            "(at least model=..., num_classes=..., input_size=...)."
+        )
+    base = dict(args or {})
+    overridden = tuple(k for k in settings if k in base and base[k] != settings[k])
+    try:
+        config, defaulted = ClcaConfig.from_args(base, settings)
+    except ClcaDeployError as exc:
+        raise type(exc)(f"{path}: {exc}") from exc
+    model = model_from_state_dict(config, state_dict, source=str(path))
+    class_names = extras.get("class_names")
+    if class_names is not None:
+        if len(class_names) != config.num_classes:
+            raise CheckpointError(f"{path}: {len(class_names)} class names for {config.num_classes} classes.")
+        model.class_names = tuple(str(c) for c in class_names)
+    model.source = CheckpointInfo(
+        path=str(path),
+        format=fmt,
+        defaulted=defaulted if args is not None else (),
+        overridden=overridden,
+        epoch=extras.get("epoch"),
+    )
+    return model

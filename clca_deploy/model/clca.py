@@ -1,0 +1,98 @@
+"""ClcaModel: a ViT with static-rate token reduction, cross-layer cache and aggregation head."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from timm.layers import PatchEmbed
+
+from clca_deploy.model.backbone import Block, norm_layer
+from clca_deploy.model.cache import CrossLayerCache
+from clca_deploy.model.config import PLAIN_METHOD, ClcaConfig
+from clca_deploy.model.head import aggregation_head
+from clca_deploy.model.reduction import BEFORE_BLOCK, reducer_class
+from clca_deploy.model.schedule import BlockTokens, token_schedule
+
+
+class ClcaModel(nn.Module):
+    """The official CLCA forward (clca_reference.md section 2), with every sequence length fixed
+    by ``token_schedule()`` so that it traces to a static-shape graph.
+
+    Parameter names equal the official state-dict keys, except the unused ``head`` of CLA
+    models, which is not built.
+    """
+
+    def __init__(self, config: ClcaConfig):
+        super().__init__()
+        self.config = config
+        spec = config.backbone
+        dim = spec.embed_dim
+        self.schedule: tuple[BlockTokens, ...] = token_schedule(config)
+        self.class_names: tuple[str, ...] | None = None
+        self.source = None  # CheckpointInfo when loaded from a file
+
+        self.patch_embed = PatchEmbed(
+            img_size=config.img_size, patch_size=spec.patch_size, in_chans=3, embed_dim=dim, bias=not spec.pre_norm
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        pos_len = config.num_patches + (1 + config.num_clr if spec.pos_embed_covers_cls else 0)
+        self.pos_embed = nn.Parameter(torch.randn(1, pos_len, dim) * 0.02)
+        if config.num_clr:
+            self.clr = nn.Parameter(torch.zeros(1, config.num_clr, dim))
+        self.norm_pre = norm_layer(spec)(dim) if spec.pre_norm else nn.Identity()
+        self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.depth))
+
+        # Reducers hold only static sizes (EViT/Top-K have no weights), keyed by block index.
+        self.reducers = nn.ModuleDict()
+        if config.method != PLAIN_METHOD:
+            cls = reducer_class(config.method)
+            for step in self.schedule:
+                if step.keep is not None:
+                    self.reducers[str(step.index)] = cls(step.tokens_arriving, step.keep)
+
+        if config.ifa_head:
+            self.norm = nn.Identity()
+            self.ifa_head = aggregation_head(
+                dim, len(config.cls_feature_layers), config.ifa_dws_conv_groups, config.num_classes
+            )
+        else:
+            self.norm = norm_layer(spec)(dim)
+            self.head = nn.Linear(dim, config.num_classes)
+
+    def token_schedule(self) -> tuple[BlockTokens, ...]:
+        return self.schedule
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(images)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)
+        extra = [self.clr.expand(x.shape[0], -1, -1)] if self.config.num_clr else []
+        if self.config.backbone.pos_embed_covers_cls:
+            x = torch.cat([cls, x, *extra], dim=1) + self.pos_embed
+        else:  # DeiT 3: patches only get positions; the CLR gets none.
+            x = torch.cat([cls, x + self.pos_embed, *extra], dim=1)
+        return self.norm_pre(x)
+
+    def forward_features(self, images: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Final token sequence and the CLS after each CLA layer."""
+        config = self.config
+        x = self.embed(images)
+        cache = CrossLayerCache(config.clc_include_gap, config.clc_pool_cls, config.num_clr) if config.clc else None
+        cls_features = []
+        for step, block in zip(self.schedule, self.blocks):
+            reducer = self.reducers[str(step.index)] if step.keep is not None else None
+            if reducer is not None and reducer.stage == BEFORE_BLOCK:
+                x, reducer = reducer(x), None
+            x = block(x, reducer)
+            if cache is not None:
+                x = cache.after_block(x, step)
+            if step.collects_cls:
+                cls_features.append(x[:, 0])
+        return x, cls_features
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        x, cls_features = self.forward_features(images)
+        if self.config.ifa_head:
+            # The official CLA head takes CLS features without a final norm.
+            return self.ifa_head(torch.stack(cls_features, dim=-1))
+        # LayerNorm is per token, so norming only the CLS equals norming all and taking CLS.
+        return self.head(self.norm(x[:, 0]))

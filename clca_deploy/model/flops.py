@@ -1,0 +1,63 @@
+"""MAC counting from the static token schedule.
+
+Counts what ``torchprofile.profile_macs`` counts for these models (the paper's "GFLOPs"
+are such MACs at batch 1): linear layers, the two attention matmuls, convolutions, and
+one MAC per output element of every affine normalisation (LayerNorm, BatchNorm).
+Element-wise ops, softmax, GELU and the EViT token fusion are not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from clca_deploy.model.config import ClcaConfig
+from clca_deploy.model.schedule import BlockTokens, initial_length, token_schedule
+
+
+@dataclass(frozen=True)
+class MacReport:
+    """MACs at batch 1, by part."""
+
+    embedding: int
+    blocks: tuple[int, ...]
+    head: int
+
+    @property
+    def total(self) -> int:
+        return self.embedding + sum(self.blocks) + self.head
+
+    @property
+    def gmacs(self) -> float:
+        return self.total / 1e9
+
+
+def block_macs(step: BlockTokens, dim: int, mlp_ratio: float) -> int:
+    n_attn, n_mlp = step.tokens_in, step.tokens_out
+    hidden = int(dim * mlp_ratio)
+    attention = 4 * n_attn * dim * dim + 2 * n_attn * n_attn * dim  # qkv + proj, q.k^T + attn.v
+    mlp = 2 * n_mlp * dim * hidden
+    norms = n_attn * dim + n_mlp * dim
+    return attention + mlp + norms
+
+
+def count_macs(config: ClcaConfig) -> MacReport:
+    spec = config.backbone
+    dim = spec.embed_dim
+    schedule = token_schedule(config)
+    embedding = config.num_patches * dim * 3 * spec.patch_size**2
+    if spec.pre_norm:
+        embedding += initial_length(config) * dim
+    blocks = tuple(block_macs(step, dim, spec.mlp_ratio) for step in schedule)
+    classes = config.num_classes
+    if config.ifa_head:
+        layers = len(config.cls_feature_layers)
+        multiplier = config.ifa_dws_conv_groups
+        if multiplier:
+            hidden = dim * multiplier
+            head = dim * layers + hidden * layers + hidden + hidden * classes
+        else:
+            head = dim * layers + dim + dim * classes
+    else:
+        # The official code norms the whole final sequence before taking CLS.
+        head = schedule[-1].tokens_next * dim + dim * classes
+    return MacReport(embedding=embedding, blocks=blocks, head=head)

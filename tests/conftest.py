@@ -1,0 +1,63 @@
+"""Shared test setup: locations of ../shared fixtures and the gpu/trt auto-skip markers."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CLCA_SHARED_DIR", REPO_ROOT.parent / "shared"))
+GOLDEN_DIR = SHARED / "fixtures" / "clca_golden"
+LEAVES_DIR = SHARED / "data" / "leaves"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require_shared(path: Path) -> Path:
+    """Shared data is skipped with a reason on a developer machine without it, and fails in CI."""
+    if not path.exists():
+        message = f"{path} is missing (expected ../shared beside the checkout, or CLCA_SHARED_DIR)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def golden_names() -> list[str]:
+    if not GOLDEN_DIR.exists():
+        return ["<missing>"]
+    return sorted(p.stem for p in GOLDEN_DIR.glob("*.json"))
+
+
+@pytest.fixture
+def golden_dir() -> Path:
+    return require_shared(GOLDEN_DIR)
+
+
+@pytest.fixture
+def leaves_dir() -> Path:
+    return require_shared(LEAVES_DIR)
+
+
+def load_golden(name: str) -> tuple[Path, dict, dict]:
+    """(checkpoint path, settings json, io arrays) of one golden fixture."""
+    import numpy as np
+
+    require_shared(GOLDEN_DIR / f"{name}.json")
+    meta = json.loads((GOLDEN_DIR / f"{name}.json").read_text())
+    io = dict(np.load(GOLDEN_DIR / meta["io"]))
+    return GOLDEN_DIR / meta["checkpoint"], meta, io
+
+
+def pytest_collection_modifyitems(config, items):
+    from clca_deploy.capabilities import gpu_skip_reason, tensorrt_skip_reason
+
+    gpu_reason = gpu_skip_reason()
+    trt_reason = tensorrt_skip_reason()
+    for item in items:
+        if "gpu" in item.keywords and gpu_reason:
+            item.add_marker(pytest.mark.skip(reason=gpu_reason))
+        if "trt" in item.keywords and trt_reason:
+            item.add_marker(pytest.mark.skip(reason=trt_reason))
