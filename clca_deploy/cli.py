@@ -94,6 +94,36 @@ def info(
         _print_summary(summary)
 
 
+@app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="A train.py checkpoint (.pth), state dict or .safetensors."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write the .onnx file."),
+    keep: Optional[float] = typer.Option(None, help="Static keep rate (default: the checkpoint's)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size (default: the checkpoint's)."),
+    opset: int = typer.Option(18, help="ONNX opset, 17..20."),
+    batch: Optional[int] = typer.Option(None, help="Fix the batch size (default: dynamic)."),
+    data: Optional[Path] = typer.Option(None, help="Images for the parity check (default: synthetic)."),
+    simplify: bool = typer.Option(False, help="Simplify the graph with onnxslim (verified again)."),
+    tolerance: float = typer.Option(1e-3, help="Max abs logit error against PyTorch."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Export a checkpoint to an ONNX graph with a fixed token schedule, verified against PyTorch."""
+    from clca_deploy.export import ExportConfig, export_onnx
+
+    config = ExportConfig(
+        keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data
+    )
+    result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    schedule = " ".join(f"{a}->{b}" if a != b else str(a) for a, b in result.token_schedule)
+    typer.echo(f"tokens per block: {schedule}")
+    typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,11 +44,15 @@ def _read_pickle(path: Path) -> Any:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        message = str(exc)
+        blocked = re.search(r"GLOBAL ([\w.]+)", message)
+        if blocked is None and "global" not in message.lower():
+            raise CheckpointError(f"cannot read {path}: it is not a valid checkpoint (damaged pickle). Re-copy it.") from exc
+        what = blocked.group(1) if blocked else "an unknown class"
         raise CheckpointError(
-            f"refused to load {path}: its pickle holds objects other than tensors, plain containers "
-            f"and argparse.Namespace ({first_line}). Nothing in it was executed. Re-save the weights "
-            "as a state dict or .safetensors from a trusted environment."
+            f"refused to load {path}: its pickle holds {what}, and only tensors, plain containers and "
+            "argparse.Namespace are allowed. Nothing in it was executed. Re-save the weights as a state "
+            "dict or .safetensors from a trusted environment."
         ) from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
         raise CheckpointError(

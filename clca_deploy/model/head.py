@@ -39,3 +39,30 @@ def aggregation_head(embed_dim: int, num_layers: int, multiplier: int, num_class
     if multiplier:
         return cla_head(embed_dim, num_layers, multiplier, num_classes)
     return ifa_head(embed_dim, num_layers, num_classes)
+
+
+def fold_cla_batchnorms(head: nn.Sequential) -> nn.Sequential:
+    """An equivalent CLA head for inference with both BatchNorms folded into the grouped conv.
+
+    BN before the depthwise conv is a per-channel affine map of its input, BN after it a
+    per-channel affine map of its output, so both fold exactly into that conv's weight and
+    bias. ``head`` itself is left untouched.
+    """
+    import torch
+
+    bn_in, conv, bn_out, act, classifier = head[0]
+    with torch.no_grad():
+        scale_in = bn_in.weight / torch.sqrt(bn_in.running_var + bn_in.eps)
+        shift_in = bn_in.bias - bn_in.running_mean * scale_in
+        scale_out = bn_out.weight / torch.sqrt(bn_out.running_var + bn_out.eps)
+        shift_out = bn_out.bias - bn_out.running_mean * scale_out
+        multiplier = conv.out_channels // conv.in_channels
+        in_channel = torch.arange(conv.out_channels) // multiplier  # output c*m+j reads input c
+        weight = conv.weight * scale_in[in_channel].view(-1, 1, 1)
+        bias = conv.bias + (conv.weight.sum(dim=(1, 2)) * shift_in[in_channel])
+        folded = nn.Conv1d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, groups=conv.groups)
+        folded.weight.copy_(weight * scale_out.view(-1, 1, 1))
+        folded.bias.copy_(bias * scale_out + shift_out)
+        new_classifier = nn.Conv1d(classifier.in_channels, classifier.out_channels, 1)
+        new_classifier.load_state_dict(classifier.state_dict())
+    return nn.Sequential(nn.Sequential(folded, nn.GELU(), new_classifier), nn.Flatten(1)).eval()

@@ -1,0 +1,1 @@
+"""Benchmarking: one latency harness for every backend, accuracy, reports."""

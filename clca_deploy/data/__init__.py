@@ -1,0 +1,46 @@
+"""The one eval preprocessing, image reading and dataset readers (ImageFolder, official CSV, flat)."""
+
+from clca_deploy.data.datasets import (
+    IMAGE_EXTENSIONS,
+    Batch,
+    BatchReader,
+    ImageDataset,
+    ImageRecord,
+    SkippedImage,
+    is_image_file,
+    iter_batches,
+    open_dataset,
+)
+from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image, to_rgb
+from clca_deploy.data.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PreprocessConfig,
+    default_resize_size,
+    preprocess,
+    preprocess_batch,
+    preprocess_into,
+)
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "IMAGE_EXTENSIONS",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Batch",
+    "BatchReader",
+    "ImageDataset",
+    "ImageReadError",
+    "ImageRecord",
+    "PreprocessConfig",
+    "SkippedImage",
+    "default_resize_size",
+    "is_image_file",
+    "iter_batches",
+    "load_image",
+    "open_dataset",
+    "preprocess",
+    "preprocess_batch",
+    "preprocess_into",
+    "to_rgb",
+]

@@ -1,0 +1,98 @@
+"""Reading one image file into an RGB PIL image, with every failure as one clear ImageReadError."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from clca_deploy.errors import ClcaDeployError
+
+# Pillow's own default (Image.MAX_IMAGE_PIXELS): about 0.25 GB of 24-bit pixels.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+
+class ImageReadError(ClcaDeployError):
+    """An image file that cannot be read: missing, empty, not an image, truncated, too large..."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path = Path(path)
+        # One line, so that a skipped-file list and the CLI stay readable.
+        self.reason = " ".join(str(reason).split())
+        super().__init__(f"cannot read image {self.path}: {self.reason}")
+
+
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The image at ``path`` fully decoded, EXIF orientation applied, converted to 8-bit RGB.
+
+    Images with more than ``max_pixels`` pixels are refused before decoding. Pillow keeps its
+    own hard ceiling (twice ``PIL.Image.MAX_IMAGE_PIXELS``) for limits set above it.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            # Our own limit below replaces Pillow's warning-level one.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                pixels = image.width * image.height
+                if pixels > max_pixels:
+                    raise ImageReadError(
+                        path,
+                        f"{image.width}x{image.height} = {pixels} pixels exceeds the limit of {max_pixels} "
+                        "(decompression-bomb guard; raise max_pixels if the file is trusted)",
+                    )
+                # Decode now, inside the try: truncated or corrupt data fails here, not later.
+                image.load()
+                oriented = ImageOps.exif_transpose(image)
+                return to_rgb(oriented, path)
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageReadError(path, f"decompression-bomb guard: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(path, "not a recognised image format") from exc
+    except FileNotFoundError as exc:
+        raise ImageReadError(path, "file not found") from exc
+    except PermissionError as exc:
+        raise ImageReadError(path, "permission denied") from exc
+    except OSError as exc:
+        raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from exc
+    except Exception as exc:  # noqa: BLE001 - broken files make Pillow's decoders raise almost anything
+        raise ImageReadError(path, f"corrupt image data ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_file(path: Path) -> None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise ImageReadError(path, "file not found") from None
+    except OSError as exc:
+        raise ImageReadError(path, f"cannot access file ({exc.strerror or exc})") from None
+    if path.is_dir():
+        raise ImageReadError(path, "is a directory, not an image file")
+    if stat.st_size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
+
+
+def to_rgb(image: Image.Image, path: str | os.PathLike = "<image>") -> Image.Image:
+    """``image`` as a new 8-bit RGB image; 16-bit grayscale is scaled to 8 bits, not clipped."""
+    mode = image.mode
+    if mode.startswith("I;16") or mode == "I":
+        # Pillow's convert() clips these at 255; 16-bit PNG/TIFF data spans 0..65535.
+        # Mode "I" is how Pillow reads 16-bit grayscale from several formats, so it is taken as 16-bit too.
+        values = np.asarray(image).astype(np.int64)
+        gray = ((np.clip(values, 0, 65535) + 128) // 257).astype(np.uint8)  # round(v * 255 / 65535)
+        return Image.fromarray(np.stack([gray] * 3, axis=-1), mode="RGB")
+    if mode == "F":
+        raise ImageReadError(path, "32-bit float images (mode F) have no defined 8-bit range; convert it to 8 or 16 bits")
+    if mode == "RGB":
+        return image.copy()
+    try:
+        # Palette and alpha images drop the alpha channel as the official eval's .convert('RGB') does.
+        return image.convert("RGB")
+    except ValueError as exc:
+        raise ImageReadError(path, f"unsupported image mode {mode!r} ({exc})") from exc

@@ -1,0 +1,123 @@
+"""ONNX ``metadata_props``: everything a runtime needs to preprocess an image and name its class.
+
+Values are strings; lists and dicts are JSON. The ONNX file alone is then a complete model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clca_deploy import __version__
+from clca_deploy.errors import ClcaDeployError
+
+FORMAT_KEY = "clca_deploy.format"
+FORMAT_VERSION = "1"
+
+
+@dataclass(frozen=True)
+class OnnxModelInfo:
+    """Parsed metadata of an exported CLCA ONNX file."""
+
+    model: str
+    method: str
+    backbone: str
+    keep_rate: tuple[float, ...]
+    trained_keep_rate: tuple[float, ...]
+    reduction_loc: tuple[int, ...]
+    token_schedule: tuple[tuple[int, int], ...]
+    img_size: int
+    preprocess: dict[str, Any]
+    num_classes: int
+    class_names: tuple[str, ...] | None
+    source_sha256: str | None
+    clca_config: dict[str, Any]
+    clca_deploy_version: str
+    precision: str
+
+
+def build_metadata(
+    model, preprocess: dict[str, Any], trained_keep_rate: tuple[float, ...], source_sha256: str | None,
+    precision: str = "fp32",
+) -> dict[str, str]:
+    config = model.config
+    props: dict[str, Any] = {
+        FORMAT_KEY: FORMAT_VERSION,
+        "clca_deploy.version": __version__,
+        "model": config.model,
+        "method": config.method,
+        "backbone": config.backbone.name,
+        "keep_rate": list(config.keep_rate),
+        "trained_keep_rate": list(trained_keep_rate),
+        "reduction_loc": list(config.reduction_loc),
+        "token_schedule": [[s.tokens_in, s.tokens_out] for s in model.token_schedule()],
+        "img_size": config.img_size,
+        "resize_size": preprocess["resize_size"],
+        "interpolation": preprocess["interpolation"],
+        "mean": list(preprocess["mean"]),
+        "std": list(preprocess["std"]),
+        "num_classes": config.num_classes,
+        "clca_config": config.to_dict(),
+        "precision": precision,
+    }
+    if model.class_names:
+        props["class_names"] = list(model.class_names)
+    if source_sha256:
+        props["source_sha256"] = source_sha256
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in props.items()}
+
+
+def write_metadata(onnx_model, props: dict[str, str]) -> None:
+    del onnx_model.metadata_props[:]
+    for key in sorted(props):
+        entry = onnx_model.metadata_props.add()
+        entry.key, entry.value = key, props[key]
+
+
+def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxModelInfo:
+    if FORMAT_KEY not in props:
+        raise ClcaDeployError(
+            f"{source} has no clca-deploy metadata; export it with `clca-deploy export` "
+            "(or pass the preprocessing settings explicitly)."
+        )
+    try:
+        get = lambda key: json.loads(props[key])  # noqa: E731
+        names = get("class_names") if "class_names" in props else None
+        return OnnxModelInfo(
+            model=props["model"],
+            method=props["method"],
+            backbone=props["backbone"],
+            keep_rate=tuple(get("keep_rate")),
+            trained_keep_rate=tuple(get("trained_keep_rate")),
+            reduction_loc=tuple(get("reduction_loc")),
+            token_schedule=tuple(tuple(pair) for pair in get("token_schedule")),
+            img_size=int(props["img_size"]),
+            preprocess={
+                "img_size": int(props["img_size"]),
+                "resize_size": int(props["resize_size"]),
+                "interpolation": props["interpolation"],
+                "mean": tuple(get("mean")),
+                "std": tuple(get("std")),
+            },
+            num_classes=int(props["num_classes"]),
+            class_names=tuple(names) if names else None,
+            source_sha256=props.get("source_sha256"),
+            clca_config=get("clca_config"),
+            clca_deploy_version=props["clca_deploy.version"],
+            precision=props.get("precision", "fp32"),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ClcaDeployError(f"{source} has damaged clca-deploy metadata ({exc}); export it again.") from exc
+
+
+def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
+    """Metadata of an exported ONNX file, read without loading its weights."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError and others for damaged files
+        raise ClcaDeployError(f"cannot read {path} as ONNX ({type(exc).__name__}); is the file complete?") from exc
+    return parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
