@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from clca_deploy.artifacts import check_output_path
 from clca_deploy.errors import ClcaDeployError
 
 app = typer.Typer(
@@ -122,6 +123,104 @@ def export(
     schedule = " ".join(f"{a}->{b}" if a != b else str(a) for a, b in result.token_schedule)
     typer.echo(f"tokens per block: {schedule}")
     typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,8, got {text!r}") from None
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="A checkpoint, an exported .onnx file or an engine."),
+    images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    top_k: int = typer.Option(5, "--top-k", help="How many classes to show per image."),
+    provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+) -> None:
+    """Classify leaf images; unreadable files are skipped and named."""
+    from clca_deploy.runtime import backend_for_path, open_backend, predict_images
+
+    options = {"provider": provider} if backend_for_path(model) == "onnxruntime" else {}
+    with open_backend(model, **options) as backend:
+        run = predict_images(backend, images, top_k=top_k, progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(run.to_dict(), indent=2))
+        return
+    for prediction in run.predictions:
+        best = ", ".join(f"{s.name} {100 * s.probability:.1f}%" for s in prediction.top)
+        typer.echo(f"{prediction.path}: {best}")
+    for path, reason in run.skipped:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    typer.echo(f"{len(run.predictions)} classified, {len(run.skipped)} skipped", err=True)
+
+
+def _render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
+    from clca_deploy.bench.report import plot_accuracy_latency, print_table
+
+    print_table(report)
+    for skipped in report.skipped_images:
+        typer.echo(f"skipped {skipped['path']}: {skipped['reason']}", err=True)
+    if out is not None:
+        report.write_json(out)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        try:
+            plot_accuracy_latency(report, plot, batch_size=report.timing["batch_sizes"][0])
+            typer.echo(f"wrote {plot}")
+        except ClcaDeployError as exc:
+            typer.echo(f"no plot: {exc}", err=True)
+
+
+@app.command()
+def bench(
+    data: Path = typer.Option(..., help="Images: an ImageFolder tree, a flat folder, or a CSV split root."),
+    model: list[Path] = typer.Option([], "--model", help="A model to measure (.onnx, .engine, .pth); repeatable."),
+    reference: Optional[Path] = typer.Option(None, help="The PyTorch reference checkpoint."),
+    batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes to time."),
+    warmup: int = typer.Option(3, help="Untimed warm-up calls per batch size."),
+    iters: int = typer.Option(20, help="Timed calls per batch size."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+    csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
+    image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
+    provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
+    out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
+) -> None:
+    """Latency and accuracy of each model beside the PyTorch reference, as a table, JSON and a plot."""
+    from clca_deploy.bench.run import BenchConfig, run_bench
+
+    config = BenchConfig(
+        models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
+        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider,
+    )
+    for path in (out, plot):
+        if path is not None:
+            check_output_path(path)
+    report = run_bench(config, log=lambda line: typer.echo(line, err=True))
+    _render_report(report, out, plot or (out.with_suffix(".png") if out else None))
+
+
+@app.command()
+def sweep(
+    checkpoint: Path = typer.Argument(..., help="The trained checkpoint (also the reference)."),
+    keep: list[float] = typer.Option(..., "--keep", help="Keep rates; repeat --keep for each."),
+    data: Path = typer.Option(..., help="Images with labels for accuracy."),
+    workdir: Path = typer.Option(Path("sweep"), help="Where the exported ONNX files and the report go."),
+    batch_sizes: str = typer.Option("1", help="Comma-separated batch sizes to time."),
+    warmup: int = typer.Option(2, help="Untimed warm-up calls per batch size."),
+    iters: int = typer.Option(10, help="Timed calls per batch size."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+) -> None:
+    """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
+    from clca_deploy.bench.run import BenchConfig
+    from clca_deploy.bench.sweep import SweepConfig, run_sweep
+
+    bench_config = BenchConfig(models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit)
+    report = run_sweep(SweepConfig(checkpoint, tuple(keep), workdir, bench_config), log=lambda line: typer.echo(line, err=True))
+    _render_report(report, workdir / "sweep.json", workdir / "sweep.png")
 
 
 def main() -> None:

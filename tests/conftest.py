@@ -61,3 +61,14 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason=gpu_reason))
         if "trt" in item.keywords and trt_reason:
             item.add_marker(pytest.mark.skip(reason=trt_reason))
+
+
+@pytest.fixture(scope="session")
+def plain_onnx(tmp_path_factory):
+    """The plain EViT golden checkpoint (fp16 weights, calm attention) and its ONNX export, made once."""
+    from clca_deploy.export import ExportConfig, export_onnx
+
+    checkpoint, _, _ = load_golden("evit_deit_tiny_plain_k0.5_224")
+    path = tmp_path_factory.mktemp("plain_onnx") / "plain.onnx"
+    export_onnx(checkpoint, path, ExportConfig(), log=lambda _: None)
+    return checkpoint, path

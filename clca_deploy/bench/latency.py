@@ -52,6 +52,15 @@ class LatencyStats:
             "images_per_second": self.images_per_second,
         }
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "LatencyStats":
+        """Inverse of ``to_dict``; the derived statistics in ``d`` are recomputed, not read."""
+        return cls(
+            batch_size=int(d["batch_size"]),
+            warmup=int(d["warmup"]),
+            samples_ms=tuple(float(s) for s in d["samples_ms"]),
+        )
+
 
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warmup: int, iters: int) -> LatencyStats:
     """Time ``run(batch)``; ``run`` must return only after its result is on the host."""

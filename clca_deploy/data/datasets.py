@@ -275,6 +275,7 @@ def iter_batches(
     batch_size: int,
     limit: int | None = None,
     progress: bool = False,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> BatchReader:
     """Preprocessed batches of ``dataset``; read ``.skipped`` on the result after iterating."""
-    return BatchReader(dataset, config, batch_size, limit=limit, progress=progress)
+    return BatchReader(dataset, config, batch_size, limit=limit, progress=progress, max_pixels=max_pixels)

@@ -80,7 +80,7 @@ def test_metadata_is_enough_to_preprocess_and_name(exported, name):
     assert info.keep_rate == (meta["keep_rate"],) == info.trained_keep_rate
     assert info.preprocess == {
         "img_size": 224, "resize_size": 256, "interpolation": "bicubic",
-        "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
     }
     assert info.num_classes == 15 and len(info.source_sha256) == 64
 

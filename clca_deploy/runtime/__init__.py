@@ -1,0 +1,24 @@
+"""Runtimes behind one protocol: torch (the reference), onnxruntime, tensorrt."""
+
+from clca_deploy.runtime.base import (
+    BACKENDS,
+    Backend,
+    InputSpec,
+    ModelDescription,
+    backend_for_path,
+    open_backend,
+)
+from clca_deploy.runtime.predictor import Prediction, PredictionRun, infer, predict_images
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "InputSpec",
+    "ModelDescription",
+    "Prediction",
+    "PredictionRun",
+    "backend_for_path",
+    "infer",
+    "open_backend",
+    "predict_images",
+]

@@ -1,0 +1,110 @@
+"""Images -> class labels with any backend, using the preprocessing the model carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from clca_deploy.errors import ClcaDeployError
+from clca_deploy.runtime.base import Backend
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    index: int
+    name: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class Prediction:
+    path: str
+    top: tuple[ClassScore, ...]
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "top": [vars(score) for score in self.top]}
+
+
+@dataclass(frozen=True)
+class PredictionRun:
+    predictions: tuple[Prediction, ...]
+    skipped: tuple[tuple[str, str], ...]  # (path, reason)
+
+    def to_dict(self) -> dict:
+        return {
+            "predictions": [p.to_dict() for p in self.predictions],
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
+        }
+
+
+def infer(backend: Backend, images: np.ndarray) -> np.ndarray:
+    """Logits for any number of images, padding the last chunk for fixed-batch models."""
+    fixed = backend.input_spec.batch
+    if fixed is None:
+        return backend(images)
+    outputs = []
+    for start in range(0, len(images), fixed):
+        chunk = images[start : start + fixed]
+        real = len(chunk)
+        if real < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
+        outputs.append(backend(chunk)[:real])
+    return np.concatenate(outputs)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files as given, folders searched recursively for image files (sorted)."""
+    from clca_deploy.data import is_image_file
+
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p.name)))
+        elif item.exists():
+            found.append(item)
+        else:
+            raise ClcaDeployError(f"{item} does not exist.")
+    if not found:
+        raise ClcaDeployError(f"no image files in {', '.join(map(str, inputs))} (looked for .jpg, .png, .tif, ...).")
+    return found
+
+
+def predict_images(
+    backend: Backend,
+    inputs: Iterable[str | Path],
+    top_k: int = 5,
+    batch_size: int = 16,
+    progress: bool = False,
+    max_pixels: int | None = None,
+) -> PredictionRun:
+    """Top-k classes for every readable image; unreadable ones are named in ``skipped``."""
+    from clca_deploy.data import DEFAULT_MAX_PIXELS, ImageDataset, ImageRecord, PreprocessConfig, iter_batches
+
+    if top_k < 1:
+        raise ClcaDeployError(f"--top-k must be at least 1, got {top_k}.")
+    paths = collect_images(list(inputs))
+    dataset = ImageDataset(
+        records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=Path("."), kind="flat"
+    )
+    config = PreprocessConfig.from_dict(backend.description.preprocess)
+    reader = iter_batches(
+        dataset, config, batch_size=batch_size, progress=progress, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
+    )
+    description = backend.description
+    k = min(top_k, description.num_classes)
+    predictions = []
+    for batch in reader:
+        probabilities = softmax(infer(backend, batch.images))
+        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+        for path, row, indices in zip(batch.paths, probabilities, order):
+            top = tuple(ClassScore(int(i), description.class_name(int(i)), float(row[i])) for i in indices)
+            predictions.append(Prediction(str(path), top))
+    return PredictionRun(tuple(predictions), tuple((str(s.path), s.reason) for s in reader.skipped))

@@ -1,0 +1,55 @@
+"""The PyTorch reference backend: a checkpoint run by ``ClcaModel`` in eval mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clca_deploy.errors import ClcaDeployError
+from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, path: str | Path, device: str = "cpu", keep_rate: float | None = None, **settings: Any):
+        import torch
+
+        from clca_deploy.data import PreprocessConfig
+        from clca_deploy.model import load_checkpoint
+        from clca_deploy.model.deploy import with_keep_rate
+
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ClcaDeployError(f"device {device} requested but no CUDA GPU is available; use --device cpu.")
+        model = load_checkpoint(path, **settings)
+        if keep_rate is not None:
+            model = with_keep_rate(model, keep_rate)
+        self.model = model.to(device)
+        self.device = torch.device(device)
+        config = model.config
+        self.input_spec = InputSpec(name="images", img_size=config.img_size)
+        self.description = ModelDescription(
+            model=config.model,
+            keep_rate=config.keep_rate,
+            num_classes=config.num_classes,
+            preprocess=PreprocessConfig.for_size(config.img_size).to_dict(),
+            class_names=model.class_names,
+            precision="fp32",
+        )
+        self.providers = (f"torch:{self.device}",)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        batch = check_batch(batch, self.input_spec)
+        with torch.inference_mode():
+            # .cpu() synchronises with the device, so timing covers the whole forward.
+            return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
+
+    def __enter__(self) -> "TorchBackend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.model = None

@@ -1,0 +1,60 @@
+"""Backends behind one protocol: selection by file type, providers, shapes, and agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clca_deploy.errors import ClcaDeployError, UnsupportedError
+from clca_deploy.runtime import Backend, backend_for_path, open_backend
+from clca_deploy.runtime.onnxruntime_backend import choose_providers
+from tests.conftest import load_golden
+
+
+def test_backend_chosen_by_file_type():
+    assert backend_for_path("a.pth") == "torch"
+    assert backend_for_path("a.safetensors") == "torch"
+    assert backend_for_path("a.onnx") == "onnxruntime"
+    assert backend_for_path("a.engine") == "tensorrt"
+    with pytest.raises(ClcaDeployError, match="cannot tell"):
+        backend_for_path("a.tflite")
+
+
+def test_provider_choice():
+    cpu_only = ["CPUExecutionProvider"]
+    gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert choose_providers("auto", cpu_only) == ["CPUExecutionProvider"]
+    assert choose_providers("auto", gpu) == gpu
+    assert choose_providers("cuda", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    with pytest.raises(ClcaDeployError, match="clca-deploy\\[gpu\\]"):
+        choose_providers("cuda", cpu_only)  # never a silent CPU fallback for an explicit request
+
+
+def test_tensorrt_entry_explains_itself(tmp_path):
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(UnsupportedError, match="TensorRT backend"):
+        open_backend(engine)
+
+
+def test_torch_and_onnxruntime_agree_on_golden_input(plain_onnx):
+    checkpoint, onnx_path = plain_onnx
+    _, _, io = load_golden("evit_deit_tiny_plain_k0.5_224")
+    with open_backend(checkpoint) as reference, open_backend(onnx_path) as deployed:
+        assert isinstance(reference, Backend) and isinstance(deployed, Backend)
+        assert reference.description.preprocess == deployed.description.preprocess
+        assert deployed.description.keep_rate == (0.5,)
+        np.testing.assert_allclose(deployed(io["input"]), reference(io["input"]), atol=1e-4)
+        np.testing.assert_allclose(deployed(io["input"]), io["logits"], atol=1e-4)
+
+
+def test_wrong_input_shape_is_a_clear_error(plain_onnx):
+    _, onnx_path = plain_onnx
+    with open_backend(onnx_path) as backend:
+        with pytest.raises(ClcaDeployError, match=r"\(N, 3, 224, 224\)"):
+            backend(np.zeros((1, 3, 200, 200), dtype=np.float32))
+
+
+def test_missing_model_file(tmp_path):
+    with pytest.raises(ClcaDeployError, match="not found"):
+        open_backend(tmp_path / "nope.onnx")
