@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import measure_latency
+from clca_deploy.bench.latency import measure_interleaved
 from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.export.verify import onnx_session, synthetic_images
 from clca_deploy.model import ClcaConfig, ClcaModel, load_checkpoint
@@ -41,14 +41,37 @@ def write_checkpoint(folder: Path) -> Path:
     return path
 
 
+def markdown_table(report: dict) -> str:
+    """The README table: p50 latency per runtime and batch size, and the ratio to keep 1.0."""
+    sizes = list(report["rows"][0]["latency"])
+    header = "| keep | GMACs | " + " | ".join(
+        f"torch b{b} ms | onnxruntime b{b} ms | ort/torch b{b} | ort vs keep 1.0 b{b}" for b in sizes
+    ) + " |"
+    lines = [header, "|" + "---|" * (2 + 4 * len(sizes))]
+    for row in report["rows"]:
+        cells = [f"{row['keep_rate']:g}", f"{row['gmacs']:.2f}"]
+        for b in sizes:
+            torch_ms = row["latency"][b]["torch_eager"]["p50_ms"]
+            ort = row["latency"][b]["onnxruntime_cpu"]
+            ratio = ort.get("ratio_to_keep_1.0")
+            cells += [f"{torch_ms:.0f}", f"{ort['p50_ms']:.0f}", f"{ort['p50_ms'] / torch_ms:.2f}",
+                      "-" if ratio is None else f"{ratio:.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, help="Only print the markdown table of an existing JSON report.")
     parser.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.7, 0.5, 0.25, 0.1])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/export_latency.json"))
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(json.loads(args.table.read_text())))
+        return
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,7 +91,7 @@ def main() -> None:
             }
             for batch_size in args.batch_sizes:
                 batch = synthetic_images(batch_size, 448, seed=1)
-                iters = max(3, args.iters // batch_size) if batch_size > 1 else args.iters
+                iters = max(4, args.iters // 2) if batch_size > 1 else args.iters
 
                 def run_torch(x: np.ndarray) -> np.ndarray:
                     with torch.inference_mode():
@@ -77,10 +100,10 @@ def main() -> None:
                 def run_ort(x: np.ndarray) -> np.ndarray:
                     return session.run(None, {"images": x})[0]
 
-                row["latency"][str(batch_size)] = {
-                    "torch_eager": measure_latency(run_torch, batch, args.warmup, iters).to_dict(),
-                    "onnxruntime_cpu": measure_latency(run_ort, batch, args.warmup, iters).to_dict(),
-                }
+                stats = measure_interleaved(
+                    {"torch_eager": run_torch, "onnxruntime_cpu": run_ort}, batch, args.warmup, iters
+                )
+                row["latency"][str(batch_size)] = {name: s.to_dict() for name, s in stats.items()}
                 print(
                     f"keep {keep} batch {batch_size}: torch {row['latency'][str(batch_size)]['torch_eager']['p50_ms']:.0f} ms, "
                     f"onnxruntime {row['latency'][str(batch_size)]['onnxruntime_cpu']['p50_ms']:.0f} ms (p50)"
@@ -98,13 +121,14 @@ def main() -> None:
     report = {
         "benchmark": "export_latency",
         "version": 1,
-        "what_was_timed": "host-to-host forward of one preprocessed batch (no image decoding), p50 over iterations",
+        "what_was_timed": "host-to-host forward of one preprocessed batch (no image decoding), p50 over iterations; torch and onnxruntime calls alternate so machine drift hits both alike",
         "settings": SETTINGS,
         "environment": environment(),
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
+    print(markdown_table(report))
     print(f"wrote {args.out}")
 
 

@@ -72,3 +72,26 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warm
         run(batch)
         samples.append((time.perf_counter() - start) * 1000.0)
     return LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(samples))
+
+
+def measure_interleaved(
+    runs: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, warmup: int, iters: int
+) -> dict[str, LatencyStats]:
+    """Time several runtimes on the same batch, alternating call by call.
+
+    On a shared machine the speed drifts over minutes; alternating puts every runtime under
+    the same drift, so their comparison stays fair even when absolute numbers move.
+    """
+    for _ in range(warmup):
+        for run in runs.values():
+            run(batch)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(iters):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run(batch)
+            samples[name].append((time.perf_counter() - start) * 1000.0)
+    return {
+        name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values))
+        for name, values in samples.items()
+    }

@@ -8,7 +8,7 @@ keeps its row with a status and a reason.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -58,14 +58,7 @@ class AccuracyResult:
             object.__setattr__(self, name, _opt_float(getattr(self, name)))
 
     def to_dict(self) -> dict:
-        return {
-            "num_images": self.num_images,
-            "top1": self.top1,
-            "top5": self.top5,
-            "top1_agreement": self.top1_agreement,
-            "max_abs_logit_error": self.max_abs_logit_error,
-            "mean_abs_logit_error": self.mean_abs_logit_error,
-        }
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> AccuracyResult:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +13,8 @@ from clca_deploy.bench.accuracy import accuracy_against
 from clca_deploy.bench.environment import environment
 from clca_deploy.bench.latency import measure_latency
 from clca_deploy.bench.memory import peak_rss_mb, reset_peak_rss
-from clca_deploy.bench.report import BackendResult, BenchReport
+from clca_deploy.bench.report import BackendResult, BenchReport, utc_now
+from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
 
 WHAT_WAS_TIMED = (
@@ -70,7 +70,7 @@ class _ImageCache:
 
 
 def _label(backend, path: Path) -> str:
-    keep = "/".join(f"{k:g}" for k in backend.description.keep_rate)
+    keep = format_keep(backend.description.keep_rate)
     return f"{backend.name} {backend.description.precision} keep {keep} ({path.name})"
 
 
@@ -131,7 +131,7 @@ def _measure(path: Path, is_reference: bool, config: BenchConfig, cache: _ImageC
         status = "skipped" if isinstance(exc, UnsupportedError) else "failed"
         log(f"{path}: {status}: {exc}")
         result = BackendResult(
-            label=f"{kind} ({path.name})", backend=kind, model_path=str(path), precision="?", keep_rate=None,
+            label=f"{kind} ({path.name})", backend=kind, model_path=str(path), precision="-", keep_rate=None,
             status=status, reason=str(exc), is_reference=is_reference,
         )
         return result, None
@@ -172,5 +172,5 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchR
             "what_was_timed": WHAT_WAS_TIMED,
         },
         environment=environment(),
-        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        created=utc_now(),
     )

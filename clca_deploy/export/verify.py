@@ -67,16 +67,11 @@ def onnx_session(path: str | Path):
 
 
 def run_in_batches(session, images: np.ndarray, batch: int) -> np.ndarray:
-    """Run ``images`` through a session in chunks of ``batch`` (the last chunk padded if needed)."""
+    """Run ``images`` through an onnxruntime session in batches of ``batch``."""
+    from clca_deploy.runtime.base import run_in_chunks
+
     name = session.get_inputs()[0].name
-    outputs = []
-    for start in range(0, len(images), batch):
-        chunk = images[start : start + batch]
-        real = len(chunk)
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - real, axis=0)])
-        outputs.append(session.run(None, {name: chunk})[0][:real])
-    return np.concatenate(outputs)
+    return run_in_chunks(lambda chunk: session.run(None, {name: chunk})[0], images, batch)
 
 
 def check_parity(

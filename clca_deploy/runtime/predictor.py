@@ -9,7 +9,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.runtime.base import Backend
+from clca_deploy.runtime.base import Backend, run_in_chunks
 
 
 @dataclass(frozen=True)
@@ -43,16 +43,7 @@ class PredictionRun:
 def infer(backend: Backend, images: np.ndarray) -> np.ndarray:
     """Logits for any number of images, padding the last chunk for fixed-batch models."""
     fixed = backend.input_spec.batch
-    if fixed is None:
-        return backend(images)
-    outputs = []
-    for start in range(0, len(images), fixed):
-        chunk = images[start : start + fixed]
-        real = len(chunk)
-        if real < fixed:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-        outputs.append(backend(chunk)[:real])
-    return np.concatenate(outputs)
+    return backend(images) if fixed is None else run_in_chunks(backend, images, fixed)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

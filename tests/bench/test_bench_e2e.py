@@ -58,3 +58,35 @@ def test_bench_needs_images(tmp_path, plain_onnx):
     _, onnx_path = plain_onnx
     with pytest.raises(ClcaDeployError, match="no images|contain no images|No image"):
         run_bench(BenchConfig(models=(onnx_path,), data=tmp_path, progress=False), log=lambda _: None)
+
+
+def test_bench_counts_and_names_unreadable_images(plain_onnx, tmp_path):
+    import shutil
+
+    _, onnx_path = plain_onnx
+    leaves = sorted(require_shared(LEAVES_DIR / "test").rglob("*.jpg"))[:3]
+    for leaf in leaves:
+        shutil.copy(leaf, tmp_path / leaf.name)
+    (tmp_path / "broken.jpg").write_bytes(leaves[0].read_bytes()[:500])
+    config = BenchConfig(models=(onnx_path,), data=tmp_path, batch_sizes=(1,), warmup=0, iters=1, progress=False)
+    report = run_bench(config, log=lambda _: None)
+    assert [s["path"].split("/")[-1] for s in report.skipped_images] == ["broken.jpg"]
+    assert report.data["num_images"] == 4 and report.data["num_readable"] == 3
+    assert report.results[0].accuracy.num_images == 3 and report.results[0].accuracy.top1 is None  # unlabelled
+
+
+def test_sweep_exports_each_keep_rate_and_reuses_them(tmp_path):
+    from clca_deploy.bench.sweep import SweepConfig, run_sweep
+    from tests.conftest import load_golden
+
+    checkpoint, _, _ = load_golden("evit_deit_tiny_plain_k0.5_224")
+    data = require_shared(LEAVES_DIR / "test")
+    bench = BenchConfig(models=(), data=data, batch_sizes=(1,), warmup=0, iters=2, limit=15, progress=False)
+    config = SweepConfig(checkpoint, (0.25, 1.0), tmp_path / "sweep", bench)
+    report = run_sweep(config, log=lambda _: None)
+    keeps = [r.keep_rate for r in report.results]
+    assert keeps == [(0.5,), (0.25,), (1.0,)]  # the reference at its trained rate, then the sweep
+    assert all(r.status == "ok" for r in report.results)
+    lines = []
+    run_sweep(config, log=lines.append)
+    assert sum("reusing" in line for line in lines) == 2
