@@ -38,7 +38,7 @@ class ModelDescription:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def class_name(self, index: int) -> str:
-        return self.class_names[index] if self.class_names else str(index)
+        return self.class_names[index] if self.class_names else f"class {index}"
 
 
 @runtime_checkable

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -82,9 +83,8 @@ def predict_images(
     if top_k < 1:
         raise ClcaDeployError(f"--top-k must be at least 1, got {top_k}.")
     paths = collect_images(list(inputs))
-    dataset = ImageDataset(
-        records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=Path("."), kind="flat"
-    )
+    root = Path(os.path.commonpath([p.resolve() for p in paths]))
+    dataset = ImageDataset(records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=root, kind="flat")
     config = PreprocessConfig.from_dict(backend.description.preprocess)
     reader = iter_batches(
         dataset, config, batch_size=batch_size, progress=progress, max_pixels=max_pixels or DEFAULT_MAX_PIXELS
