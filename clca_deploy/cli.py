@@ -125,6 +125,36 @@ def export(
     typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
 
 
+@app.command()
+def calibrate(
+    model: Path = typer.Argument(..., help="An FP32 .onnx file from `clca-deploy export`."),
+    data: Optional[Path] = typer.Option(None, help="Leaf images for INT8 calibration (ImageFolder, CSV root or flat)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: MODEL.int8.onnx (or .fp16.onnx)."),
+    num_images: int = typer.Option(256, help="Calibration images (a few hundred; below 64 warns)."),
+    method: str = typer.Option("minmax", help="Activation range method: minmax, entropy or percentile."),
+    fp16: bool = typer.Option(False, "--fp16", help="Write an FP16 model instead of INT8 (needs no data)."),
+    csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
+    image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Decode the images even if a cached set exists."),
+) -> None:
+    """Explicit Q/DQ INT8 (calibrated on leaf images) or FP16 ONNX, as TensorRT 10 and 11 build them."""
+    from clca_deploy.calibration import CalibrationConfig, quantize_int8, to_fp16
+
+    suffix = ".fp16.onnx" if fp16 else ".int8.onnx"
+    output = output or model.with_name(model.name.removesuffix(".onnx") + suffix)
+    if fp16:
+        result = to_fp16(model, output, log=typer.echo)
+    else:
+        if data is None:
+            raise ClcaDeployError("INT8 needs calibration images: pass --data DIR (or use --fp16).")
+        config = CalibrationConfig(
+            data=data, num_images=num_images, method=method, csv=csv, image_folder=image_folder, use_cache=not no_cache
+        )
+        result = quantize_int8(model, output, config, log=typer.echo)
+        typer.echo(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more")
+    typer.echo(f"wrote {result.path} ({result.precision})")
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(part) for part in text.split(",") if part.strip())
