@@ -131,7 +131,9 @@ def calibrate(
     data: Optional[Path] = typer.Option(None, help="Leaf images for INT8 calibration (ImageFolder, CSV root or flat)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: MODEL.int8.onnx (or .fp16.onnx)."),
     num_images: int = typer.Option(256, help="Calibration images (a few hundred; below 64 warns)."),
-    method: str = typer.Option("minmax", help="Activation range method: minmax, entropy or percentile."),
+    method: str = typer.Option(
+        "minmax", help="Activation ranges: minmax (default), entropy or percentile (these two hold every activation in memory)."
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="Write an FP16 model instead of INT8 (needs no data)."),
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
@@ -153,6 +155,41 @@ def calibrate(
         result = quantize_int8(model, output, config, log=typer.echo)
         typer.echo(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more")
     typer.echo(f"wrote {result.path} ({result.precision})")
+
+
+@app.command("build-trt")
+def build_trt(
+    model: Path = typer.Argument(..., help="An .onnx file (FP32, or FP16 / INT8 from `clca-deploy calibrate`)."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: MODEL.<precision>.engine."),
+    fp16: bool = typer.Option(False, "--fp16", help="FP16 engine (an FP32 ONNX is converted first)."),
+    int8: bool = typer.Option(False, "--int8", help="INT8 engine (an FP32 ONNX is calibrated on --data first)."),
+    data: Optional[Path] = typer.Option(None, help="Calibration images for --int8."),
+    num_images: int = typer.Option(256, help="Calibration images for --int8."),
+    batch: Optional[str] = typer.Option(None, help="Batch profile MIN,OPT,MAX (dynamic-batch ONNX; default 1,8,32)."),
+    workspace: float = typer.Option(2.0, help="Builder workspace in GiB."),
+    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
+) -> None:
+    """Build a TensorRT engine plus its sidecar JSON; the precision comes from the ONNX file."""
+    from clca_deploy.export.build import build_trt as build
+    from clca_deploy.export.tensorrt import EngineConfig, require_tensorrt
+    from clca_deploy.export.trt_plan import parse_batch_profile
+
+    require_tensorrt()  # before reading or calibrating anything
+    if fp16 and int8:
+        raise ClcaDeployError("choose one of --fp16 and --int8.")
+    precision = "int8" if int8 else "fp16" if fp16 else None
+    if precision is None:
+        from clca_deploy.export import read_onnx_metadata
+
+        precision = read_onnx_metadata(model).precision
+    config = EngineConfig(
+        precision=precision, batch=parse_batch_profile(batch) if batch else None, workspace_gib=workspace,
+        timing_cache=timing_cache,
+    )
+    result = build(model, output, config, data=data, num_images=num_images, log=typer.echo)
+    for note in result.notes:
+        typer.echo(f"note: {note}")
+    typer.echo(f"wrote {result.path} and {result.sidecar} ({result.precision}, TensorRT {result.tensorrt_version})")
 
 
 def _int_list(text: str) -> tuple[int, ...]:

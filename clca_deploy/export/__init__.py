@@ -1,4 +1,4 @@
-"""Export stages: torch -> ONNX (onnx.py) and, later, ONNX -> TensorRT engine (tensorrt.py)."""
+"""Export stages: torch -> ONNX (onnx.py) and ONNX -> TensorRT engine (tensorrt.py, build.py)."""
 
 from clca_deploy.export.metadata import OnnxModelInfo, read_onnx_metadata
 from clca_deploy.export.onnx import ExportConfig, ExportResult, export_onnx

@@ -254,3 +254,22 @@ def test_load_sidecar(tmp_path):
         load_sidecar(engine)
     sidecar_path(engine).write_text(json.dumps(_sidecar()))
     assert load_sidecar(engine) == _sidecar()
+
+
+def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypatch, capsys):
+    """No TensorRT/GPU here: one line naming what is missing and how to install it; nothing written."""
+    import sys
+
+    from clca_deploy import cli
+    from clca_deploy.capabilities import tensorrt_skip_reason
+
+    if tensorrt_skip_reason() is None:
+        pytest.skip("TensorRT and a GPU are present")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"not even read")
+    monkeypatch.setattr(sys, "argv", ["clca-deploy", "build-trt", str(model), "--int8", "--data", str(tmp_path)])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and 'pip install "clca-deploy[trt]"' in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

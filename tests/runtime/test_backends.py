@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from clca_deploy.errors import ClcaDeployError, UnsupportedError
+from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime import Backend, backend_for_path, open_backend
 from clca_deploy.runtime.onnxruntime_backend import choose_providers
 from tests.conftest import load_golden
@@ -30,10 +30,10 @@ def test_provider_choice():
         choose_providers("cuda", cpu_only)  # never a silent CPU fallback for an explicit request
 
 
-def test_tensorrt_entry_explains_itself(tmp_path):
+def test_engine_without_sidecar_is_a_clear_error(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
-    with pytest.raises(UnsupportedError, match="TensorRT backend"):
+    with pytest.raises(ClcaDeployError, match="sidecar"):
         open_backend(engine)
 
 
