@@ -118,7 +118,9 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
                 "ActivationSymmetric": True,  # TensorRT: zero point 0
                 "WeightSymmetric": True,
                 "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of [in, out] weights
-                "MatMulConstBOnly": True,
+                "MatMulConstBOnly": False,  # attention matmuls of non-reducing blocks too
+                # Q/DQ on GEMM inputs only, as TensorRT expects; softmax keeps float logits.
+                "OpTypesToExcludeOutputQuantization": ["MatMul", "Conv", "Gemm"],
                 "QuantizeBias": False,  # TensorRT fuses float biases itself
             },
         )

@@ -8,23 +8,33 @@ from dataclasses import dataclass
 import numpy as np
 
 LINEAR_SCOPE = re.compile(r"/([\w.]+): torch\.nn\.modules\.linear\.Linear")
+ATTENTION_SCOPE = re.compile(r"/blocks\.(\d+)\.attn: [\w.]+Attention/")
+
+
+def _namespace(node) -> str:
+    """The torch module path a node came from, as the dynamo exporter records it."""
+    return next((prop.value for prop in node.metadata_props if prop.key == "namespace"), "")
 
 
 def module_path(node) -> str | None:
-    """The torch module a node came from (the dynamo exporter records it as ``namespace``)."""
-    for prop in node.metadata_props:
-        if prop.key == "namespace":
-            found = LINEAR_SCOPE.findall(prop.value)
-            return found[-1] if found else None
-    return None
+    """The ``nn.Linear`` a node came from, e.g. ``blocks.3.attn.qkv``."""
+    found = LINEAR_SCOPE.findall(_namespace(node))
+    return found[-1] if found else None
+
+
+def attention_block(node) -> int | None:
+    """The block of an attention matmul (q.k^T or attn.v), None for other nodes."""
+    found = ATTENTION_SCOPE.findall(_namespace(node))
+    return int(found[-1]) if found and module_path(node) is None else None
 
 
 def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], list[str]]:
     """(nodes to quantize, nodes kept in float with the reason).
 
-    Quantized: the weight GEMMs (patch embedding conv, qkv / proj / fc1 / fc2), where the
-    MACs are. Kept in float: LayerNorm, Softmax, GELU and the attention matmuls (never
-    selected), the qkv projection of every reducing block (its q and k decide which tokens
+    Quantized: the weight GEMMs (patch embedding conv, qkv / proj / fc1 / fc2) and the
+    attention matmuls (q.k^T, attn.v) of blocks that do not reduce, where the MACs are.
+    Kept in float: LayerNorm, Softmax, GELU (never selected), the qkv projection and the
+    attention matmuls of every reducing block (its q, k and softmax decide which tokens
     survive: int8 error there flips near-tie top-k choices), and the small classifier heads.
     """
     initializers = {init.name for init in model.graph.initializer}
@@ -35,6 +45,14 @@ def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], 
         if node.op_type == "Conv" and weights:
             dims = next(i.dims for i in model.graph.initializer if i.name == node.input[1])
             (quantize if len(dims) == 4 else kept).append(node.name)
+        elif node.op_type == "MatMul" and not weights:
+            block = attention_block(node)
+            if block is None:
+                continue
+            if block in score_blocks:
+                kept.append(f"{node.name} (blocks.{block} attention: token scores)")
+            else:
+                quantize.append(node.name)
         elif node.op_type in ("MatMul", "Gemm") and weights:
             path = module_path(node)
             if path in score_qkv:

@@ -119,3 +119,18 @@ def test_nothing_readable_or_bad_settings(tmp_path, plain_onnx):
     with pytest.raises(ClcaDeployError, match="unknown calibration method"):
         quantize_int8(fp32, tmp_path / "x.onnx", CalibrationConfig(data=tmp_path, method="mse"), log=lambda _: None)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_bench_reports_int8_agreement_and_latency(int8_model, plain_onnx):
+    from clca_deploy.bench.run import BenchConfig, run_bench
+
+    checkpoint, fp32 = plain_onnx
+    config = BenchConfig(
+        models=(fp32, int8_model[0].path), data=require_shared(LEAVES_DIR / "test"), reference=checkpoint,
+        batch_sizes=(1,), warmup=1, iters=3, limit=30, progress=False,
+    )
+    reference, float_row, int8_row = run_bench(config, log=lambda _: None).results
+    assert int8_row.status == "ok" and int8_row.precision == "int8"
+    assert int8_row.accuracy.num_images == 30 and int8_row.accuracy.top1_agreement is not None
+    assert int8_row.latency[1].p50_ms > 0
+    assert float_row.accuracy.top1_agreement == 100.0
