@@ -167,6 +167,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         _trace_to_onnx(model, example, tmp, config.opset, dynamic_batch=config.batch is None)
         onnx_model = onnx.load(str(tmp))
         _check_graph(onnx_model)
+        _drop_stack_traces(onnx_model)
         onnx_model.doc_string = f"CLCA {model.config.model}, exported by clca-deploy"
         write_metadata(onnx_model, build_metadata(model, preprocess, trained.config.keep_rate, source_sha))
         onnx.save(onnx_model, str(tmp))
@@ -204,6 +205,17 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         seconds=round(time.perf_counter() - started, 2),
         notes=tuple(notes),
     )
+
+
+def _drop_stack_traces(onnx_model) -> None:
+    """Remove the exporter's per-node Python stack traces: they embed this installation's file
+    paths, which made the same export differ byte-wise between two checkouts. The module
+    ``namespace`` stays (INT8 calibration reads it)."""
+    for node in onnx_model.graph.node:
+        kept = [p for p in node.metadata_props if "stack_trace" not in p.key]
+        if len(kept) != len(node.metadata_props):
+            del node.metadata_props[:]
+            node.metadata_props.extend(kept)
 
 
 def _parity_line(parity: ParityResult, stage: str) -> str:
