@@ -53,8 +53,10 @@ def synthetic_images(count: int, img_size: int, seed: int = 0) -> np.ndarray:
     coarse = torch.rand(count, 3, 8, 8, generator=generator)
     smooth = torch.nn.functional.interpolate(coarse, size=(img_size, img_size), mode="bilinear", align_corners=False)
     pixels = (smooth + 0.1 * torch.rand(count, 3, img_size, img_size, generator=generator)).clamp(0, 1)
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    from clca_deploy.data import IMAGENET_MEAN, IMAGENET_STD
+
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     return ((pixels - mean) / std).numpy().astype(np.float32)
 
 
