@@ -44,3 +44,13 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:
         for chunk in iter(lambda: handle.read(chunk_size), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def write_json(path: str | Path, data: object) -> Path:
+    """Write ``data`` as indented JSON, atomically; returns the path."""
+    import json
+
+    text = json.dumps(data, indent=2) + "\n"
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)

@@ -290,6 +290,67 @@ def sweep(
     _render_report(report, workdir / "sweep.json", workdir / "sweep.png")
 
 
+@app.command()
+def train(
+    data: Path = typer.Argument(..., help="Leaf images: a root with train/ (and test/), or an ImageFolder train split."),
+    output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (official train.py format)."),
+    model: str = typer.Option("evit_vit_tiny_patch16_224", help="Official model string: <method>_<timm ViT name>."),
+    keep: float = typer.Option(0.1, help="Keep rate at each reduction location."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size (default: the model name's)."),
+    epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
+    minutes: Optional[float] = typer.Option(None, help="Time budget instead of --epochs: epochs are fitted to it."),
+    test: Optional[Path] = typer.Option(None, help="Test split (default: test/ or val/ beside train/)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per step (the official default is 32)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 1e-4 with --pretrained, else 1e-3)."),
+    augment: str = typer.Option("weak", help="weak (official: crop+flip), medium (+TrivialAugment), strong (+rotations)."),
+    pretrained: bool = typer.Option(False, help="Start from timm's pretrained backbone (needs the Hugging Face Hub)."),
+    init: Optional[Path] = typer.Option(None, help="Fine-tune from this CLCA checkpoint instead."),
+    plain: bool = typer.Option(False, help="Train the plain method: no cross-layer cache, linear head."),
+    precision: str = typer.Option("auto", help="auto, fp32, bf16 (CPU with AMX/AVX512-BF16) or fp16 (CUDA)."),
+    seed: int = typer.Option(1, help="Random seed."),
+    resume: bool = typer.Option(False, help="Continue the run saved at -o."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run's summary as JSON here."),
+) -> None:
+    """Train or fine-tune a CLCA model; writes a checkpoint the official code can load too."""
+    from clca_deploy.train import TrainConfig, train as run_training
+
+    if epochs is None and minutes is None:
+        epochs = 30
+    config = TrainConfig(
+        model=model, keep_rate=keep, img_size=img_size, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr,
+        augment=augment, pretrained=pretrained, clca=not plain, precision=precision, seed=seed,
+    )
+    if json_out is not None:
+        check_output_path(json_out)
+    result = run_training(data, output, config, test=test, resume=resume, init=init, log=typer.echo)
+    if json_out is not None:
+        from clca_deploy.artifacts import write_json
+
+        write_json(json_out, result.to_dict())
+        typer.echo(f"wrote {json_out}")
+
+
+@app.command()
+def demo(
+    workdir: Path = typer.Option(Path("clca-demo"), help="Where every artefact goes; a second run reuses them."),
+    data: Optional[Path] = typer.Option(None, help="Your own leaves: a root with train/ and test/ ImageFolder splits."),
+    epochs: int = typer.Option(30, help="Training epochs of the tiny CLCA model."),
+    img_size: int = typer.Option(112, "--img-size", help="Input size of the tiny model."),
+    keep: float = typer.Option(0.1, help="Static keep rate of the export."),
+) -> None:
+    """The whole pipeline on this machine: data, training, export, INT8, benchmark against PyTorch."""
+    from clca_deploy.bench.report import print_table
+    from clca_deploy.demo import DemoConfig, run_demo
+
+    config = DemoConfig(workdir=workdir, data=data, epochs=epochs, img_size=img_size, keep_rate=keep)
+    result, report = run_demo(config, log=typer.echo)
+    print_table(report)
+    typer.echo(f"report  {result.bench_json}")
+    if result.bench_plot:
+        typer.echo(f"plot    {result.bench_plot}")
+    typer.echo(f"done in {result.seconds:.0f} s")
+
+
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
     try:

@@ -23,22 +23,10 @@ def _exported_path(workdir: Path, checkpoint: Path, keep: float) -> Path:
     return workdir / f"{checkpoint.stem}.keep{keep:g}.onnx"
 
 
-def _reusable(path: Path, checkpoint_sha: str, keep: float) -> bool:
-    """An earlier sweep's export of the same checkpoint at the same keep rate."""
-    from clca_deploy.export import read_onnx_metadata
-
-    if not path.exists():
-        return False
-    try:
-        info = read_onnx_metadata(path)
-    except ClcaDeployError:
-        return False
-    return info.source_sha256 == checkpoint_sha and info.keep_rate == (keep,)
-
-
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> BenchReport:
     from clca_deploy.artifacts import sha256_file
     from clca_deploy.export import ExportConfig, export_onnx
+    from clca_deploy.export.metadata import is_export_of
 
     if not config.keep_rates:
         raise ClcaDeployError("give at least one keep rate, e.g. --keep 0.1 0.25 0.5 0.7 1.0.")
@@ -51,7 +39,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> BenchR
     models = []
     for keep in config.keep_rates:
         path = _exported_path(config.workdir, config.checkpoint, keep)
-        if _reusable(path, checkpoint_sha, keep):
+        if is_export_of(path, checkpoint_sha, keep):
             log(f"keep {keep:g}: reusing {path}")
         else:
             export_onnx(config.checkpoint, path, ExportConfig(keep_rate=keep), log=log)

@@ -121,3 +121,15 @@ def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
     except Exception as exc:  # onnx raises DecodeError and others for damaged files
         raise ClcaDeployError(f"cannot read {path} as ONNX ({type(exc).__name__}); is the file complete?") from exc
     return parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def is_export_of(path: str | Path, checkpoint_sha256: str, keep_rate: float, precision: str = "fp32") -> bool:
+    """True if ``path`` is an earlier export of that checkpoint at that keep rate and precision,
+    so a pipeline run again can reuse it instead of exporting (or calibrating) once more."""
+    if not Path(path).is_file():
+        return False
+    try:
+        info = read_onnx_metadata(path)
+    except ClcaDeployError:
+        return False
+    return info.source_sha256 == checkpoint_sha256 and info.keep_rate == (keep_rate,) and info.precision == precision
