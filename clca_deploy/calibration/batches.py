@@ -35,13 +35,32 @@ class CalibrationSet:
     from_cache: bool
 
 
+# Part of the cache key: bump when the choice of images changes, so old caches are not reused.
+SELECTION_VERSION = "spread-v2"
+
+
 def _fingerprint(dataset, preprocess: dict, num_images: int) -> str:
     digest = hashlib.sha256(json.dumps(preprocess, sort_keys=True).encode())
+    digest.update(SELECTION_VERSION.encode())
     digest.update(str(num_images).encode())
     for record in dataset.records:
         stat = record.path.stat()
         digest.update(f"{record.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
+
+
+def spread_order(records: tuple, count: int) -> tuple:
+    """``count`` records evenly spaced over the whole (class-sorted) list first, then the rest.
+
+    Taking the first ``count`` records would calibrate on the first classes only; the rest
+    follow so that unreadable files are replaced by readable ones.
+    """
+    total = len(records)
+    if count >= total:
+        return tuple(records)
+    chosen = [(i * total) // count for i in range(count)]
+    picked = set(chosen)
+    return tuple(records[i] for i in chosen) + tuple(r for i, r in enumerate(records) if i not in picked)
 
 
 def calibration_images(
@@ -59,9 +78,8 @@ def calibration_images(
         with np.load(path) as cached:
             skipped = tuple(tuple(pair) for pair in json.loads(str(cached["skipped"])))
             return CalibrationSet(cached["images"], skipped, path, from_cache=True)
-    # Spread the images over classes: take every k-th record rather than the first classes only.
-    step = max(1, len(dataset) // num_images)
-    subset = type(dataset)(records=dataset.records[::step], class_names=dataset.class_names, root=dataset.root, kind=dataset.kind)
+    records = spread_order(dataset.records, num_images)
+    subset = type(dataset)(records=records, class_names=dataset.class_names, root=dataset.root, kind=dataset.kind)
     reader = iter_batches(subset, PreprocessConfig.from_dict(preprocess), 32, limit=num_images, progress=progress)
     images = np.concatenate([batch.images for batch in reader])
     skipped = tuple((str(s.path), s.reason) for s in reader.skipped)

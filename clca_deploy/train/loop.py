@@ -282,7 +282,10 @@ def _epochs_for_budget(budget: float, first_epoch: float, train_images: int, tes
 
 
 def _bar(enabled: bool, total: int, desc: str):
-    if not enabled:
+    import sys
+
+    # A bar redrawn into a log file is noise; the per-epoch lines say the same there.
+    if not enabled or not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 

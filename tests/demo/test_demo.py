@@ -1,0 +1,52 @@
+"""The demo pipeline end to end (tiny settings), and its reuse of a first run's artefacts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from clca_deploy.demo import DemoConfig, run_demo
+from clca_deploy.errors import ClcaDeployError
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    config = DemoConfig(workdir=workdir, img_size=32, epochs=1, calibration_images=16, batch_sizes=(2,), iters=2)
+    lines = []
+    result, report = run_demo(config, log=lines.append)
+    return config, result, report, lines
+
+
+def test_demo_makes_every_artefact_and_reports_what_it_wrote(first_run):
+    config, result, report, lines = first_run
+    names = [step.name for step in result.steps]
+    assert names == ["data", "train", "export", "int8", "tensorrt", "bench"]
+    assert [step.action for step in result.steps if step.name != "tensorrt"] == ["made"] * 5
+    for step in result.steps:
+        assert any(line.startswith(f"[{names.index(step.name) + 1}/6] {step.name}") and step.path in line for line in lines)
+    saved = json.loads((config.workdir / "bench.json").read_text())
+    labels = [row["label"] for row in saved["results"]]
+    assert len(labels) == 3 and any("int8" in label for label in labels)
+    # The table is rendered from this report, and the file holds the same numbers.
+    assert saved == json.loads(json.dumps(report.to_dict()))
+
+
+def test_second_run_reuses_the_first_runs_artefacts(first_run):
+    config, first, _, _ = first_run
+    stamps = {p: p.stat().st_mtime_ns for p in config.workdir.rglob("*") if p.suffix in (".pth", ".onnx")}
+    second, _ = run_demo(config, log=lambda _: None)
+    assert {s.name: s.action for s in second.steps if s.name in ("data", "train", "export", "int8")} == {
+        "data": "reused", "train": "reused", "export": "reused", "int8": "reused"}
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+
+def test_a_workdir_trained_with_other_settings_is_not_overwritten(first_run):
+    config, _, _, _ = first_run
+    before = (config.workdir / "model.pth").read_bytes()
+    from dataclasses import replace
+
+    with pytest.raises(ClcaDeployError, match="other settings"):
+        run_demo(replace(config, keep_rate=0.5), log=lambda _: None)
+    assert (config.workdir / "model.pth").read_bytes() == before
