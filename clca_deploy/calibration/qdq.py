@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -22,6 +23,22 @@ def module_path(node) -> str | None:
     return found[-1] if found else None
 
 
+@lru_cache(maxsize=1)
+def _reducer_scope_pattern() -> re.Pattern:
+    from clca_deploy.model.reduction import REDUCERS
+
+    # Where ClcaModel keeps reducers: their official state-dict names, else ``reducers``.
+    names = {kind.state_dict_name for kind in REDUCERS.values() if kind.state_dict_name} | {"reducers"}
+    return re.compile(r"/((?:%s)\.\d+): " % "|".join(sorted(names)))
+
+
+def reducer_scope(node) -> str | None:
+    """The token reducer a node belongs to, e.g. ``score_predictor.0`` (DynamicViT's predictor),
+    ``cluster_layers.1`` (DPC-KNN, SiT, PatchMerger) or ``reducers.3`` (EViT, Top-K, ToMe)."""
+    found = _reducer_scope_pattern().findall(_namespace(node))
+    return found[-1] if found else None
+
+
 def attention_block(node) -> int | None:
     """The block of an attention matmul (q.k^T or attn.v), None for other nodes."""
     found = ATTENTION_SCOPE.findall(_namespace(node))
@@ -32,16 +49,27 @@ def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], 
     """(nodes to quantize, nodes kept in float with the reason).
 
     Quantized: the weight GEMMs (patch embedding conv, qkv / proj / fc1 / fc2) and the
-    attention matmuls (q.k^T, attn.v) of blocks that do not reduce, where the MACs are.
+    attention logits matmul (q.k^T) of blocks that do not reduce, where the MACs are; the
+    attention-probability matmul (attn.v) stays float (see below).
     Kept in float: LayerNorm, Softmax, GELU (never selected), the qkv projection and the
     attention matmuls of every reducing block (its q, k and softmax decide which tokens
-    survive: int8 error there flips near-tie top-k choices), and the small classifier heads.
+    survive: int8 error there flips near-tie top-k choices), every MatMul of a token reducer
+    (DynamicViT's predictor, DPC-KNN's score and distances, SiT's and PatchMerger's
+    assignments, ToMe's matching: they decide or weigh which tokens survive; methods that
+    reduce before a block show no length change inside it, so ``score_blocks`` misses them),
+    and the small classifier heads.
     """
     initializers = {init.name for init in model.graph.initializer}
+    producers = {output: node.op_type for node in model.graph.node for output in node.output}
     score_qkv = {f"blocks.{i}.attn.qkv" for i in score_blocks}
     quantize, kept = [], []
     for node in model.graph.node:
         weights = [name for name in node.input if name in initializers]
+        if node.op_type in ("MatMul", "Gemm"):
+            scope = reducer_scope(node)
+            if scope is not None:
+                kept.append(f"{node.name} ({scope}: token reduction)")
+                continue
         if node.op_type == "Conv" and weights:
             dims = next(i.dims for i in model.graph.initializer if i.name == node.input[1])
             (quantize if len(dims) == 4 else kept).append(node.name)
@@ -51,6 +79,11 @@ def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], 
                 continue
             if block in score_blocks:
                 kept.append(f"{node.name} (blocks.{block} attention: token scores)")
+            elif producers.get(node.input[0]) == "Softmax":
+                # attn @ v: TensorRT's symmetric int8 spends half its range on negative
+                # probabilities that never occur and rounds the many small ones to zero; on the
+                # trained leaf model this alone cut INT8 agreement with FP32 from 100% to 95%.
+                kept.append(f"{node.name} (blocks.{block} attention probabilities)")
             else:
                 quantize.append(node.name)
         elif node.op_type in ("MatMul", "Gemm") and weights:

@@ -114,7 +114,9 @@ def _train(config: DemoConfig, data: Path, steps: _Steps, log: Callable[[str], N
             steps.record("train", "reused", output, f"test top-1 {top1:.1f}%" if top1 is not None else "")
             return output
         resume = True
-    quiet = lambda line: log("          " + line) if line.startswith(("budget", "resume", "skipped")) else None
+    log(f"      training {config.model} at {config.img_size}px, keep {config.keep_rate:g}, "
+        f"{config.epochs} epochs (about a minute on 2 cores)...")
+    quiet = lambda line: log("      " + line) if line.startswith(("budget", "resume", "skipped")) else None
     result = train(data, output, train_config, resume=resume, log=quiet)
     detail = f"{result.epochs} epochs in {result.seconds:.0f} s, test top-1 {result.test_top1:.1f}%"
     steps.record("train", "resumed" if resume else "made", output, detail)

@@ -25,6 +25,10 @@ TENSORRT_ALLOWED_OPS = frozenset(
         "ReduceMean", "ReduceSum", "ReduceMax",
         # selection with static K
         "TopK", "Gather", "GatherElements", "ScatterElements", "ScatterND",
+        # token matching and clustering (ToMe, DPC-KNN): TensorRT's ONNX parser supports each
+        # and DynamicViT's predictor: TensorRT's ONNX parser supports each (onnx-tensorrt
+        # docs/operators.md: ArgMax, ArgMin, ReduceMin, ReduceL2, Greater, LogSoftmax; FP32/FP16)
+        "ArgMax", "ArgMin", "ReduceMin", "ReduceL2", "Greater", "LogSoftmax",
         # shape plumbing (static given the fixed schedule)
         "Reshape", "Transpose", "Concat", "Slice", "Split", "Squeeze", "Unsqueeze", "Flatten",
         "Expand", "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Equal", "Where",

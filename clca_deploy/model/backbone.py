@@ -99,7 +99,7 @@ def norm_layer(spec: BackboneSpec) -> partial[nn.LayerNorm]:
 
 class Attention(nn.Module):
     """Multi-head self-attention computed explicitly, as the official code does, returning the
-    post-softmax attention so that reducers can score tokens."""
+    post-softmax attention and the keys so that reducers can score and match tokens."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool):
         super().__init__()
@@ -109,13 +109,20 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, logit_bias: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(output, attention [B, H, N, N], keys [B, H, N, hd]); ``logit_bias`` [B, 1, 1, N] is
+        added to the logits before the softmax (ToMe's proportional attention)."""
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        attn = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+        logits = (q * self.scale) @ k.transpose(-2, -1)
+        if logit_bias is not None:
+            logits = logits + logit_bias
+        attn = logits.softmax(dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(batch, tokens, dim)
-        return self.proj(out), attn
+        return self.proj(out), attn, k
 
 
 class Block(nn.Module):
@@ -136,9 +143,16 @@ class Block(nn.Module):
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * spec.mlp_ratio), act_layer=nn.GELU)
         self.ls2 = LayerScale(dim, init_values=init) if init else nn.Identity()
 
-    def forward(self, x: torch.Tensor, reducer: nn.Module | None = None) -> torch.Tensor:
-        attn_out, attn = self.attn(self.norm1(x))
+    def forward(
+        self,
+        x: torch.Tensor,
+        reducer: nn.Module | None = None,
+        token_weights: torch.Tensor | None = None,
+        logit_bias: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The block's output and the per-token weights that go with it (changed only by a reducer)."""
+        attn_out, attn, keys = self.attn(self.norm1(x), logit_bias)
         x = x + self.ls1(attn_out)
         if reducer is not None:
-            x = reducer(x, attn)
-        return x + self.ls2(self.mlp(self.norm2(x)))
+            x, token_weights = reducer(x, attn=attn, keys=keys, token_weights=token_weights)
+        return x + self.ls2(self.mlp(self.norm2(x))), token_weights

@@ -138,10 +138,17 @@ def model_from_state_dict(
             state_dict.pop(key, None)
     problem = _describe_mismatch(model, state_dict)
     if problem:
+        kind = model.reducer_kind
+        hint = (
+            f" {config.method}'s weights have one row per output token, so they fix the keep rate and "
+            "image size: use the trained ones."
+            if kind is not None and kind.keep_rate_in_weights
+            else ""
+        )
         raise CheckpointError(
             f"{source} does not fit {config.model} at {config.img_size}px "
             f"(num_clr={config.num_clr}, ifa_head={config.ifa_head}, classes={config.num_classes}): {problem}. "
-            "Check the model name and settings the checkpoint was trained with."
+            f"Check the model name and settings the checkpoint was trained with.{hint}"
         )
     converted = {k: v.float() if v.is_floating_point() else v for k, v in state_dict.items()}
     model.load_state_dict(converted, strict=True)

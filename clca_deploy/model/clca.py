@@ -10,7 +10,7 @@ from clca_deploy.model.backbone import Block, norm_layer
 from clca_deploy.model.cache import CrossLayerCache
 from clca_deploy.model.config import PLAIN_METHOD, ClcaConfig
 from clca_deploy.model.head import aggregation_head
-from clca_deploy.model.reduction import BEFORE_BLOCK, reducer_class
+from clca_deploy.model.reduction import BEFORE_BLOCK, TokenReducer, reducer_class
 from clca_deploy.model.schedule import BlockTokens, token_schedule
 
 
@@ -42,13 +42,8 @@ class ClcaModel(nn.Module):
         self.norm_pre = norm_layer(spec)(dim) if spec.pre_norm else nn.Identity()
         self.blocks = nn.ModuleList(Block(spec) for _ in range(spec.depth))
 
-        # Reducers hold only static sizes (EViT/Top-K have no weights), keyed by block index.
-        self.reducers = nn.ModuleDict()
-        if config.method != PLAIN_METHOD:
-            cls = reducer_class(config.method)
-            for step in self.schedule:
-                if step.keep is not None:
-                    self.reducers[str(step.index)] = cls(step.tokens_arriving, step.keep)
+        self.reducer_kind = None if config.method == PLAIN_METHOD else reducer_class(config.method)
+        self._reducer_at = self._build_reducers()
 
         if config.ifa_head:
             self.norm = nn.Identity()
@@ -58,6 +53,28 @@ class ClcaModel(nn.Module):
         else:
             self.norm = norm_layer(spec)(dim)
             self.head = nn.Linear(dim, config.num_classes)
+
+    def _build_reducers(self) -> dict[int, TokenReducer]:
+        """Block index -> reducer, for the blocks that reduce.
+
+        Weightless methods (EViT, Top-K, ToMe) live in ``reducers``, keyed by block index.
+        Methods with learned weights live where the official state dict has them (e.g.
+        ``score_predictor.{j}``, ``cluster_layers.{j}``), one per location, whether or not
+        that location ends up reducing at this keep rate, so that strict loading works.
+        """
+        kind = self.reducer_kind
+        if kind is None:
+            return {}
+        spec = self.config.backbone
+        located = [step for step in self.schedule if step.site is not None]
+        if kind.state_dict_name is None:
+            self.reducers = nn.ModuleDict(
+                {str(step.index): kind(step.site, step.keep, spec) for step in located if step.keep is not None}
+            )
+            return {int(index): reducer for index, reducer in self.reducers.items()}
+        modules = nn.ModuleList(kind(step.site, step.keep, spec) for step in located)
+        setattr(self, kind.state_dict_name, modules)
+        return {step.index: module for step, module in zip(located, modules) if step.keep is not None}
 
     def token_schedule(self) -> tuple[BlockTokens, ...]:
         return self.schedule
@@ -77,14 +94,24 @@ class ClcaModel(nn.Module):
         config = self.config
         x = self.embed(images)
         cache = CrossLayerCache(config.clc_include_gap, config.clc_pool_cls, config.num_clr) if config.clc else None
+        kind = self.reducer_kind
+        # Per-token weights some methods carry along the sequence (ToMe sizes, DynamicViT policy).
+        weights = torch.ones_like(x[..., :1]) if kind is not None and kind.weights_from_start else None
         cls_features = []
         for step, block in zip(self.schedule, self.blocks):
-            reducer = self.reducers[str(step.index)] if step.keep is not None else None
+            reducer = self._reducer_at.get(step.index)
             if reducer is not None and reducer.stage == BEFORE_BLOCK:
-                x, reducer = reducer(x), None
-            x = block(x, reducer)
+                x, weights = reducer(x, token_weights=weights)
+                reducer = None
+            bias = None
+            if weights is not None and kind.weights_bias_attention:
+                bias = weights.log().transpose(1, 2).unsqueeze(1)  # [B, 1, 1, N]
+            x, weights = block(x, reducer, weights, bias)
             if cache is not None:
                 x = cache.after_block(x, step)
+            if step.reinserted and weights is not None:
+                reinserted = weights.new_full((weights.shape[0], step.reinserted, 1), kind.reinserted_weight)
+                weights = torch.cat([weights, reinserted], dim=1)
             if step.collects_cls:
                 cls_features.append(x[:, 0])
         return x, cls_features

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from clca_deploy.errors import ConfigError, UnsupportedError
 from clca_deploy.model.backbone import BackboneSpec, parse_backbone
-from clca_deploy.model.reduction import reducer_class
+from clca_deploy.model.reduction import NO_STATIC_FORM, reducer_class
 
 # Official model-string prefixes (clca_reference.md section 1.1). No prefix: plain ViT.
 METHOD_PREFIXES = ("evit", "topk", "tome", "dpcknn", "dyvit", "ats", "sit", "patchmerger")
@@ -30,6 +30,8 @@ OFFICIAL_MODEL_DEFAULTS: dict[str, Any] = {
     "ifa_head": False,
     "ifa_dws_conv_groups": 2,
 }
+# DPC-KNN's own fields and the official fallbacks (getattr(args, 'k_neighbors', 5), ...).
+DPCKNN_DEFAULTS: dict[str, Any] = {"k_neighbors": 5, "equal_weight": False}
 
 
 def split_model_name(model_name: str) -> tuple[str, str, str | None]:
@@ -61,6 +63,8 @@ class ClcaConfig:
     clc_recover_at_last: bool = True
     ifa_head: bool = False
     ifa_dws_conv_groups: int = 2
+    k_neighbors: int = 5  # DPC-KNN only: neighbours of its density estimate
+    equal_weight: bool = False  # DPC-KNN only: plain cluster means, no learned token score
     backbone: BackboneSpec = field(init=False, repr=False, compare=False)
     method: str = field(init=False, compare=False)
 
@@ -75,13 +79,14 @@ class ClcaConfig:
 
     def _validate(self) -> None:
         spec = self.backbone
-        if self.method == "ats":
+        if self.method in NO_STATIC_FORM:
             raise UnsupportedError(
-                "ATS keeps a different number of tokens for every image, so it has no static-shape "
-                "form; export it with another method or keep it in PyTorch."
+                "ATS keeps a different number of tokens for every image (its sampling drops repeated "
+                "tokens per image), so it has no static-shape form for ONNX/TensorRT; deploy a model "
+                "trained with another method, or run ATS in its official PyTorch code."
             )
         if self.method != PLAIN_METHOD:
-            reducer_class(self.method)  # raises UnsupportedError for methods not written yet
+            reducer_class(self.method).check_keep_rates(self.keep_rate, len(self.reduction_loc))
         if self.img_size <= 0 or self.img_size % spec.patch_size:
             raise ConfigError(
                 f"image size {self.img_size} is not a positive multiple of the patch size "
@@ -109,6 +114,8 @@ class ClcaConfig:
             raise ConfigError("the cross-layer cache needs carriers: set num_clr > 0 or clc_include_gap.")
         if self.ifa_dws_conv_groups < 0:
             raise ConfigError(f"ifa_dws_conv_groups must be >= 0, got {self.ifa_dws_conv_groups}.")
+        if self.k_neighbors < 1:
+            raise ConfigError(f"k_neighbors must be >= 1, got {self.k_neighbors}.")
 
     # --- derived quantities -------------------------------------------------------------
     @property
@@ -121,7 +128,9 @@ class ClcaConfig:
 
     @property
     def rate_per_location(self) -> tuple[float, ...]:
-        """The keep rate at each reduction location (one rate is used at every location)."""
+        """The configured rate at each location, one rate repeated. This is EViT/Top-K's actual
+        rate; the other methods derive their counts from it in their own ways (compounded
+        kr^(j+1) of the patches, or relative to the current length): see each ``plan``."""
         if len(self.keep_rate) == 1:
             return self.keep_rate * len(self.reduction_loc)
         return self.keep_rate
@@ -161,7 +170,9 @@ class ClcaConfig:
             if args.get(required) is None:
                 raise ConfigError(f"the checkpoint's args have no '{required}'; pass it explicitly.")
         defaulted = tuple(k for k in OFFICIAL_MODEL_DEFAULTS if k not in args)
-        merged = {**OFFICIAL_MODEL_DEFAULTS, **args}
+        if split_model_name(str(args["model"]))[0] == "dpcknn":
+            defaulted += tuple(k for k in DPCKNN_DEFAULTS if k not in args)
+        merged = {**OFFICIAL_MODEL_DEFAULTS, **DPCKNN_DEFAULTS, **args}
         img_size = merged.get("input_size") or merged.get("img_size")
         if img_size is None:
             img_size = 224
@@ -188,6 +199,8 @@ class ClcaConfig:
                 clc_recover_at_last=bool(merged["clc_recover_at_last"]),
                 ifa_head=bool(merged["ifa_head"]),
                 ifa_dws_conv_groups=int(merged["ifa_dws_conv_groups"]),
+                k_neighbors=int(merged["k_neighbors"]),
+                equal_weight=bool(merged["equal_weight"]),
             )
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"the checkpoint's args cannot describe a model: {exc}") from exc

@@ -3,14 +3,20 @@
 Counts what ``torchprofile.profile_macs`` counts for these models (the paper's "GFLOPs"
 are such MACs at batch 1): linear layers, the two attention matmuls, convolutions, and
 one MAC per output element of every affine normalisation (LayerNorm, BatchNorm).
-Element-wise ops, softmax, GELU and the EViT token fusion are not counted.
+Element-wise ops, softmax, GELU and the EViT token fusion are not counted. A reduction
+method's own layers (DynamicViT's predictor, SiT's and PatchMerger's assignment, ToMe's
+matching, DPC-KNN's token score) are priced by the method (``TokenReducer.extra_macs``), as
+torchprofile prices them in the official code: the figures are comparable with the paper's,
+not a count of what the static ONNX graph executes (its assignment-matrix MatMuls, DPC-KNN's
+distance MatMul, which torchprofile does not see in ``cdist``, add a little).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from clca_deploy.model.config import ClcaConfig
+from clca_deploy.model.config import PLAIN_METHOD, ClcaConfig
+from clca_deploy.model.reduction import reducer_class
 from clca_deploy.model.schedule import BlockTokens, initial_length, token_schedule
 
 
@@ -47,7 +53,12 @@ def count_macs(config: ClcaConfig) -> MacReport:
     embedding = config.num_patches * dim * 3 * spec.patch_size**2
     if spec.pre_norm:
         embedding += initial_length(config) * dim
-    blocks = tuple(block_macs(step, dim, spec.mlp_ratio) for step in schedule)
+    kind = None if config.method == PLAIN_METHOD else reducer_class(config.method)
+    blocks = tuple(
+        block_macs(step, dim, spec.mlp_ratio)
+        + (kind.extra_macs(step.keep, step.site, spec) if step.keep is not None else 0)
+        for step in schedule
+    )
     classes = config.num_classes
     if config.ifa_head:
         layers = len(config.cls_feature_layers)

@@ -43,3 +43,33 @@ def test_ats_is_refused_with_reason():
 def test_plain_vit_uses_hard_coded_locations():
     config = ClcaConfig(model="vit_tiny_patch16_224", img_size=224, num_classes=3, reduction_loc=(2,))
     assert config.reduction_loc == (3, 6, 9)
+
+
+@pytest.mark.parametrize("method", ["tome", "dpcknn", "sit", "patchmerger"])
+def test_compounding_methods_take_one_keep_rate(method):
+    # The official code reads a keep_rate list as token counts for these: refuse it clearly.
+    with pytest.raises(ConfigError, match="one keep rate"):
+        ClcaConfig(model=f"{method}_vit_tiny_patch16_224", img_size=224, num_classes=3, keep_rate=(0.5, 0.5, 0.25))
+
+
+def test_dyvit_and_topk_accept_per_location_rates():
+    for method in ("dyvit", "evit", "topk"):
+        ClcaConfig(model=f"{method}_vit_tiny_patch16_224", img_size=224, num_classes=3, keep_rate=(0.5, 0.5, 0.25))
+
+
+def test_dpcknn_settings_come_from_args():
+    base = dict(model="dpcknn_vit_tiny_patch16_224", input_size=224, num_classes=3, keep_rate=[0.25])
+    config, defaulted = ClcaConfig.from_args({**base, "k_neighbors": 7, "equal_weight": True})
+    assert (config.k_neighbors, config.equal_weight) == (7, True)
+    assert "k_neighbors" not in defaulted
+    _, defaulted = ClcaConfig.from_args(base)
+    assert {"k_neighbors", "equal_weight"} <= set(defaulted)
+    _, defaulted = ClcaConfig.from_args({**base, "model": "evit_vit_tiny_patch16_224"})
+    assert "k_neighbors" not in defaulted  # only DPC-KNN reads them
+
+
+def test_dpcknn_needs_enough_tokens_to_cluster():
+    with pytest.raises(ConfigError, match="DPC-KNN"):
+        from clca_deploy.model import token_schedule
+
+        token_schedule(ClcaConfig(model="dpcknn_vit_tiny_patch16_224", img_size=32, num_classes=3, keep_rate=(0.5,)))

@@ -109,3 +109,51 @@ def test_backbone_kinds_follow_official_table():
     assert spec("evit_vit_base_patch16_224.dino").kind == "standard"
     model = ClcaModel(ClcaConfig(model="evit_deit3_small_patch16_224", img_size=224, num_classes=2, num_clr=1))
     assert model.pos_embed.shape[1] == 196  # DeiT 3: no pos rows for CLS or CLR
+
+
+OTHER_METHODS = list(
+    itertools.product(
+        ["tome", "dpcknn", "dyvit", "sit", "patchmerger"],
+        [0.25, 0.5],
+        [  # (clc, num_clr, gap, pool_cls, pool_clr, recover_at_last)
+            (True, 1, True, False, False, True),
+            (True, 2, True, True, True, False),
+            (True, 0, True, False, False, True),
+            (False, 1, True, False, False, True),
+            (False, 0, True, False, False, True),
+        ],
+    )
+)
+
+
+@pytest.mark.parametrize("method,keep,cache", OTHER_METHODS)
+def test_other_methods_static_forward_equals_literal_official_flow(method, keep, cache):
+    """ToMe, DPC-KNN, DynamicViT, SiT and PatchMerger against their literal, dynamic-shape steps.
+
+    In float64: there cdist is exact, so the literal DPC-KNN (official arithmetic, torch.cdist)
+    and the static one (exactly re-measured distances) make the same decisions.
+    """
+    clc, num_clr, gap, pool_cls, pool_clr, recover_at_last = cache
+    config = ClcaConfig(
+        model=f"{method}_vit_tiny_patch16_224",
+        img_size=64,
+        num_classes=7,
+        keep_rate=(keep,),
+        clc=clc,
+        num_clr=num_clr,
+        clc_include_gap=gap,
+        clc_pool_cls=pool_cls,
+        clc_pool_clr=pool_clr,
+        clc_recover_at_last=recover_at_last,
+        ifa_head=True,
+    )
+    model = randomized(ClcaModel(config)).double()
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1)).double()
+    with torch.no_grad():
+        static = model(images)
+    literal, counts = literal_forward(model, images)
+    assert counts == [(s.tokens_in, s.tokens_out) for s in model.token_schedule()]
+    # An empty GAP window makes the official logits NaN (SiT/PatchMerger/DynamicViT at low keep).
+    empty_window = any(step.pools_nothing(config) for step in model.token_schedule())
+    assert bool(torch.isnan(literal).any()) == empty_window
+    torch.testing.assert_close(static, literal, atol=1e-9, rtol=1e-9, equal_nan=True)

@@ -3,29 +3,37 @@
 from __future__ import annotations
 
 from clca_deploy.errors import UnsupportedError
-from clca_deploy.model.reduction.base import AFTER_ATTENTION, BEFORE_BLOCK, TokenReducer
+from clca_deploy.model.reduction.base import AFTER_ATTENTION, BEFORE_BLOCK, ReductionSite, TokenReducer
+from clca_deploy.model.reduction.dpcknn import DpcKnnReducer
+from clca_deploy.model.reduction.dyvit import DynamicViTReducer
+from clca_deploy.model.reduction.patchmerger import PatchMergerReducer
+from clca_deploy.model.reduction.sit import SiTReducer
+from clca_deploy.model.reduction.tome import ToMeReducer
 from clca_deploy.model.reduction.topk import EViTReducer, TopKReducer
 
 # Method name (the official model-string prefix) -> reducer class. The plain ViT has none.
 REDUCERS: dict[str, type[TokenReducer]] = {
     "evit": EViTReducer,
     "topk": TopKReducer,
+    "tome": ToMeReducer,
+    "dpcknn": DpcKnnReducer,
+    "dyvit": DynamicViTReducer,
+    "sit": SiTReducer,
+    "patchmerger": PatchMergerReducer,
 }
 
-# Methods of the paper whose static-shape forms are not written yet.
-PLANNED_METHODS = ("tome", "dpcknn", "dyvit", "sit", "patchmerger")
+# ATS keeps a different number of tokens for every image (per-sample torch.unique and
+# padding): there is no static-shape graph for it. ClcaConfig refuses it with that reason.
+NO_STATIC_FORM = ("ats",)
 
 
 def reducer_class(method: str) -> type[TokenReducer]:
     try:
         return REDUCERS[method]
     except KeyError:
-        if method in PLANNED_METHODS:
-            raise UnsupportedError(
-                f"token reduction method '{method}' is not supported yet (supported: "
-                f"{', '.join(sorted(REDUCERS))}, and the plain ViT)."
-            ) from None
-        raise UnsupportedError(f"unknown token reduction method '{method}'.") from None
+        raise UnsupportedError(
+            f"unknown token reduction method '{method}' (supported: {', '.join(sorted(REDUCERS))}, and the plain ViT)."
+        ) from None
 
 
-__all__ = ["AFTER_ATTENTION", "BEFORE_BLOCK", "REDUCERS", "TokenReducer", "reducer_class"]
+__all__ = ["AFTER_ATTENTION", "BEFORE_BLOCK", "REDUCERS", "ReductionSite", "TokenReducer", "reducer_class"]

@@ -6,16 +6,12 @@ import math
 
 import torch
 
-from clca_deploy.model.reduction.base import AFTER_ATTENTION, TokenReducer
+from clca_deploy.model.reduction.base import AFTER_ATTENTION, ReductionSite, TokenReducer, gather_tokens
 
 
 def cls_attention_scores(attn: torch.Tensor) -> torch.Tensor:
     """Head-averaged attention of the CLS query to every other token: [B, H, N, N] -> [B, N-1]."""
     return attn[:, :, 0, 1:].mean(dim=1)
-
-
-def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    return torch.gather(tokens, 1, index.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 class TopKReducer(TokenReducer):
@@ -24,15 +20,16 @@ class TopKReducer(TokenReducer):
     stage = AFTER_ATTENTION
 
     @classmethod
-    def plan(cls, tokens_in: int, keep_rate: float, location_index: int, num_patches: int) -> int | None:
-        if keep_rate >= 1.0:
+    def plan(cls, site: ReductionSite) -> int | None:
+        # One rate at every location (not compounded), as a share of the current length.
+        if site.rate >= 1.0:
             return None
         # Same float64 arithmetic as the official code, so the counts agree exactly.
-        keep = math.ceil(keep_rate * (tokens_in - 1))
-        return None if keep == tokens_in - 1 else keep
+        keep = math.ceil(site.rate * (site.tokens_in - 1))
+        return None if keep == site.tokens_in - 1 else keep
 
     @classmethod
-    def output_length(cls, keep: int) -> int:
+    def output_length(cls, keep: int, site: ReductionSite) -> int:
         return keep + 1
 
     def _select(self, x: torch.Tensor, attn: torch.Tensor):
@@ -41,9 +38,9 @@ class TopKReducer(TokenReducer):
         others = x[:, 1:]
         return scores, index, others, gather_tokens(others, index)
 
-    def forward(self, x: torch.Tensor, attn: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x, attn=None, keys=None, token_weights=None):
         _, _, _, kept = self._select(x, attn)
-        return torch.cat([x[:, :1], kept], dim=1)
+        return torch.cat([x[:, :1], kept], dim=1), token_weights
 
 
 class EViTReducer(TopKReducer):
@@ -54,13 +51,13 @@ class EViTReducer(TopKReducer):
     """
 
     @classmethod
-    def output_length(cls, keep: int) -> int:
+    def output_length(cls, keep: int, site: ReductionSite) -> int:
         return keep + 2
 
-    def forward(self, x: torch.Tensor, attn: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x, attn=None, keys=None, token_weights=None):
         scores, index, others, kept = self._select(x, attn)
         kept_mask = torch.zeros_like(scores).scatter(1, index, 1.0)
         # Raw attention weights, not renormalised, as in the official code.
         dropped_weights = scores * (1.0 - kept_mask)
         fused = (others * dropped_weights.unsqueeze(-1)).sum(dim=1, keepdim=True)
-        return torch.cat([x[:, :1], kept, fused], dim=1)
+        return torch.cat([x[:, :1], kept, fused], dim=1), token_weights

@@ -1,0 +1,74 @@
+"""SiT token slimming: a learned soft assignment of all tokens to K slots (official ``models/sit.py``).
+
+Already static: LayerNorm -> MLP -> softmax over the tokens -> [K, N] @ [N, D]. K is
+``int(patches * kr^(j+1))`` and is baked into the weights (the last Linear has K outputs).
+When K is 0 (e.g. keep 0.1 at the third of three locations) the official module outputs
+no tokens and the block runs on the CLS alone; here the reducer then returns the CLS
+directly, which is the same result without a zero-sized MatMul in the graph.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from torch import nn
+
+from clca_deploy.errors import ConfigError
+from clca_deploy.model.backbone import BackboneSpec
+from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer
+
+
+def single_rate_only(method: str, keep_rates: tuple[float, ...]) -> None:
+    if len(keep_rates) > 1:
+        raise ConfigError(
+            f"{method} takes one keep rate, compounded over the locations (kr^(j+1) of the patches); "
+            "the official code would read a list as token counts. Give a single rate."
+        )
+
+
+class SiTReducer(TokenReducer):
+    """TokenSlimmingModule: keys ``cluster_layers.{j}.weight.{0,1,3}.*`` and ``cluster_layers.{j}.scale``."""
+
+    stage = BEFORE_BLOCK
+    state_dict_name = "cluster_layers"
+    keep_rate_in_weights = True
+
+    @classmethod
+    def check_keep_rates(cls, keep_rates, num_locations):
+        single_rate_only("SiT", keep_rates)
+
+    @classmethod
+    def plan(cls, site: ReductionSite) -> int | None:
+        # Always runs, even at keep 1.0: the learned mixing is not the identity.
+        return site.compounded_count()
+
+    @classmethod
+    def output_length(cls, keep: int, site: ReductionSite) -> int:
+        return keep + 1
+
+    @classmethod
+    def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:
+        n, d = site.tokens_in - 1, spec.embed_dim
+        hidden = int(d * 0.5)
+        # LayerNorm, the two Linears, the softmax-temperature multiply, the slot bmm.
+        return n * d + n * d * hidden + n * hidden * keep + n * keep + keep * n * d
+
+    def __init__(self, site: ReductionSite, keep: int | None, spec: BackboneSpec):
+        super().__init__(site, keep, spec)
+        dim = spec.embed_dim
+        hidden = int(dim * 0.5)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # K = 0: a 0-row Linear, as in the official checkpoint
+            slots = nn.Linear(hidden, keep)
+        # nn.LayerNorm's default eps (1e-5), as in the official module.
+        self.weight = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), slots)
+        self.scale = nn.Parameter(torch.ones(1, 1, 1))
+
+    def forward(self, x, attn=None, keys=None, token_weights=None):
+        if self.keep == 0:
+            return x[:, :1], token_weights
+        tokens = x[:, 1:]
+        assignment = torch.softmax(self.weight(tokens) * self.scale, dim=1)  # over the tokens
+        slots = assignment.transpose(1, 2) @ tokens
+        return torch.cat([x[:, :1], slots], dim=1), token_weights
