@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +51,19 @@ class QuantizeResult:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """onnxruntime's quantizer logs advice ("consider pre-processing") on the root logger at
+    WARNING for every call; it does not apply to our graphs, so it is held back here."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 class _Reader:
     """onnxruntime's CalibrationDataReader over preprocessed images, one image at a time.
 
@@ -88,7 +104,8 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
     fixed_batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
     calibration = calibration_images(
-        config.data, info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache, progress=True
+        config.data, info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
+        progress=sys.stderr.isatty(),
     )
     log(
         f"calibration: {len(calibration.images)} images"
@@ -101,7 +118,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     quantize, kept = select_int8_nodes(model, reducing_blocks)
     method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
               "minmax": CalibrationMethod.MinMax}[config.method]
-    with atomic_output(output) as tmp:
+    with atomic_output(output) as tmp, _quiet_root_logger():
         quantize_static(
             str(onnx_path),
             str(tmp),

@@ -21,6 +21,7 @@ from clca_deploy.data.preprocess import (
     preprocess_batch,
     preprocess_into,
 )
+from clca_deploy.data.synthetic import SyntheticDatasetInfo, SyntheticLeafConfig, write_synthetic_dataset
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -34,6 +35,8 @@ __all__ = [
     "ImageRecord",
     "PreprocessConfig",
     "SkippedImage",
+    "SyntheticDatasetInfo",
+    "SyntheticLeafConfig",
     "default_resize_size",
     "is_image_file",
     "iter_batches",
@@ -43,4 +46,5 @@ __all__ = [
     "preprocess_batch",
     "preprocess_into",
     "to_rgb",
+    "write_synthetic_dataset",
 ]

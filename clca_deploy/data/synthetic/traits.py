@@ -1,76 +1,130 @@
-"""Cultivar traits: one species, cultivars that differ only slightly in each of seven traits.
+"""Cultivar traits: what tells the synthetic cultivars apart, and how one leaf's traits are drawn.
 
-Every trait has a species-wide centre and a within-cultivar spread. Cultivar means sit
-``separation * difficulty`` spreads away from the centre in random directions, with the
-separation kept near one spread: any single trait overlaps heavily between cultivars, and
-only the combination tells them apart, as with real cultivars.
+Every cultivar is the same species: each trait has one species-wide base value, and a cultivar
+only shifts it by a modest amount (at most ``between`` at difficulty 1). Within a cultivar each
+trait varies with standard deviation ``within`` = half of ``between``, so neighbouring cultivars
+overlap heavily on any one trait; only the combination of traits separates them.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-# name -> (species centre, within-cultivar spread, lower bound, upper bound)
-TRAIT_RANGES: dict[str, tuple[float, float, float, float]] = {
-    "aspect": (2.1, 0.16, 1.3, 3.2),  # blade length / width
-    "teeth": (18.0, 2.2, 6.0, 34.0),  # serrations per side
-    "tooth_depth": (0.045, 0.010, 0.0, 0.1),  # relative to the local half-width
-    "vein_angle": (48.0, 4.0, 25.0, 70.0),  # degrees between secondary veins and midrib
-    "petiole": (0.16, 0.03, 0.03, 0.35),  # relative to blade length
-    "hue": (0.27, 0.012, 0.18, 0.36),  # HSV hue of the blade (0.33 = pure green)
-    "asymmetry": (0.06, 0.035, -0.1, 0.25),  # left half wider than right, relative
-}
-TRAIT_NAMES = tuple(TRAIT_RANGES)
-# Cultivar means are this many within-cultivar spreads from the centre (times difficulty).
-SEPARATION = 1.3
+from clca_deploy.data.synthetic.config import MAX_CULTIVARS, SyntheticLeafConfig
+
+# Made-up cultivar names with distinct first letters: sorted order is list order is class index.
+CULTIVAR_NAMES = (
+    "Aldergrove", "Bramblewick", "Cinderford", "Dunmore", "Elmstead", "Foxhollow", "Greywell",
+    "Harrowgate", "Ivybridge", "Juniper_Vale", "Kestrel", "Larkspur", "Marlowe", "Northwood",
+    "Oakhurst", "Pennington", "Quillon", "Rosslyn", "Silverdale", "Thornbury", "Umberleigh",
+    "Valewood", "Wychwood", "Xanthe", "Yarrow", "Zephyr",
+)  # fmt: skip
+assert len(CULTIVAR_NAMES) == MAX_CULTIVARS and list(CULTIVAR_NAMES) == sorted(CULTIVAR_NAMES)
+
+# Tried arrangements of cultivar means; the one whose two closest cultivars are farthest apart wins,
+# so that no pair of cultivars happens to share nearly every trait.
+ARRANGEMENT_CANDIDATES = 64
 
 
 @dataclass(frozen=True)
-class CultivarTraits:
+class TraitSpec:
+    """One trait: species base value, cultivar shift at difficulty 1, within-cultivar spread, hard limits."""
+
+    name: str
+    base: float
+    between: float  # cultivar means lie in base +- between * difficulty
+    within: float  # standard deviation of one leaf around its cultivar's mean
+    low: float
+    high: float
+    meaning: str
+
+
+TRAIT_SPECS = (
+    TraitSpec("aspect", 1.85, 0.22, 0.11, 1.2, 2.8, "blade length / blade width"),
+    TraitSpec("tip_acuteness", 1.15, 0.25, 0.125, 0.6, 1.9, "taper exponent towards the tip (higher = more drawn out)"),
+    TraitSpec("tooth_count", 17.0, 4.0, 2.0, 7.0, 30.0, "marginal teeth per side of the blade"),
+    TraitSpec("tooth_depth", 0.016, 0.005, 0.0025, 0.003, 0.035, "tooth depth / blade length"),
+    TraitSpec("vein_angle", 50.0, 9.0, 4.5, 25.0, 75.0, "degrees between secondary veins and midrib"),
+    TraitSpec("petiole_length", 0.24, 0.08, 0.04, 0.04, 0.5, "petiole length / blade length"),
+    TraitSpec("tint_hue", 0.0, 5.0, 2.5, -15.0, 15.0, "degrees of hue shift from the species green"),
+    TraitSpec("tint_saturation", 0.0, 0.07, 0.035, -0.2, 0.2, "saturation shift from the species green"),
+    TraitSpec("asymmetry", 0.0, 0.07, 0.035, -0.2, 0.2, "half-widths are (1 + a) on the left, (1 - a) on the right"),
+)
+
+
+@dataclass(frozen=True)
+class LeafTraits:
+    """The ground-truth cultivar traits of one leaf (or a cultivar's mean traits); see TRAIT_SPECS."""
+
     aspect: float
-    teeth: float
+    tip_acuteness: float
+    tooth_count: float
     tooth_depth: float
     vein_angle: float
-    petiole: float
-    hue: float
+    petiole_length: float
+    tint_hue: float
+    tint_saturation: float
     asymmetry: float
 
     def to_dict(self) -> dict[str, float]:
-        return {k: round(float(v), 6) for k, v in asdict(self).items()}
+        # Rounded so that the JSON record stays short; rendering uses the unrounded values.
+        return {name: round(float(value), 6) for name, value in asdict(self).items()}
 
-    def as_vector(self) -> np.ndarray:
-        return np.array([getattr(self, n) for n in TRAIT_NAMES], dtype=np.float64)
-
-
-def _clip(name: str, value: float) -> float:
-    _, _, low, high = TRAIT_RANGES[name]
-    return float(min(high, max(low, value)))
+    def as_array(self) -> np.ndarray:
+        return np.array([getattr(self, name) for name in TRAIT_NAMES], dtype=np.float64)
 
 
-def cultivar_means(num_cultivars: int, difficulty: float, seed: int) -> list[CultivarTraits]:
-    """Mean traits of each cultivar: unit directions in trait space (normalised by spread),
-    scaled to ``SEPARATION * difficulty`` per trait on average, so cultivars neither collapse
-    onto each other nor differ grossly in one trait."""
-    rng = np.random.default_rng([seed, 7919])
-    directions = rng.normal(size=(num_cultivars, len(TRAIT_NAMES)))
-    directions -= directions.mean(axis=0, keepdims=True)  # centred on the species
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True) / np.sqrt(len(TRAIT_NAMES))
-    means = []
-    for direction in directions:
-        values = {
-            name: _clip(name, centre + SEPARATION * difficulty * spread * d)
-            for (name, (centre, spread, _, _)), d in zip(TRAIT_RANGES.items(), direction)
-        }
-        means.append(CultivarTraits(**values))
-    return means
+TRAIT_NAMES = tuple(field.name for field in fields(LeafTraits))
+assert TRAIT_NAMES == tuple(spec.name for spec in TRAIT_SPECS)
+_BASE = np.array([spec.base for spec in TRAIT_SPECS])
+_BETWEEN = np.array([spec.between for spec in TRAIT_SPECS])
+_WITHIN = np.array([spec.within for spec in TRAIT_SPECS])
+_LOW = np.array([spec.low for spec in TRAIT_SPECS])
+_HIGH = np.array([spec.high for spec in TRAIT_SPECS])
 
 
-def sample_traits(mean: CultivarTraits, rng: np.random.Generator) -> CultivarTraits:
-    """One leaf of a cultivar: its mean plus the within-cultivar spread of every trait."""
-    values = {
-        name: _clip(name, getattr(mean, name) + spread * rng.normal())
-        for name, (_, spread, _, _) in TRAIT_RANGES.items()
-    }
-    return CultivarTraits(**values)
+@dataclass(frozen=True)
+class Cultivar:
+    """One class: its folder name, 0-based label and mean traits."""
+
+    name: str
+    label: int
+    means: LeafTraits
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "label": self.label, "trait_means": self.means.to_dict()}
+
+
+def make_cultivars(config: SyntheticLeafConfig) -> tuple[Cultivar, ...]:
+    """The config's cultivars, in class order; depends only on seed, num_cultivars and difficulty."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xC017]))
+    n = config.num_cultivars
+    # Even spacing on every trait (no cultivar is an outlier on one trait), with a different
+    # cultivar order per trait, so that each trait ranks the cultivars differently.
+    levels = np.linspace(-1.0, 1.0, n)
+    best, best_gap = None, -1.0
+    for _ in range(ARRANGEMENT_CANDIDATES):
+        positions = np.stack([rng.permutation(levels) for _ in TRAIT_SPECS], axis=1)  # [cultivar, trait]
+        distances = np.linalg.norm(positions[:, None, :] - positions[None, :, :], axis=-1)
+        gap = float(distances[np.triu_indices(n, k=1)].min())
+        if gap > best_gap:
+            best, best_gap = positions, gap
+    means = _BASE + config.difficulty * _BETWEEN * best
+    return tuple(Cultivar(CULTIVAR_NAMES[i], i, _traits(means[i])) for i in range(n))
+
+
+def sample_leaf_traits(cultivar: Cultivar, rng: np.random.Generator) -> LeafTraits:
+    """One leaf's traits: the cultivar's means plus within-cultivar Gaussian variation, kept in range."""
+    values = cultivar.means.as_array() + _WITHIN * rng.standard_normal(len(TRAIT_SPECS))
+    return _traits(np.clip(values, _LOW, _HIGH))
+
+
+def standardise(traits: np.ndarray) -> np.ndarray:
+    """Trait vectors [..., trait] in units of the within-cultivar spread (for comparing traits)."""
+    return (np.asarray(traits, dtype=np.float64) - _BASE) / _WITHIN
+
+
+def _traits(values: np.ndarray) -> LeafTraits:
+    return LeafTraits(**{name: float(value) for name, value in zip(TRAIT_NAMES, values)})
