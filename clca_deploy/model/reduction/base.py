@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from clca_deploy.errors import ConfigError
 from clca_deploy.model.backbone import BackboneSpec
 
 # Where a method reduces: inside the block between attention and MLP (EViT, Top-K, ToMe),
@@ -96,8 +97,9 @@ class TokenReducer(nn.Module):
 
     @classmethod
     def output_length(cls, keep: int, site: ReductionSite) -> int:
-        """Sequence length after reduction, CLS included, for a ``plan`` result."""
-        raise NotImplementedError
+        """Sequence length after reduction, CLS included, for a ``plan`` result: the CLS and
+        the ``keep`` tokens, unless a method adds more (EViT's fused token, DPC-KNN's suffix)."""
+        return keep + 1
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:
@@ -113,6 +115,15 @@ class TokenReducer(nn.Module):
         token_weights: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
+
+
+def single_rate_only(method: str, keep_rates: tuple[float, ...]) -> None:
+    """The compounding methods take one keep rate: their official code reads a list as counts."""
+    if len(keep_rates) > 1:
+        raise ConfigError(
+            f"{method} takes one keep rate, compounded over the locations (kr^(j+1) of the patches); "
+            "the official code would read a list as token counts. Give a single rate."
+        )
 
 
 def gather_tokens(tokens: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

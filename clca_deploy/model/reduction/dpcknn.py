@@ -42,8 +42,9 @@ from torch import nn
 
 from clca_deploy.errors import ConfigError
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer, gather_tokens, one_hot_rows
-from clca_deploy.model.reduction.sit import single_rate_only
+from clca_deploy.model.reduction.base import (
+    BEFORE_BLOCK, ReductionSite, TokenReducer, gather_tokens, one_hot_rows, single_rate_only,
+)
 
 # The official code keeps at least this many clusters before the last location ("dpcknn
 # uses knn with k=5"): a fixed 5, whatever k_neighbors is.

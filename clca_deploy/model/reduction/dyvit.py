@@ -47,10 +47,6 @@ class DynamicViTReducer(TokenReducer):
         return keep  # may be 0: the official block then runs on the CLS alone
 
     @classmethod
-    def output_length(cls, keep: int, site: ReductionSite) -> int:
-        return keep + 1
-
-    @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:
         n, d = site.tokens_in - 1, spec.embed_dim
         norm = n * d

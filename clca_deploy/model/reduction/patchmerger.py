@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer
-from clca_deploy.model.reduction.sit import single_rate_only
+from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer, single_rate_only
 
 
 class PatchMergerReducer(TokenReducer):
@@ -30,10 +29,6 @@ class PatchMergerReducer(TokenReducer):
     @classmethod
     def plan(cls, site: ReductionSite) -> int | None:
         return site.compounded_count()
-
-    @classmethod
-    def output_length(cls, keep: int, site: ReductionSite) -> int:
-        return keep + 1
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:

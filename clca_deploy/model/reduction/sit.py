@@ -14,17 +14,8 @@ import warnings
 import torch
 from torch import nn
 
-from clca_deploy.errors import ConfigError
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer
-
-
-def single_rate_only(method: str, keep_rates: tuple[float, ...]) -> None:
-    if len(keep_rates) > 1:
-        raise ConfigError(
-            f"{method} takes one keep rate, compounded over the locations (kr^(j+1) of the patches); "
-            "the official code would read a list as token counts. Give a single rate."
-        )
+from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer, single_rate_only
 
 
 class SiTReducer(TokenReducer):
@@ -42,10 +33,6 @@ class SiTReducer(TokenReducer):
     def plan(cls, site: ReductionSite) -> int | None:
         # Always runs, even at keep 1.0: the learned mixing is not the identity.
         return site.compounded_count()
-
-    @classmethod
-    def output_length(cls, keep: int, site: ReductionSite) -> int:
-        return keep + 1
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:

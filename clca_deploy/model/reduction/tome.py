@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import torch
 
-from clca_deploy.errors import ConfigError
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import AFTER_ATTENTION, ReductionSite, TokenReducer, gather_tokens, one_hot_rows
+from clca_deploy.model.reduction.base import (
+    AFTER_ATTENTION, ReductionSite, TokenReducer, gather_tokens, one_hot_rows, single_rate_only,
+)
 
 
 def merge_budget(site: ReductionSite) -> int:
@@ -41,11 +42,7 @@ class ToMeReducer(TokenReducer):
 
     @classmethod
     def check_keep_rates(cls, keep_rates, num_locations):
-        if len(keep_rates) > 1:
-            raise ConfigError(
-                "ToMe takes one keep rate, compounded over the locations (kr^(j+1) of the patches); "
-                "the official code would read a list as token counts. Give a single rate."
-            )
+        single_rate_only("ToMe", keep_rates)
 
     @classmethod
     def plan(cls, site: ReductionSite) -> int | None:
@@ -53,10 +50,6 @@ class ToMeReducer(TokenReducer):
         merged = min(merge_budget(site), (site.tokens_in - 1) // 2)
         # r <= 0 merges nothing; the official sizes become ones, which changes nothing.
         return None if merged <= 0 else site.tokens_in - 1 - merged
-
-    @classmethod
-    def output_length(cls, keep: int, site: ReductionSite) -> int:
-        return keep + 1
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:

@@ -28,10 +28,6 @@ class TopKReducer(TokenReducer):
         keep = math.ceil(site.rate * (site.tokens_in - 1))
         return None if keep == site.tokens_in - 1 else keep
 
-    @classmethod
-    def output_length(cls, keep: int, site: ReductionSite) -> int:
-        return keep + 1
-
     def _select(self, x: torch.Tensor, attn: torch.Tensor):
         scores = cls_attention_scores(attn)
         _, index = torch.topk(scores, self.keep, dim=1, largest=True, sorted=True)
