@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 from clca_deploy.bench.latency import measure_interleaved
 from clca_deploy.export import ExportConfig, export_onnx
@@ -127,7 +128,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     print(markdown_table(report))
     print(f"wrote {args.out}")
 

@@ -11,10 +11,10 @@ and INT8 calls alternating.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
+from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 from clca_deploy.bench.latency import measure_interleaved
 from clca_deploy.calibration import CalibrationConfig, quantize_int8
@@ -65,7 +65,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     print("| keep | batch | fp32 ms | int8 ms | speed-up |\n|---|---|---|---|---|")
     for row in rows:
         for size, entry in row["latency"].items():

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 from clca_deploy.bench.latency import measure_interleaved
 from clca_deploy.errors import ClcaDeployError
@@ -206,7 +207,7 @@ def main() -> None:
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2))
+    write_json(args.out, report)
     print(markdown_table(report))
     print(f"wrote {args.out}")
 

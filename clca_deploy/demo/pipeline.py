@@ -73,23 +73,27 @@ class _Steps:
         self.log(f"[{len(self.done)}/{self.total}] {name:<9} {action:<8} {path}" + (f"  ({detail})" if detail else ""))
 
 
-def _prepare_data(config: DemoConfig, steps: _Steps) -> Path:
+def _prepare_data(config: DemoConfig, steps: _Steps) -> tuple[Path, Path]:
+    """(train split, test split) of the given data or of the synthetic set made here."""
+    from clca_deploy.train.loop import resolve_splits
+
     if config.data is not None:
         root = Path(config.data)
-        if not (root / "train").is_dir() or not any((root / n).is_dir() for n in ("test", "val")):
+        train_dir, test_dir = resolve_splits(root, None)
+        if train_dir == root or test_dir is None:
             raise ClcaDeployError(f"--data {root} needs train/ and test/ (or val/) ImageFolder splits.")
         steps.record("data", "given", root)
-        return root
+        return train_dir, test_dir
     from clca_deploy.data.synthetic import SyntheticLeafConfig, write_synthetic_dataset
 
     root = config.workdir / "data"
     info = write_synthetic_dataset(root, SyntheticLeafConfig(seed=config.seed, difficulty=SYNTHETIC_DIFFICULTY))
     detail = f"synthetic leaves: {info.num_classes} cultivars, {info.train_images} train / {info.test_images} test images"
     steps.record("data", "reused" if info.reused else "made", root, detail)
-    return root
+    return info.train_dir, info.test_dir
 
 
-def _train(config: DemoConfig, data: Path, steps: _Steps, log: Callable[[str], None]) -> Path:
+def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, log: Callable[[str], None]) -> Path:
     from clca_deploy.train import TrainConfig, train
     from clca_deploy.train.checkpoint import read_training_state
 
@@ -117,42 +121,40 @@ def _train(config: DemoConfig, data: Path, steps: _Steps, log: Callable[[str], N
     log(f"      training {config.model} at {config.img_size}px, keep {config.keep_rate:g}, "
         f"{config.epochs} epochs (about a minute on 2 cores)...")
     quiet = lambda line: log("      " + line) if line.startswith(("budget", "resume", "skipped")) else None
-    result = train(data, output, train_config, resume=resume, log=quiet)
+    result = train(train_dir, output, train_config, test=test_dir, resume=resume, log=quiet)
     detail = f"{result.epochs} epochs in {result.seconds:.0f} s, test top-1 {result.test_top1:.1f}%"
     steps.record("train", "resumed" if resume else "made", output, detail)
     return output
 
 
-def _export(config: DemoConfig, checkpoint: Path, data: Path, steps: _Steps) -> Path:
-    from clca_deploy.artifacts import sha256_file
+def _export(config: DemoConfig, checkpoint: Path, checkpoint_sha: str, test_dir: Path, steps: _Steps) -> Path:
     from clca_deploy.export import ExportConfig, export_onnx
     from clca_deploy.export.metadata import is_export_of
 
     output = config.workdir / f"model_k{config.keep_rate:g}.onnx"
-    if is_export_of(output, sha256_file(checkpoint), config.keep_rate):
+    if is_export_of(output, checkpoint_sha, config.keep_rate):
         steps.record("export", "reused", output)
         return output
-    result = export_onnx(checkpoint, output, ExportConfig(data=_test_split(data)), log=lambda _: None)
+    result = export_onnx(checkpoint, output, ExportConfig(data=test_dir), log=lambda _: None)
     steps.record("export", "made", output, f"static token schedule, max |dlogit| vs PyTorch {result.parity.max_abs_error:.1e}")
     return output
 
 
-def _quantize(config: DemoConfig, onnx_path: Path, checkpoint: Path, data: Path, steps: _Steps) -> Path:
-    from clca_deploy.artifacts import sha256_file
+def _quantize(config: DemoConfig, onnx_path: Path, checkpoint_sha: str, train_dir: Path, steps: _Steps) -> Path:
     from clca_deploy.calibration import CalibrationConfig, quantize_int8
     from clca_deploy.export.metadata import is_export_of
 
     output = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".int8.onnx")
-    if is_export_of(output, sha256_file(checkpoint), config.keep_rate, precision="int8"):
+    if is_export_of(output, checkpoint_sha, config.keep_rate, precision="int8"):
         steps.record("int8", "reused", output)
         return output
-    calibration = CalibrationConfig(data=data / "train", num_images=config.calibration_images)
+    calibration = CalibrationConfig(data=train_dir, num_images=config.calibration_images)
     result = quantize_int8(onnx_path, output, calibration, log=lambda _: None)
     steps.record("int8", "made", output, f"Q/DQ, calibrated on {result.calibration_images} training images")
     return output
 
 
-def _engine(onnx_int8: Path, data: Path, steps: _Steps) -> Path | None:
+def _engine(onnx_int8: Path, steps: _Steps) -> Path | None:
     from clca_deploy.capabilities import tensorrt_skip_reason
 
     reason = tensorrt_skip_reason()
@@ -168,26 +170,24 @@ def _engine(onnx_int8: Path, data: Path, steps: _Steps) -> Path | None:
     return output
 
 
-def _test_split(data: Path) -> Path:
-    return next(data / n for n in ("test", "val") if (data / n).is_dir())
-
-
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[DemoResult, object]:
     """Run (or resume) the demo; returns its summary and the bench report."""
     import time
 
+    from clca_deploy.artifacts import sha256_file
     from clca_deploy.bench.run import BenchConfig, run_bench
 
     started = time.perf_counter()
     config.workdir.mkdir(parents=True, exist_ok=True)
     steps = _Steps(6, log)
-    data = _prepare_data(config, steps)
-    checkpoint = _train(config, data, steps, log)
-    onnx_fp32 = _export(config, checkpoint, data, steps)
-    onnx_int8 = _quantize(config, onnx_fp32, checkpoint, data, steps)
-    engine = _engine(onnx_int8, data, steps)
+    train_dir, test_dir = _prepare_data(config, steps)
+    checkpoint = _train(config, train_dir, test_dir, steps, log)
+    checkpoint_sha = sha256_file(checkpoint)  # both reuse checks compare against it
+    onnx_fp32 = _export(config, checkpoint, checkpoint_sha, test_dir, steps)
+    onnx_int8 = _quantize(config, onnx_fp32, checkpoint_sha, train_dir, steps)
+    engine = _engine(onnx_int8, steps)
     models = (onnx_fp32, onnx_int8) + ((engine,) if engine else ())
-    bench = BenchConfig(models=models, data=_test_split(data), reference=checkpoint, batch_sizes=config.batch_sizes,
+    bench = BenchConfig(models=models, data=test_dir, reference=checkpoint, batch_sizes=config.batch_sizes,
                         iters=config.iters, progress=False)
     report = run_bench(bench, log=lambda _: None)
     json_path = config.workdir / BENCH_FILE

@@ -39,7 +39,8 @@ class CheckpointInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _read_pickle(path: Path) -> Any:
+def read_pickled_checkpoint(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with only ``argparse.Namespace`` allowed, and clear errors."""
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -93,7 +94,7 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         if SAFETENSORS_CLASSES_KEY in metadata:
             extras["class_names"] = json.loads(metadata[SAFETENSORS_CLASSES_KEY])
         return state_dict, args, "safetensors", extras
-    obj = _read_pickle(path)
+    obj = read_pickled_checkpoint(path)
     if isinstance(obj, Mapping) and "model" in obj and _is_state_dict(obj["model"]):
         args = obj.get("args")
         if isinstance(args, argparse.Namespace):

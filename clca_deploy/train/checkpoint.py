@@ -16,7 +16,7 @@ import torch
 
 from clca_deploy.artifacts import atomic_output
 from clca_deploy.errors import CheckpointError
-from clca_deploy.model.checkpoint import read_checkpoint
+from clca_deploy.model.checkpoint import read_pickled_checkpoint
 from clca_deploy.model.clca import ClcaModel
 
 # The official CLA model keeps timm's 1000-class head: unused, but in its state dict.
@@ -89,9 +89,7 @@ def save_training_checkpoint(
 
 def read_training_state(path: str | Path) -> dict[str, Any]:
     """The whole checkpoint dict, for resuming (weights_only; only Namespace allow-listed)."""
-    read_checkpoint(path)  # the same checks and messages as for any checkpoint
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    state = read_pickled_checkpoint(Path(path))
     if not isinstance(state, dict) or state.get("optimizer") is None or "lr_scheduler" not in state:
         raise CheckpointError(
             f"{path} has no optimizer state, so it cannot be resumed; start a new run "

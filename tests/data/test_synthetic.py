@@ -231,3 +231,13 @@ def test_the_recorded_traits_tell_the_cultivars_apart_but_raw_pixels_do_not(tmp_
 
     assert _nearest_mean_accuracy(*pixels("train"), *pixels("test")) < 0.45  # 6 classes: chance is 0.17
     assert _nearest_mean_accuracy(*traits("train"), *traits("test")) > 0.85
+
+
+def test_the_generator_constants_agree_with_each_other():
+    from clca_deploy.data.synthetic.config import MAX_CULTIVARS
+    from clca_deploy.data.synthetic.traits import CULTIVAR_NAMES, TRAIT_NAMES, TRAIT_SPECS
+
+    # One name per possible cultivar, sorted: folder order is class order.
+    assert len(CULTIVAR_NAMES) == MAX_CULTIVARS and list(CULTIVAR_NAMES) == sorted(CULTIVAR_NAMES)
+    # LeafTraits' fields and the trait specs describe the same traits in the same order.
+    assert TRAIT_NAMES == tuple(spec.name for spec in TRAIT_SPECS)

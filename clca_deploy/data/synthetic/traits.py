@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from clca_deploy.data.synthetic.config import MAX_CULTIVARS, SyntheticLeafConfig
+from clca_deploy.data.synthetic.config import SyntheticLeafConfig
 
 # Made-up cultivar names with distinct first letters: sorted order is list order is class index.
 CULTIVAR_NAMES = (
@@ -21,7 +21,6 @@ CULTIVAR_NAMES = (
     "Oakhurst", "Pennington", "Quillon", "Rosslyn", "Silverdale", "Thornbury", "Umberleigh",
     "Valewood", "Wychwood", "Xanthe", "Yarrow", "Zephyr",
 )  # fmt: skip
-assert len(CULTIVAR_NAMES) == MAX_CULTIVARS and list(CULTIVAR_NAMES) == sorted(CULTIVAR_NAMES)
 
 # Tried arrangements of cultivar means; the one whose two closest cultivars are farthest apart wins,
 # so that no pair of cultivars happens to share nearly every trait.
@@ -77,7 +76,6 @@ class LeafTraits:
 
 
 TRAIT_NAMES = tuple(field.name for field in fields(LeafTraits))
-assert TRAIT_NAMES == tuple(spec.name for spec in TRAIT_SPECS)
 _BASE = np.array([spec.base for spec in TRAIT_SPECS])
 _BETWEEN = np.array([spec.between for spec in TRAIT_SPECS])
 _WITHIN = np.array([spec.within for spec in TRAIT_SPECS])
