@@ -224,6 +224,52 @@ def predict(
     typer.echo(f"{len(run.predictions)} classified, {len(run.skipped)} skipped", err=True)
 
 
+@app.command("triton-repo")
+def triton_repo(
+    model: Path = typer.Argument(..., help="An exported .onnx file, or an engine from `clca-deploy build-trt`."),
+    output: Path = typer.Option(..., "-o", "--output", help="The model repository folder to write."),
+    name: str = typer.Option("clca", help="Model name clients call; the inner models add _preprocess etc."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Largest batch Triton forms (default 16, or the engine's largest)."),
+    instances: int = typer.Option(1, help="Classifier instances per GPU (or on the CPU)."),
+    preprocess_instances: int = typer.Option(2, "--preprocess-instances", help="Image-decoding instances (CPU)."),
+    device: str = typer.Option("gpu", help="Where Triton runs the classifier: gpu, or cpu (ONNX only)."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is not empty."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """A Triton model repository: encoded images in, class ids, names and scores out (dynamic batching)."""
+    from clca_deploy.serving import TritonRepoConfig, write_triton_repository
+
+    config = TritonRepoConfig(
+        name=name, max_batch=max_batch, instances=instances, preprocess_instances=preprocess_instances, device=device,
+        top_k=top_k,
+    )
+    result = write_triton_repository(model, output, config, overwrite=overwrite)
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(f"wrote {result.path}: {', '.join(result.models)} ({result.classifier_format} classifier, max batch {result.max_batch})")
+    typer.echo(f"clients call '{result.model}' with encoded images (IMAGE, BYTES [1]) and get CLASS_ID, CLASS_NAME, SCORE (top {result.top_k})")
+
+
+@app.command()
+def serve(
+    model: Path = typer.Argument(..., help="An exported .onnx file, or an engine from `clca-deploy build-trt`."),
+    port: int = typer.Option(8000, help="HTTP port; gRPC and metrics listen on the next two."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Largest batch Triton forms (default 16)."),
+    instances: int = typer.Option(1, help="Classifier instances."),
+    name: str = typer.Option("clca", help="Model name clients call."),
+    top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
+    verbose: bool = typer.Option(False, help="Show the Triton server's own log."),
+) -> None:
+    """A local Triton Inference Server (through PyTriton) with dynamic batching, until Ctrl-C."""
+    from clca_deploy.serving import ServeConfig, serve as run_server
+
+    config = ServeConfig(port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose)
+    run_server(model, config, log=typer.echo)
+
+
 def _render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
     from clca_deploy.bench.report import plot_accuracy_latency, print_table
 

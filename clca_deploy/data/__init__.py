@@ -11,7 +11,7 @@ from clca_deploy.data.datasets import (
     iter_batches,
     open_dataset,
 )
-from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image, to_rgb
+from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, load_image, to_rgb
 from clca_deploy.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -37,6 +37,7 @@ __all__ = [
     "SkippedImage",
     "SyntheticDatasetInfo",
     "SyntheticLeafConfig",
+    "decode_image",
     "default_resize_size",
     "is_image_file",
     "iter_batches",

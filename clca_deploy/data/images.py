@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -33,36 +34,50 @@ def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
     """
     path = Path(path)
     _check_file(path)
+    return _decode(path, path, max_pixels)
+
+
+def decode_image(data: bytes, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Encoded image bytes (JPEG, PNG, ...) decoded exactly as ``load_image`` decodes a file;
+    ``source`` names the image in errors (a request id, an upload's name)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise ImageReadError(source, f"expected encoded image bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ImageReadError(source, "no data (0 bytes)")
+    return _decode(io.BytesIO(bytes(data)), source, max_pixels)
+
+
+def _decode(file: Path | io.BytesIO, source: str | os.PathLike, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             # Our own limit below replaces Pillow's warning-level one.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
+            with Image.open(file) as image:
                 pixels = image.width * image.height
                 if pixels > max_pixels:
                     raise ImageReadError(
-                        path,
+                        source,
                         f"{image.width}x{image.height} = {pixels} pixels exceeds the limit of {max_pixels} "
                         "(decompression-bomb guard; raise max_pixels if the file is trusted)",
                     )
                 # Decode now, inside the try: truncated or corrupt data fails here, not later.
                 image.load()
                 oriented = ImageOps.exif_transpose(image)
-                return to_rgb(oriented, path)
+                return to_rgb(oriented, source)
     except ImageReadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(path, f"decompression-bomb guard: {exc}") from exc
+        raise ImageReadError(source, f"decompression-bomb guard: {exc}") from exc
     except UnidentifiedImageError as exc:
-        raise ImageReadError(path, "not a recognised image format") from exc
+        raise ImageReadError(source, "not a recognised image format") from exc
     except FileNotFoundError as exc:
-        raise ImageReadError(path, "file not found") from exc
+        raise ImageReadError(source, "file not found") from exc
     except PermissionError as exc:
-        raise ImageReadError(path, "permission denied") from exc
+        raise ImageReadError(source, "permission denied") from exc
     except OSError as exc:
-        raise ImageReadError(path, f"truncated or corrupt image data ({exc})") from exc
+        raise ImageReadError(source, f"truncated or corrupt image data ({exc})") from exc
     except Exception as exc:  # noqa: BLE001 - broken files make Pillow's decoders raise almost anything
-        raise ImageReadError(path, f"corrupt image data ({type(exc).__name__}: {exc})") from exc
+        raise ImageReadError(source, f"corrupt image data ({type(exc).__name__}: {exc})") from exc
 
 
 def _check_file(path: Path) -> None:

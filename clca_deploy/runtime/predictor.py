@@ -11,6 +11,7 @@ import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.base import Backend, run_in_chunks
+from clca_deploy.runtime.scores import softmax, top_classes
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,6 @@ def infer(backend: Backend, images: np.ndarray) -> np.ndarray:
     """Logits for any number of images, padding the last chunk for fixed-batch models."""
     fixed = backend.input_spec.batch
     return backend(images) if fixed is None else run_in_chunks(backend, images, fixed)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
 
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
@@ -93,9 +89,8 @@ def predict_images(
     k = min(top_k, description.num_classes)
     predictions = []
     for batch in reader:
-        probabilities = softmax(infer(backend, batch.images))
-        order = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-        for path, row, indices in zip(batch.paths, probabilities, order):
-            top = tuple(ClassScore(int(i), description.class_name(int(i)), float(row[i])) for i in indices)
+        indices, scores = top_classes(softmax(infer(backend, batch.images)), k)
+        for path, row_indices, row_scores in zip(batch.paths, indices, scores):
+            top = tuple(ClassScore(int(i), description.class_name(int(i)), float(p)) for i, p in zip(row_indices, row_scores))
             predictions.append(Prediction(str(path), top))
     return PredictionRun(tuple(predictions), tuple((str(s.path), s.reason) for s in reader.skipped))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from clca_deploy.data import ImageReadError, load_image, to_rgb
+from clca_deploy.data import ImageReadError, decode_image, load_image, to_rgb
 from clca_deploy.errors import ClcaDeployError
 from tests.conftest import LEAVES_DIR, require_shared
 
@@ -149,3 +149,19 @@ def test_exif_orientation_is_applied(tmp_path):
     # Rotated clockwise, the stored left (red) half is on top.
     assert np.abs(pixels[5, 10] - RED).max() < 20
     assert np.abs(pixels[35, 10] - BLUE).max() < 20
+
+
+def test_decode_image_equals_load_image_and_names_its_source(tmp_path):
+    """What a server receives as bytes decodes exactly as the same file read from disk."""
+    data = leaf_bytes()
+    path = tmp_path / "leaf.jpg"
+    path.write_bytes(data)
+    np.testing.assert_array_equal(np.asarray(decode_image(data)), np.asarray(load_image(path)))
+    for bad, reason in ((b"", "no data"), (b"hello", "not a recognised image format"), (data[:2000], "truncated")):
+        with pytest.raises(ImageReadError, match=reason) as info:
+            decode_image(bad, source="<request 7>")
+        assert "<request 7>" in str(info.value)
+    with pytest.raises(ImageReadError, match="expected encoded image bytes, got str"):
+        decode_image("leaf.jpg")
+    with pytest.raises(ImageReadError, match="exceeds the limit"):
+        decode_image(data, max_pixels=1000)

@@ -1,0 +1,184 @@
+"""Load test of `clca-deploy serve` on loopback: N concurrent clients send real leaf images.
+
+Starts the local Triton server (PyTriton's, dynamic batching) for a model, runs the direct
+runtime once over the same images for the reference answers, then for each client count
+sends a bounded number of requests (one encoded image each, N clients each with its own HTTP
+connection and thread). Reports throughput, p50/p90/p99 latency per request (client-side,
+from sending the JPEG to holding the parsed answer), errors, the batch sizes Triton formed,
+and whether every answer equals the direct runtime's for that image.
+
+    python benchmarks/triton_load.py --model benchmarks/work/trained_leaves/leaves.int8.onnx \\
+        --data ../shared/data/leaves/test --out benchmarks/results/triton_load.json
+
+(`benchmarks/trained_leaves.py` writes that model; any exported .onnx works.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from clca_deploy.artifacts import write_json
+from clca_deploy.bench.environment import environment
+from clca_deploy.runtime import open_backend, predict_images
+from clca_deploy.runtime.predictor import collect_images
+from clca_deploy.serving import ServeConfig, running_server
+from clca_deploy.serving.client import classify
+
+TOP_K = 5
+
+
+def free_port() -> int:
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        try:
+            for offset in (1, 2):
+                with socket.socket() as other:
+                    other.bind(("127.0.0.1", port + offset))
+            return port
+        except OSError:
+            continue
+    raise SystemExit("no three consecutive free ports on loopback")
+
+
+def direct_answers(model: Path, images: list[Path]) -> tuple[dict[Path, tuple], float]:
+    started = time.perf_counter()
+    with open_backend(model) as backend:
+        run = predict_images(backend, images, top_k=TOP_K)
+    seconds = time.perf_counter() - started
+    return {Path(p.path): p.top for p in run.predictions}, seconds
+
+
+def classifier_counts(client, model: str, token: str) -> tuple[int, int]:
+    """(requests, executions) the classifier has seen: their ratio is the mean batch Triton formed."""
+    stats = client.get_inference_statistics(f"{model}_classifier", headers={"triton-access-token": token})
+    entry = stats["model_stats"][0]
+    return int(entry["inference_count"]), int(entry["execution_count"])
+
+
+def load_run(url: str, model: str, images: list[Path], expected: dict, clients: int, requests: int) -> dict:
+    import tritonclient.http as triton_http
+
+    encoded = {path: path.read_bytes() for path in images}
+    order = itertools.cycle(images)
+    lock = threading.Lock()
+    remaining = [requests]
+    latencies: list[float] = []
+    errors: list[str] = []
+    mismatches: list[str] = []
+
+    def next_image() -> Path | None:
+        with lock:
+            if remaining[0] == 0:
+                return None
+            remaining[0] -= 1
+            return next(order)
+
+    def client_loop() -> None:
+        with triton_http.InferenceServerClient(url, connection_timeout=60, network_timeout=120) as client:
+            while (path := next_image()) is not None:
+                started = time.perf_counter()
+                try:
+                    answer = classify(client, model, [encoded[path]])[0]
+                except Exception as exc:  # noqa: BLE001 - every failure is counted and reported
+                    with lock:
+                        errors.append(f"{path.name}: {type(exc).__name__}: {exc}")
+                    continue
+                elapsed = time.perf_counter() - started
+                reference = expected[path]
+                same = (list(answer.class_ids) == [s.index for s in reference]
+                        and list(answer.class_names) == [s.name for s in reference]
+                        and np.allclose(answer.scores, [s.probability for s in reference], atol=1e-4))
+                with lock:
+                    latencies.append(elapsed * 1000.0)
+                    if not same:
+                        mismatches.append(f"{path.name}: served {answer.class_ids} vs direct {[s.index for s in reference]}")
+
+    threads = [threading.Thread(target=client_loop) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - started
+    samples = np.asarray(latencies)
+    return {
+        "clients": clients,
+        "requests": requests,
+        "answered": len(latencies),
+        "errors": len(errors),
+        "error_examples": errors[:5],
+        "mismatches": len(mismatches),
+        "mismatch_examples": mismatches[:5],
+        "seconds": wall,
+        "requests_per_second": len(latencies) / wall,
+        "latency_ms": {
+            "p50": float(np.percentile(samples, 50)), "p90": float(np.percentile(samples, 90)),
+            "p99": float(np.percentile(samples, 99)), "mean": float(samples.mean()), "max": float(samples.max()),
+        } if len(samples) else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, default=Path("benchmarks/work/trained_leaves/leaves.int8.onnx"))
+    parser.add_argument("--data", type=Path, default=Path("../shared/data/leaves/test"))
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--requests", type=int, default=300, help="Requests per client count.")
+    parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/triton_load.json"))
+    args = parser.parse_args()
+    if not args.model.is_file():
+        raise SystemExit(f"{args.model} not found: run benchmarks/trained_leaves.py first, or pass --model.")
+
+    images = collect_images([args.data])
+    expected, direct_seconds = direct_answers(args.model, images)
+    print(f"direct runtime: {len(images)} images in {direct_seconds:.1f} s ({len(images) / direct_seconds:.1f} images/s, batch 16)")
+    config = ServeConfig(port=free_port(), max_batch=args.max_batch, top_k=TOP_K, name="leaves")
+    runs = []
+    with running_server(args.model, config, log=print) as server:
+        import tritonclient.http as triton_http
+
+        with triton_http.InferenceServerClient(server.http_url) as admin:
+            classify(admin, server.model, [images[0].read_bytes()])  # warm-up: first calls load lazily
+            for clients in args.clients:
+                before = classifier_counts(admin, server.model, server.access_token)
+                run = load_run(server.http_url, server.model, images, expected, clients, args.requests)
+                after = classifier_counts(admin, server.model, server.access_token)
+                executions = after[1] - before[1]
+                run["mean_classifier_batch"] = (after[0] - before[0]) / executions if executions else None
+                runs.append(run)
+                latency = run["latency_ms"] or {}
+                print(
+                    f"{clients:>3} clients: {run['requests_per_second']:.1f} req/s, p50 {latency.get('p50', float('nan')):.1f} ms, "
+                    f"p99 {latency.get('p99', float('nan')):.1f} ms, errors {run['errors']}, mismatches {run['mismatches']}, "
+                    f"mean batch {run['mean_classifier_batch'] or 0:.2f}"
+                )
+    report = {
+        "benchmark": "triton_load",
+        "version": 1,
+        "command": " ".join(["python", "benchmarks/triton_load.py", *sys.argv[1:]]),
+        "model": str(args.model),
+        "images": len(images),
+        "max_batch": args.max_batch,
+        "top_k": TOP_K,
+        "what_is_timed": "client side, one HTTP request per image: encoded JPEG sent -> answer parsed (loopback)",
+        "direct_runtime": {"seconds": direct_seconds, "images_per_second": len(images) / direct_seconds},
+        "runs": runs,
+        "environment": environment(),
+    }
+    write_json(args.out, report)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

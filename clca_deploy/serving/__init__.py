@@ -1,0 +1,15 @@
+"""Serving on NVIDIA Triton Inference Server: model repositories (`triton-repo`) and a local server (`serve`)."""
+
+from clca_deploy.serving.repository import TritonRepository, write_triton_repository
+from clca_deploy.serving.server import RunningServer, ServeConfig, running_server, serve
+from clca_deploy.serving.triton_config import TritonRepoConfig
+
+__all__ = [
+    "RunningServer",
+    "ServeConfig",
+    "TritonRepoConfig",
+    "TritonRepository",
+    "running_server",
+    "serve",
+    "write_triton_repository",
+]

@@ -1,0 +1,203 @@
+"""`clca-deploy serve`: a local Triton Inference Server for one model, started through PyTriton.
+
+The server is the repository `triton-repo` writes, with one change: the server PyTriton ships
+has only Triton's Python backend, so the classifier runs as a Python-backend model calling this
+tool's runtime (onnxruntime, or TensorRT for an engine) instead of Triton's own backends. The
+preprocessing, postprocessing and ensemble are the very files a GPU deployment uses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Mapping
+
+from clca_deploy.errors import ClcaDeployError, ConfigError
+from clca_deploy.serving.repository import TritonRepository, write_triton_repository
+from clca_deploy.serving.triton_config import TritonRepoConfig
+
+INSTALL_HINT = 'install the serving extra: pip install "clca-deploy[serve]"'
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where the server listens and how it batches; gRPC and metrics take the next two ports."""
+
+    port: int = 8000
+    host: str = "127.0.0.1"
+    max_batch: int | None = None
+    instances: int = 1
+    top_k: int = 5
+    name: str = "clca"
+    verbose: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.port, int) or not 1 <= self.port <= 65533:
+            raise ConfigError(f"--port must be 1..65533 (gRPC and metrics use the next two), got {self.port!r}.")
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {"http": self.port, "grpc": self.port + 1, "metrics": self.port + 2}
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    http_url: str
+    grpc_url: str
+    metrics_url: str
+    model: str  # the ensemble clients call
+    repository: TritonRepository
+    # PyTriton guards the statistics, logging, trace, shared-memory and repository APIs with a token
+    # made per start; send it as the `triton-access-token` header to use them.
+    access_token: str
+
+
+def stub_environment(environ: Mapping[str, str], python_libdir: str | None, shared_python: bool) -> dict[str, str]:
+    """The environment variables Triton's Python-backend stub needs to match this interpreter.
+
+    The stub links ``libpython3.X.so`` and takes the first one the loader finds, while it runs the
+    standard library of the Python that started it. With a Python built apart from the system's
+    (pyenv's 3.11.7 here) the loader finds the system's libpython (Debian's 3.11.2) first: the
+    3.11.7 ``multiprocessing.resource_tracker`` then calls ``RLock._recursion_count``, which the
+    3.11.2 C code lacks, and every Python model fails to load. Putting this interpreter's own
+    library folder first makes the stub run the same Python it reads the library of.
+    """
+    if not shared_python or not python_libdir:
+        return {}
+    current = environ.get("LD_LIBRARY_PATH", "")
+    if python_libdir in current.split(":"):
+        return {}
+    return {"LD_LIBRARY_PATH": f"{python_libdir}:{current}" if current else python_libdir}
+
+
+def _this_python_stub_environment() -> dict[str, str]:
+    shared = bool(sysconfig.get_config_var("Py_ENABLE_SHARED"))
+    return stub_environment(os.environ, sysconfig.get_config_var("LIBDIR"), shared)
+
+
+def _has_gpu() -> bool:
+    # Without a GPU the server's GPU metrics only print an NVML error at start.
+    from clca_deploy.capabilities import gpu_skip_reason
+
+    return gpu_skip_reason() is None
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ClcaDeployError(f"port {port} on {host} is taken ({exc.strerror}); choose another with --port.") from None
+
+
+def _require_pytriton():
+    try:
+        from pytriton.triton import Triton, TritonConfig
+    except ImportError as exc:
+        raise ClcaDeployError(f"serving needs PyTriton and tritonclient ({exc}); {INSTALL_HINT}.") from exc
+    if not sys.platform.startswith("linux"):
+        raise ClcaDeployError("PyTriton's Triton server runs on Linux only.")
+    return Triton, TritonConfig
+
+
+@contextlib.contextmanager
+def _environment(extra: dict[str, str]) -> Iterator[None]:
+    # PyTriton starts the server with a copy of os.environ; ours is restored once it runs.
+    saved = {key: os.environ.get(key) for key in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
+                   log: Callable[[str], None] = lambda _: None) -> Iterator[RunningServer]:
+    """A Triton server for ``model_path`` (.onnx or .engine), ready for requests until the block ends."""
+    Triton, TritonConfig = _require_pytriton()
+    for port in config.ports.values():
+        check_port_free(config.host, port)
+    repo_config = TritonRepoConfig(
+        name=config.name, max_batch=config.max_batch, instances=config.instances, device="cpu", top_k=config.top_k
+    )
+    _check_model_loads(model_path)
+    with tempfile.TemporaryDirectory(prefix="clca-serve-") as workdir:
+        repository = write_triton_repository(model_path, Path(workdir) / "repository", repo_config, runtime_classifier=True)
+        log(f"repository   {repository.path} ({', '.join(repository.models)})")
+        log_file = Path(workdir) / "tritonserver.log"
+        triton_config = TritonConfig(
+            model_repository=Path(repository.path), http_address=config.host, grpc_address=config.host,
+            metrics_address=config.host, http_port=config.ports["http"], grpc_port=config.ports["grpc"],
+            metrics_port=config.ports["metrics"], log_verbose=1 if config.verbose else 0,
+            # The server's own log goes to a file unless asked for: its startup tables would bury ours.
+            log_file=None if config.verbose else log_file, exit_timeout_secs=10, allow_gpu_metrics=_has_gpu(),
+        )
+        started = time.perf_counter()
+        triton = Triton(config=triton_config, workspace=Path(workdir) / "pytriton")
+        try:
+            with _environment(_this_python_stub_environment()):
+                triton.run()
+        except Exception as exc:  # noqa: BLE001 - PyTriton reports a failed start with several types
+            triton.stop()
+            raise ClcaDeployError(f"the Triton server did not start: {_failure(exc, log_file)}") from exc
+        try:
+            log(f"ready        in {time.perf_counter() - started:.1f} s")
+            host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0") else config.host
+            yield RunningServer(
+                http_url=f"{host}:{config.ports['http']}", grpc_url=f"{host}:{config.ports['grpc']}",
+                metrics_url=f"http://{host}:{config.ports['metrics']}/metrics", model=repository.model,
+                repository=repository, access_token=triton.get_access_token(),
+            )
+        finally:
+            triton.stop()
+
+
+def _check_model_loads(model_path: str | Path) -> None:
+    """Open the model here first: a damaged file or an engine built for another GPU is then one
+    clear error at once. Inside the server the same failure stops Triton, but PyTriton only
+    notices when its 120 s start-up timeout runs out."""
+    from clca_deploy.runtime import open_backend
+
+    try:
+        with open_backend(model_path):
+            pass
+    except ClcaDeployError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for unreadable models
+        raise ClcaDeployError(f"cannot load {model_path} ({type(exc).__name__}: {exc}); export it again.") from exc
+
+
+def _failure(exc: Exception, log_file: Path) -> str:
+    """The server's own error lines (a model that failed to load says why there), else the exception."""
+    try:
+        lines = log_file.read_text(errors="replace").splitlines()
+    except OSError:
+        lines = []
+    errors = [" ".join(line.split()) for line in lines if line.startswith("E")]
+    return "; ".join(errors[-3:]) if errors else f"{type(exc).__name__}: {exc}"
+
+
+def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Callable[[str], None] = print) -> None:
+    """Run the server until Ctrl-C (or until it stops by itself)."""
+    with running_server(model_path, config, log) as server:
+        log(f"serving      model '{server.model}': HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}")
+        log(f"admin token  {server.access_token} (header triton-access-token, for statistics and logging)")
+        log("stop with    Ctrl-C")
+        try:
+            while True:
+                time.sleep(1.0)
+        except KeyboardInterrupt:
+            log("stopping")

@@ -1,0 +1,172 @@
+"""Every config.pbtxt parses with Triton's ModelConfig schema and says what the model file says."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from clca_deploy.errors import ClcaDeployError, ConfigError
+from clca_deploy.export.trt_plan import BatchProfile, build_sidecar, plan_build, sidecar_path
+from clca_deploy.serving.pbtxt import to_pbtxt
+from clca_deploy.serving.spec import read_classifier_spec
+from clca_deploy.serving.triton_config import (
+    ModelNames,
+    TritonRepoConfig,
+    classifier_config,
+    ensemble_config,
+    postprocess_config,
+    preprocess_config,
+    resolve_max_batch,
+)
+from tests.serving.conftest import require_module
+
+
+def _parse(message):
+    model_config_pb2 = require_module("tritonclient.grpc.model_config_pb2")
+    from google.protobuf import text_format
+
+    return text_format.Parse(to_pbtxt(message), model_config_pb2.ModelConfig())
+
+
+def _onnx_io(path):
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    (inp,), (out,) = model.graph.input, model.graph.output
+    dims = lambda value: [d.dim_value for d in value.type.tensor_type.shape.dim][1:]  # noqa: E731
+    return (inp.name, dims(inp)), (out.name, dims(out)), {p.key: p.value for p in model.metadata_props}
+
+
+def _fake_engine(tmp_path, onnx_path, profile=BatchProfile(1, 8, 32)):
+    """An engine file with the sidecar `build-trt` writes (the plan bytes are not read here)."""
+    (in_name, in_dims), (out_name, out_dims), metadata = _onnx_io(onnx_path)
+    engine = tmp_path / "model.int8.engine"
+    engine.write_bytes(b"not a real plan")
+    sidecar = build_sidecar(
+        tensorrt_version="10.3.0.26", gpu_name="Orin", compute_capability="8.7", plan=plan_build((10, 3, 0), "int8", "int8"),
+        io=[{"name": in_name, "mode": "input", "dtype": "float32", "shape": [-1, *in_dims]},
+            {"name": out_name, "mode": "output", "dtype": "float32", "shape": [-1, *out_dims]}],
+        profiles=[profile], onnx_sha256="ab" * 32, keep_rate=(0.5,), onnx_metadata=metadata, engine_sha256="cd" * 32,
+    )
+    sidecar_path(engine).write_text(json.dumps(sidecar))
+    return engine
+
+
+def test_onnx_classifier_config_matches_the_model(plain_onnx):
+    _, onnx_path = plain_onnx
+    (in_name, in_dims), (out_name, out_dims), _ = _onnx_io(onnx_path)
+    spec = read_classifier_spec(onnx_path)
+    names = ModelNames.for_name("leaf")
+    config = _parse(classifier_config(spec, names, TritonRepoConfig(max_batch=8, instances=2), max_batch=8))
+    assert config.name == "leaf_classifier" and config.platform == "onnxruntime_onnx"
+    assert config.max_batch_size == 8
+    assert [(t.name, list(t.dims)) for t in config.input] == [(in_name, in_dims)]
+    assert [(t.name, list(t.dims)) for t in config.output] == [(out_name, out_dims)]
+    assert config.input[0].data_type == require_module("tritonclient.grpc.model_config_pb2").TYPE_FP32
+    assert config.output[0].label_filename == "labels.txt"
+    assert config.HasField("dynamic_batching")
+    assert [(g.count, g.kind) for g in config.instance_group] == [(2, config.instance_group[0].KIND_GPU)]
+    cpu = _parse(classifier_config(spec, names, TritonRepoConfig(device="cpu"), max_batch=8))
+    assert cpu.instance_group[0].kind == cpu.instance_group[0].KIND_CPU
+
+
+def test_engine_classifier_config_matches_the_sidecar(plain_onnx, tmp_path):
+    _, onnx_path = plain_onnx
+    (in_name, in_dims), (out_name, out_dims), _ = _onnx_io(onnx_path)
+    spec = read_classifier_spec(_fake_engine(tmp_path, onnx_path))
+    assert spec.format == "plan" and spec.max_batch == 32
+    config = _parse(classifier_config(spec, ModelNames.for_name("clca"), TritonRepoConfig(), max_batch=resolve_max_batch(spec, None)))
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
+    assert [(t.name, list(t.dims)) for t in config.input] == [(in_name, in_dims)]
+    assert [(t.name, list(t.dims)) for t in config.output] == [(out_name, out_dims)]
+    with pytest.raises(ConfigError, match="only on a GPU"):
+        classifier_config(spec, ModelNames.for_name("clca"), TritonRepoConfig(device="cpu"), max_batch=8)
+
+
+def test_max_batch_stays_within_the_engine_profile(plain_onnx, tmp_path):
+    _, onnx_path = plain_onnx
+    spec = read_classifier_spec(_fake_engine(tmp_path, onnx_path, BatchProfile(1, 2, 4)))
+    assert resolve_max_batch(spec, None) == 4
+    assert resolve_max_batch(spec, 3) == 3
+    with pytest.raises(ConfigError, match=r"exceeds the largest batch model\.int8\.engine was built for \(4\).*--batch-profile 1,8,8"):
+        resolve_max_batch(spec, 8)
+    assert resolve_max_batch(read_classifier_spec(onnx_path), 64) == 64
+
+
+def test_ensemble_wires_each_step_to_the_next(plain_onnx):
+    _, onnx_path = plain_onnx
+    spec = read_classifier_spec(onnx_path)
+    names = ModelNames.for_name("clca")
+    repo_config = TritonRepoConfig(top_k=3)
+    configs = {
+        names.preprocess: _parse(preprocess_config(spec, names, repo_config, 8)),
+        names.classifier: _parse(classifier_config(spec, names, repo_config, 8)),
+        names.postprocess: _parse(postprocess_config(spec, names, repo_config, 8)),
+    }
+    ensemble = _parse(ensemble_config(spec, names, repo_config, 8))
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 8
+    available = {t.name: (t.data_type, list(t.dims)) for t in ensemble.input}
+    for step in ensemble.ensemble_scheduling.step:
+        model = configs[step.model_name]
+        inputs = {t.name: (t.data_type, list(t.dims)) for t in model.input}
+        outputs = {t.name: (t.data_type, list(t.dims)) for t in model.output}
+        assert set(step.input_map) == set(inputs)
+        for model_input, ensemble_tensor in step.input_map.items():
+            assert available[ensemble_tensor] == inputs[model_input], (step.model_name, model_input)
+        assert set(step.output_map) == set(outputs)
+        available.update({ensemble_tensor: outputs[model_output] for model_output, ensemble_tensor in step.output_map.items()})
+    for output in ensemble.output:
+        assert available[output.name] == (output.data_type, list(output.dims))
+    assert [list(o.dims) for o in ensemble.output] == [[3], [3], [3]]
+    assert [o.name for o in ensemble.output] == ["CLASS_ID", "CLASS_NAME", "SCORE"]
+
+
+def test_pre_and_postprocessing_carry_the_models_settings(plain_onnx):
+    _, onnx_path = plain_onnx
+    spec = read_classifier_spec(onnx_path)
+    names = ModelNames.for_name("clca")
+    pre = _parse(preprocess_config(spec, names, TritonRepoConfig(preprocess_instances=3), 8))
+    assert json.loads(pre.parameters["preprocess"].string_value) == spec.info.preprocess
+    assert pre.instance_group[0].count == 3
+    post = _parse(postprocess_config(spec, names, TritonRepoConfig(top_k=50), 8))
+    assert int(post.parameters["top_k"].string_value) == spec.num_classes  # capped at the class count
+    assert json.loads(post.parameters["class_names"].string_value) == list(spec.class_names)
+    assert len(spec.class_names) == spec.num_classes
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"name": "1abc"}, "must start with a letter"),
+    ({"name": "a b"}, "must start with a letter"),
+    ({"max_batch": 0}, "max batch"),
+    ({"instances": 0}, "instances"),
+    ({"top_k": True}, "top-k"),
+    ({"device": "tpu"}, "gpu or cpu"),
+    ({"max_queue_delay_us": -1}, "queue delay"),
+])
+def test_bad_settings_are_refused(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        TritonRepoConfig(**changes)
+
+
+def test_fixed_batch_exports_and_other_files_are_refused(tmp_path, plain_onnx):
+    import onnx
+
+    _, onnx_path = plain_onnx
+    model = onnx.load(str(onnx_path))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    with pytest.raises(ClcaDeployError, match="fixed batch of 4.*without --batch"):
+        read_classifier_spec(fixed)
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(np.zeros(4).tobytes())
+    with pytest.raises(ClcaDeployError, match="export one with `clca-deploy export`"):
+        read_classifier_spec(checkpoint)
+    with pytest.raises(ClcaDeployError, match="not found"):
+        read_classifier_spec(tmp_path / "missing.onnx")
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x01garbage")
+    with pytest.raises(ClcaDeployError):
+        read_classifier_spec(broken)
