@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import socket
 import sys
 import threading
 import time
@@ -30,24 +29,10 @@ from clca_deploy.bench.environment import environment
 from clca_deploy.runtime import open_backend, predict_images
 from clca_deploy.runtime.predictor import collect_images
 from clca_deploy.serving import ServeConfig, running_server
-from clca_deploy.serving.client import classify
+from clca_deploy.serving.client import classify, matches
+from clca_deploy.serving.server import free_port
 
 TOP_K = 5
-
-
-def free_port() -> int:
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        try:
-            for offset in (1, 2):
-                with socket.socket() as other:
-                    other.bind(("127.0.0.1", port + offset))
-            return port
-        except OSError:
-            continue
-    raise SystemExit("no three consecutive free ports on loopback")
 
 
 def direct_answers(model: Path, images: list[Path]) -> tuple[dict[Path, tuple], float]:
@@ -95,12 +80,9 @@ def load_run(url: str, model: str, images: list[Path], expected: dict, clients: 
                     continue
                 elapsed = time.perf_counter() - started
                 reference = expected[path]
-                same = (list(answer.class_ids) == [s.index for s in reference]
-                        and list(answer.class_names) == [s.name for s in reference]
-                        and np.allclose(answer.scores, [s.probability for s in reference], atol=1e-4))
                 with lock:
                     latencies.append(elapsed * 1000.0)
-                    if not same:
+                    if not matches(answer, reference):
                         mismatches.append(f"{path.name}: served {answer.class_ids} vs direct {[s.index for s in reference]}")
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]

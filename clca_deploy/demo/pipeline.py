@@ -1,4 +1,4 @@
-"""The demo pipeline: data -> train -> export -> INT8 -> bench, each step reusing earlier output.
+"""The demo pipeline: data -> train -> export -> INT8 -> (TensorRT) -> Triton -> bench, each step reusing earlier output.
 
 Every artefact lands in one work folder, and a step whose artefact is already there (and
 belongs to the same inputs) is skipped, so a second run costs only the benchmark.
@@ -6,6 +6,7 @@ belongs to the same inputs) is skipped, so a second run costs only the benchmark
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,7 @@ MODEL_FILE = "model.pth"
 # minute, and a tiny ViT from scratch needs that much signal to get well above chance.
 SYNTHETIC_DIFFICULTY = 2.0
 BENCH_FILE = "bench.json"
+TRITON_REPOSITORY = "triton-repo"
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,31 @@ def _engine(onnx_int8: Path, steps: _Steps) -> Path | None:
     return output
 
 
+def _triton(config: DemoConfig, onnx_int8: Path, test_dir: Path, steps: _Steps) -> None:
+    """The Triton repository of the INT8 model and, with PyTriton installed, the test images served through it."""
+    from clca_deploy.artifacts import sha256_file
+    from clca_deploy.runtime.predictor import collect_images
+    from clca_deploy.serving import TritonRepoConfig, write_triton_repository
+
+    repository = config.workdir / TRITON_REPOSITORY
+    served_copy = repository / "leaves_classifier" / "1" / "model.onnx"
+    reused = served_copy.is_file() and sha256_file(served_copy) == sha256_file(onnx_int8)
+    if not reused:
+        write_triton_repository(onnx_int8, repository, TritonRepoConfig(name="leaves"), overwrite=True)
+    action = "reused" if reused else "made"
+    if importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None:
+        steps.record("triton", action, repository, 'not served: pip install "clca-deploy[serve]" for a local server')
+        return
+    from clca_deploy.serving.check import check_served
+
+    check = check_served(onnx_int8, collect_images([test_dir]))
+    failed = f", {len(check.errors)} failed: {check.errors[0]}" if check.errors else ""
+    steps.record("triton", action, repository, (
+        f"{check.images} test images served by a local Triton server at {check.images_per_second:.0f}/s, "
+        f"{check.equal}/{check.images} answers equal to the direct runtime{failed}"
+    ))
+
+
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[DemoResult, object]:
     """Run (or resume) the demo; returns its summary and the bench report."""
     import time
@@ -179,13 +206,14 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[De
 
     started = time.perf_counter()
     config.workdir.mkdir(parents=True, exist_ok=True)
-    steps = _Steps(6, log)
+    steps = _Steps(7, log)
     train_dir, test_dir = _prepare_data(config, steps)
     checkpoint = _train(config, train_dir, test_dir, steps, log)
     checkpoint_sha = sha256_file(checkpoint)  # both reuse checks compare against it
     onnx_fp32 = _export(config, checkpoint, checkpoint_sha, test_dir, steps)
     onnx_int8 = _quantize(config, onnx_fp32, checkpoint_sha, train_dir, steps)
     engine = _engine(onnx_int8, steps)
+    _triton(config, onnx_int8, test_dir, steps)
     models = (onnx_fp32, onnx_int8) + ((engine,) if engine else ())
     bench = BenchConfig(models=models, data=test_dir, reference=checkpoint, batch_sizes=config.batch_sizes,
                         iters=config.iters, progress=False)

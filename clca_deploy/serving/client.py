@@ -41,3 +41,13 @@ def answers(result) -> list[ServedAnswer]:
         ServedAnswer(tuple(int(i) for i in row_ids), tuple(n.decode("utf-8") for n in row_names), tuple(float(s) for s in row_scores))
         for row_ids, row_names, row_scores in zip(ids, names, scores)
     ]
+
+
+def matches(answer: ServedAnswer, top: Sequence, atol: float = 1e-4) -> bool:
+    """True if a served answer equals the direct runtime's top classes (``Prediction.top``):
+    same ids and names in the same order, scores within ``atol``."""
+    return (
+        list(answer.class_ids) == [score.index for score in top]
+        and list(answer.class_names) == [score.name for score in top]
+        and bool(np.allclose(answer.scores, [score.probability for score in top], atol=atol))
+    )

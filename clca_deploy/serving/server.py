@@ -89,6 +89,24 @@ def _has_gpu() -> bool:
     return gpu_skip_reason() is None
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port P with P, P+1 and P+2 free on ``host`` (HTTP, gRPC, metrics), for servers started by programs."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+        if port > 65533:
+            continue
+        try:
+            for offset in (1, 2):
+                with socket.socket() as other:
+                    other.bind((host, port + offset))
+        except OSError:
+            continue
+        return port
+    raise ClcaDeployError(f"found no three consecutive free ports on {host}.")
+
+
 def check_port_free(host: str, port: int) -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

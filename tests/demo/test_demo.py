@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -22,10 +23,14 @@ def first_run(tmp_path_factory):
 def test_demo_makes_every_artefact_and_reports_what_it_wrote(first_run):
     config, result, report, lines = first_run
     names = [step.name for step in result.steps]
-    assert names == ["data", "train", "export", "int8", "tensorrt", "bench"]
-    assert [step.action for step in result.steps if step.name != "tensorrt"] == ["made"] * 5
+    assert names == ["data", "train", "export", "int8", "tensorrt", "triton", "bench"]
+    assert [step.action for step in result.steps if step.name != "tensorrt"] == ["made"] * 6
     for step in result.steps:
-        assert any(line.startswith(f"[{names.index(step.name) + 1}/6] {step.name}") and step.path in line for line in lines)
+        assert any(line.startswith(f"[{names.index(step.name) + 1}/7] {step.name}") and step.path in line for line in lines)
+    served = next(step for step in result.steps if step.name == "triton")
+    assert (config.workdir / "triton-repo" / "leaves" / "config.pbtxt").is_file()
+    counts = re.search(r"(\d+) test images served .* (\d+)/(\d+) answers equal to the direct runtime$", served.detail)
+    assert counts and int(counts[1]) > 0 and counts[1] == counts[2] == counts[3], served.detail
     saved = json.loads((config.workdir / "bench.json").read_text())
     labels = [row["label"] for row in saved["results"]]
     assert len(labels) == 3 and any("int8" in label for label in labels)
@@ -39,6 +44,7 @@ def test_second_run_reuses_the_first_runs_artefacts(first_run):
     second, _ = run_demo(config, log=lambda _: None)
     assert {s.name: s.action for s in second.steps if s.name in ("data", "train", "export", "int8")} == {
         "data": "reused", "train": "reused", "export": "reused", "int8": "reused"}
+    assert next(s for s in second.steps if s.name == "triton").action == "reused"
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import socket
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,3 @@ def parse_model_config(path: Path):
     from google.protobuf import text_format
 
     return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
-
-
-def free_port_triple(host: str = "127.0.0.1") -> int:
-    """A port P with P, P+1 and P+2 free (HTTP, gRPC, metrics)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind((host, 0))
-            port = probe.getsockname()[1]
-        if port > 65533:
-            continue
-        try:
-            for offset in (1, 2):
-                with socket.socket() as other:
-                    other.bind((host, port + offset))
-            return port
-        except OSError:
-            continue
-    raise RuntimeError("no three consecutive free ports")

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from clca_deploy.cli import app
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.serving.client import answers, classify, image_request
-from clca_deploy.serving.server import ServeConfig, check_port_free, running_server, stub_environment
-from tests.serving.conftest import free_port_triple, require_module
+from clca_deploy.serving.server import ServeConfig, check_port_free, free_port, running_server, stub_environment
+from tests.serving.conftest import require_module
 
 TOP_K = 3
 
@@ -43,7 +43,7 @@ def test_port_checks():
 def server(plain_onnx):
     require_module("pytriton")
     _, onnx_path = plain_onnx
-    config = ServeConfig(port=free_port_triple(), max_batch=8, top_k=TOP_K)
+    config = ServeConfig(port=free_port(), max_batch=8, top_k=TOP_K)
     with running_server(onnx_path, config) as running:
         yield running, onnx_path
 
@@ -147,6 +147,6 @@ def test_a_damaged_model_is_refused_before_any_server_starts(plain_onnx, tmp_pat
     model = tmp_path / "model.onnx"
     model.write_bytes(plain_onnx[1].read_bytes()[:1000])
     with pytest.raises(ClcaDeployError, match="model.onnx") as info:
-        with running_server(model, ServeConfig(port=free_port_triple())):
+        with running_server(model, ServeConfig(port=free_port())):
             pass
     assert "\n" not in str(info.value)
