@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -171,6 +173,9 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
         except Exception as exc:  # noqa: BLE001 - PyTriton reports a failed start with several types
             triton.stop()
             raise ClcaDeployError(f"the Triton server did not start: {_failure(exc, log_file)}") from exc
+        except BaseException:  # Ctrl-C or SIGTERM while starting: no server may outlive us
+            triton.stop()
+            raise
         try:
             log(f"ready        in {time.perf_counter() - started:.1f} s")
             host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0") else config.host
@@ -209,7 +214,8 @@ def _failure(exc: Exception, log_file: Path) -> str:
 
 
 def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Callable[[str], None] = print) -> None:
-    """Run the server until Ctrl-C (or until it stops by itself)."""
+    """Run the server until Ctrl-C or SIGTERM (how `docker stop` and Kubernetes end a process), or until it stops."""
+    _stop_on_sigterm()
     with running_server(model_path, config, log) as server:
         log(f"serving      model '{server.model}': HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}")
         log(f"admin token  {server.access_token} (header triton-access-token, for statistics and logging)")
@@ -219,3 +225,13 @@ def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Call
                 time.sleep(1.0)
         except KeyboardInterrupt:
             log("stopping")
+
+
+def _stop_on_sigterm() -> None:
+    # SIGTERM would end Python without unwinding, leaving the Triton server process running;
+    # as a KeyboardInterrupt it stops the server and removes its files first.
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)

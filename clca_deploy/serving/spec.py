@@ -17,7 +17,7 @@ from clca_deploy.export.metadata import OnnxModelInfo, parse_metadata
 _ONNX_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
 _NUMPY_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
                        "int8": "TYPE_INT8", "uint8": "TYPE_UINT8"}
-FORMATS = {".onnx": "onnx", ".engine": "plan", ".plan": "plan"}
+RUNTIME_FORMATS = {"onnxruntime": "onnx", "tensorrt": "plan"}
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,16 @@ class ClassifierSpec:
 
 
 def model_format(path: str | Path) -> str:
-    suffix = Path(path).suffix.lower()
-    if suffix not in FORMATS:
+    """"onnx" or "plan", by the file's suffix."""
+    from clca_deploy.runtime.base import backend_for_path
+
+    runtime = backend_for_path(path)
+    if runtime not in RUNTIME_FORMATS:
         raise ClcaDeployError(
-            f"{path}: Triton serves an exported ONNX file (.onnx) or a TensorRT engine (.engine/.plan); "
-            "export one with `clca-deploy export` (or `build-trt`) first."
+            f"{path} is a checkpoint; Triton serves an exported ONNX file (.onnx) or a TensorRT engine "
+            "(.engine/.plan): export one with `clca-deploy export` (or `build-trt`) first."
         )
-    return FORMATS[suffix]
+    return RUNTIME_FORMATS[runtime]
 
 
 def read_classifier_spec(path: str | Path) -> ClassifierSpec:
@@ -119,11 +122,6 @@ def _spec_from_engine(path: Path) -> ClassifierSpec:
 
     sidecar = load_sidecar(path)
     info = parse_metadata(sidecar.get("onnx_metadata", {}), source=f"sidecar of {path.name}")
-    return spec_from_sidecar(path, sidecar, info)
-
-
-def spec_from_sidecar(path: Path, sidecar: dict[str, Any], info: OnnxModelInfo) -> ClassifierSpec:
-    """The spec of an engine from its sidecar's I/O list and first batch profile."""
     try:
         inputs = [entry for entry in sidecar["io"] if entry["mode"] == "input"]
         outputs = [entry for entry in sidecar["io"] if entry["mode"] == "output"]

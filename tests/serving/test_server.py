@@ -150,3 +150,59 @@ def test_a_damaged_model_is_refused_before_any_server_starts(plain_onnx, tmp_pat
         with running_server(model, ServeConfig(port=free_port())):
             pass
     assert "\n" not in str(info.value)
+
+
+def test_serve_command_stops_the_server_on_sigterm(plain_onnx):
+    """`docker stop` and Kubernetes send SIGTERM: the Triton server must go with the command."""
+    require_module("pytriton")
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    port = free_port()
+    command = [sys.executable, "-m", "clca_deploy.cli", "serve", str(plain_onnx[1]), "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()
+    output = []
+    try:
+        while not any(line.startswith("stop with") for line in output):
+            output.append(lines.get(timeout=120))  # queue.Empty fails the test if the server never says it serves
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    while not lines.empty():
+        output.append(lines.get())
+    assert process.returncode == 0, "".join(output)
+    assert any(line.startswith("stopping") for line in output)
+    for offset in range(3):  # the server process is gone with its ports
+        check_port_free("127.0.0.1", port + offset)
+
+
+def test_grpc_and_metrics_endpoints(server, leaves_dir):
+    """The same answer over gRPC (port + 1), and Prometheus metrics counting it (port + 2)."""
+    import urllib.request
+
+    import tritonclient.grpc as triton_grpc
+    import tritonclient.http as triton_http
+
+    running, _ = server
+    image = _leaves(leaves_dir, per_class=1)[3].read_bytes()
+    with triton_http.InferenceServerClient(running.http_url) as http_client:
+        over_http = classify(http_client, running.model, [image])[0]
+    grpc_client = triton_grpc.InferenceServerClient(running.grpc_url)
+    try:
+        tensor = triton_grpc.InferInput("IMAGE", [1, 1], "BYTES")
+        tensor.set_data_from_numpy(np.array([[image]], dtype=object))
+        result = grpc_client.infer(running.model, [tensor])
+    finally:
+        grpc_client.close()
+    assert result.as_numpy("CLASS_ID")[0].tolist() == list(over_http.class_ids)
+    np.testing.assert_allclose(result.as_numpy("SCORE")[0], over_http.scores, atol=1e-6)
+    metrics = urllib.request.urlopen(running.metrics_url, timeout=10).read().decode()
+    line = next(x for x in metrics.splitlines() if x.startswith("nv_inference_request_success") and f'model="{running.model}"' in x)
+    assert float(line.rsplit(" ", 1)[1]) >= 2
