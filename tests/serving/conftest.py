@@ -20,9 +20,13 @@ def require_module(name: str):
         pytest.skip(message)
 
 
-def parse_model_config(path: Path):
-    """A config.pbtxt read with Triton's own ModelConfig schema (the protobuf tritonclient ships)."""
+def parse_config_text(text: str):
+    """Model-config text read with Triton's own ModelConfig schema (the protobuf tritonclient ships)."""
     model_config_pb2 = require_module("tritonclient.grpc.model_config_pb2")
     from google.protobuf import text_format
 
-    return text_format.Parse(path.read_text(encoding="utf-8"), model_config_pb2.ModelConfig())
+    return text_format.Parse(text, model_config_pb2.ModelConfig())
+
+
+def parse_model_config(path: Path):
+    return parse_config_text(path.read_text(encoding="utf-8"))

@@ -3,14 +3,7 @@ from __future__ import annotations
 import pytest
 
 from clca_deploy.serving.pbtxt import Enum, to_pbtxt
-from tests.serving.conftest import require_module
-
-
-def _parse(text: str):
-    model_config_pb2 = require_module("tritonclient.grpc.model_config_pb2")
-    from google.protobuf import text_format
-
-    return text_format.Parse(text, model_config_pb2.ModelConfig())
+from tests.serving.conftest import parse_config_text, require_module
 
 
 def test_nested_repeated_and_enum_fields_read_back():
@@ -23,7 +16,7 @@ def test_nested_repeated_and_enum_fields_read_back():
         "instance_group": [{"count": 2, "kind": Enum("KIND_CPU")}],
         "parameters": [{"key": "k", "value": {"string_value": "v"}}],
     })
-    config = _parse(text)
+    config = parse_config_text(text)
     assert config.name == "m" and config.max_batch_size == 8
     assert list(config.input[0].dims) == [3, 224, 224] and config.input[0].data_type == require_module("tritonclient.grpc.model_config_pb2").TYPE_FP32
     assert [o.name for o in config.output] == ["y", "z"]
@@ -34,7 +27,7 @@ def test_nested_repeated_and_enum_fields_read_back():
 
 @pytest.mark.parametrize("value", ['quote " and backslash \\', "Salix × rubens", "Äpfel\nzweite Zeile\t", "葉", "{\"json\": [1]}"])
 def test_strings_survive_the_round_trip(value):
-    assert _parse(to_pbtxt({"name": value})).name == value
+    assert parse_config_text(to_pbtxt({"name": value})).name == value
 
 
 def test_unknown_value_types_are_refused():

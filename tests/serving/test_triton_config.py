@@ -20,14 +20,11 @@ from clca_deploy.serving.triton_config import (
     preprocess_config,
     resolve_max_batch,
 )
-from tests.serving.conftest import require_module
+from tests.serving.conftest import parse_config_text, require_module
 
 
 def _parse(message):
-    model_config_pb2 = require_module("tritonclient.grpc.model_config_pb2")
-    from google.protobuf import text_format
-
-    return text_format.Parse(to_pbtxt(message), model_config_pb2.ModelConfig())
+    return parse_config_text(to_pbtxt(message))
 
 
 def _onnx_io(path):
