@@ -48,7 +48,7 @@ def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from clca_deploy.export.metadata import read_onnx_metadata, write_metadata
+    from clca_deploy.export.metadata import metadata_props, read_onnx_metadata, write_metadata
 
     started = time.perf_counter()
     output = check_output_path(output)
@@ -56,7 +56,7 @@ def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None
     if info.precision != "fp32":
         raise ClcaDeployError(f"{onnx_path} is already {info.precision}; convert the FP32 export.")
     model = onnx.load(str(onnx_path))
-    props = {p.key: p.value for p in model.metadata_props}
+    props = metadata_props(model)
     blocked = score_path_nodes(model)
     converted = convert_float_to_float16(
         model, keep_io_types=True, op_block_list=list(FP32_OP_TYPES), node_block_list=sorted(blocked)

@@ -92,7 +92,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from clca_deploy.export.metadata import read_onnx_metadata, write_metadata
+    from clca_deploy.export.metadata import metadata_props, read_onnx_metadata, write_metadata
 
     started = time.perf_counter()
     config.validate()
@@ -148,7 +148,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
                 f"the quantized graph breaks TensorRT's Q/DQ conventions ({len(violations)}: "
                 f"{violations[0].node}: {violations[0].problem}); nothing was written. Please report this."
             )
-        props = {p.key: p.value for p in model.metadata_props}
+        props = metadata_props(model)
         props["precision"] = "int8"
         props["calibration"] = json.dumps({"method": config.method, "images": int(len(calibration.images))})
         write_metadata(quantized, props)

@@ -112,15 +112,29 @@ def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxMode
         raise ClcaDeployError(f"{source} has damaged clca-deploy metadata ({exc}); export it again.") from exc
 
 
-def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
-    """Metadata of an exported ONNX file, read without loading its weights."""
+def load_onnx_structure(path: str | Path):
+    """The ONNX model at ``path`` without external weight data, or a clear error for a damaged file."""
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and others for damaged files
         raise ClcaDeployError(f"cannot read {path} as ONNX ({type(exc).__name__}); is the file complete?") from exc
-    return parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
+
+
+def metadata_props(model) -> dict[str, str]:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def graph_inputs(model) -> list:
+    """The graph's real inputs: old IRs list the weights as inputs too."""
+    weights = {init.name for init in model.graph.initializer}
+    return [value for value in model.graph.input if value.name not in weights]
+
+
+def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
+    """Metadata of an exported ONNX file, read without loading its weights."""
+    return parse_metadata(metadata_props(load_onnx_structure(path)), source=str(path))
 
 
 def is_export_of(path: str | Path, checkpoint_sha256: str, keep_rate: float, precision: str = "fp32") -> bool:

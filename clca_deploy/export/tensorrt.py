@@ -69,16 +69,15 @@ def require_tensorrt() -> None:
 
 def onnx_input(onnx_path: Path) -> tuple[str, int | None, dict[str, str]]:
     """Image input name, its fixed batch size (None when dynamic) and the metadata_props of an ONNX file."""
-    import onnx
+    from clca_deploy.export.metadata import graph_inputs, load_onnx_structure, metadata_props
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    weights = {init.name for init in model.graph.initializer}  # old IRs list weights as inputs too
-    inputs = [i for i in model.graph.input if i.name not in weights]
+    model = load_onnx_structure(onnx_path)
+    inputs = graph_inputs(model)
     if len(inputs) != 1:
         raise ClcaDeployError(f"{onnx_path} has {len(inputs)} inputs; a CLCA export has exactly one (images).")
     dim = inputs[0].type.tensor_type.shape.dim[0]
     batch = dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
-    return inputs[0].name, batch, {p.key: p.value for p in model.metadata_props}
+    return inputs[0].name, batch, metadata_props(model)
 
 
 def _gpu_identity() -> tuple[str, str]:
@@ -131,7 +130,7 @@ def describe_io(trt, engine) -> list[dict[str, Any]]:
 
 def build_engine(onnx_path: str | Path, output: str | Path, config: EngineConfig, log: Callable[[str], None] = print) -> EngineResult:
     """Build ``output`` (a TensorRT plan) and ``output.json`` (its sidecar) from an exported ONNX file."""
-    from clca_deploy.export.metadata import read_onnx_metadata
+    from clca_deploy.export.metadata import parse_metadata
 
     started = time.perf_counter()
     config.validate()
@@ -144,8 +143,8 @@ def build_engine(onnx_path: str | Path, output: str | Path, config: EngineConfig
     output = check_output_path(output)
     if config.timing_cache is not None:
         check_output_path(config.timing_cache)  # fail now, not after a long build
-    info = read_onnx_metadata(onnx_path)
-    input_name, onnx_batch, props = onnx_input(onnx_path)
+    input_name, onnx_batch, props = onnx_input(onnx_path)  # one read of the file for both
+    info = parse_metadata(props, source=str(onnx_path))
     plan = plan_build(parse_trt_version(trt.__version__), config.precision, info.precision)
     profile = profile_for(onnx_batch, config.batch)
     for note in plan.notes:

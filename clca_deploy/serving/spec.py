@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.export.metadata import OnnxModelInfo, parse_metadata
+from clca_deploy.export.metadata import OnnxModelInfo, graph_inputs, load_onnx_structure, metadata_props, parse_metadata
 
 # ONNX TensorProto element types and numpy dtype names -> Triton's data types.
 _ONNX_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
@@ -72,15 +72,9 @@ def read_classifier_spec(path: str | Path) -> ClassifierSpec:
 
 
 def _spec_from_onnx(path: Path) -> ClassifierSpec:
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and others for damaged files
-        raise ClcaDeployError(f"cannot read {path} as ONNX ({type(exc).__name__}); is the file complete?") from exc
-    info = parse_metadata({p.key: p.value for p in model.metadata_props}, source=str(path))
-    weights = {init.name for init in model.graph.initializer}  # old IRs list weights as inputs too
-    inputs = [value for value in model.graph.input if value.name not in weights]
+    model = load_onnx_structure(path)
+    info = parse_metadata(metadata_props(model), source=str(path))
+    inputs = graph_inputs(model)
     outputs = list(model.graph.output)
     if len(inputs) != 1 or len(outputs) != 1:
         raise ClcaDeployError(f"{path} has {len(inputs)} inputs and {len(outputs)} outputs; a CLCA export has one of each.")
