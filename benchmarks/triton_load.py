@@ -26,21 +26,13 @@ import numpy as np
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.runtime import open_backend, predict_images
 from clca_deploy.runtime.predictor import collect_images
 from clca_deploy.serving import ServeConfig, running_server
+from clca_deploy.serving.check import direct_answers
 from clca_deploy.serving.client import classify, matches
 from clca_deploy.serving.server import free_port
 
 TOP_K = 5
-
-
-def direct_answers(model: Path, images: list[Path]) -> tuple[dict[Path, tuple], float]:
-    started = time.perf_counter()
-    with open_backend(model) as backend:
-        run = predict_images(backend, images, top_k=TOP_K)
-    seconds = time.perf_counter() - started
-    return {Path(p.path): p.top for p in run.predictions}, seconds
 
 
 def classifier_counts(client, model: str, token: str) -> tuple[int, int]:
@@ -123,7 +115,9 @@ def main() -> None:
         raise SystemExit(f"{args.model} not found: run benchmarks/trained_leaves.py first, or pass --model.")
 
     images = collect_images([args.data])
-    expected, direct_seconds = direct_answers(args.model, images)
+    started = time.perf_counter()
+    expected = direct_answers(args.model, images, TOP_K)
+    direct_seconds = time.perf_counter() - started
     print(f"direct runtime: {len(images)} images in {direct_seconds:.1f} s ({len(images) / direct_seconds:.1f} images/s, batch 16)")
     config = ServeConfig(port=free_port(), max_batch=args.max_batch, top_k=TOP_K, name="leaves")
     runs = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -36,6 +37,27 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_folder(path: str | Path) -> Iterator[Path]:
+    """``atomic_output`` for a folder: yield an empty folder beside ``path`` that replaces it
+    (and whatever it held) only if the block succeeds."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        yield staging
+        if path.exists():
+            retired = path.with_name(f".{path.name}.{os.getpid()}.old")
+            os.replace(path, retired)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def sha256_file(path: str | Path, chunk_size: int = 1 << 20) -> str:

@@ -31,14 +31,19 @@ class ServingCheck:
         return {**asdict(self), "images_per_second": self.images_per_second}
 
 
+def direct_answers(model_path: str | Path, images: Sequence[Path], top_k: int = 5) -> dict[Path, tuple]:
+    """`clca-deploy predict`'s top classes (``Prediction.top``) for each readable image, by path."""
+    from clca_deploy.runtime import open_backend, predict_images
+
+    with open_backend(model_path) as backend:
+        return {Path(p.path): p.top for p in predict_images(backend, images, top_k=top_k).predictions}
+
+
 def check_served(model_path: str | Path, images: Sequence[Path], clients: int = 4, top_k: int = 5) -> ServingCheck:
     """Answers of `clca-deploy predict` for ``images``, then the same images through `serve`, compared."""
     import tritonclient.http as triton_http
 
-    from clca_deploy.runtime import open_backend, predict_images
-
-    with open_backend(model_path) as backend:
-        direct = {Path(p.path): p.top for p in predict_images(backend, images, top_k=top_k).predictions}
+    direct = direct_answers(model_path, images, top_k)
     readable = [path for path in images if Path(path) in direct]
     equal, errors = 0, []
     # PyTriton echoes the server's console ("Signal (2) received." when it stops) to our stdout;

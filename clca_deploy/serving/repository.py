@@ -7,8 +7,6 @@ serves it with numpy and pillow and nothing of this project installed.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -16,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clca_deploy import __version__
+from clca_deploy.artifacts import atomic_folder
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.export.trt_plan import sidecar_path
 from clca_deploy.serving.pbtxt import to_pbtxt
@@ -69,7 +68,7 @@ def write_triton_repository(
     _check_destination(output, overwrite)
     max_batch = resolve_max_batch(spec, config.max_batch)
     names = ModelNames.for_name(config.name)
-    with _staging_folder(output) as staging:
+    with atomic_folder(output) as staging:
         _write_models(staging, spec, names, config, max_batch, runtime_classifier)
     return TritonRepository(
         path=str(output),
@@ -153,22 +152,3 @@ def _check_destination(output: Path, overwrite: bool) -> None:
         raise ClcaDeployError(f"{output} is a file; give a folder for the model repository.")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise ClcaDeployError(f"{output} is not empty; choose a new folder, or pass --overwrite to replace it.")
-
-
-@contextlib.contextmanager
-def _staging_folder(output: Path):
-    """A folder beside ``output`` that replaces it only once everything is written."""
-    staging = output.with_name(f".{output.name}.{os.getpid()}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    try:
-        yield staging
-        if output.exists():
-            retired = output.with_name(f".{output.name}.{os.getpid()}.old")
-            os.replace(output, retired)
-            os.replace(staging, output)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, output)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
