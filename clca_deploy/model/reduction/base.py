@@ -117,6 +117,36 @@ class TokenReducer(nn.Module):
         raise NotImplementedError
 
 
+class SlotReducer(TokenReducer):
+    """Learned slots before the block (SiT, PatchMerger): every patch token is mixed into K slots,
+    K = ``int(patches * kr^(j+1))`` fixed by the weights. Subclasses give ``slots``."""
+
+    stage = BEFORE_BLOCK
+    state_dict_name = "cluster_layers"
+    keep_rate_in_weights = True
+    method_label: ClassVar[str]
+
+    @classmethod
+    def check_keep_rates(cls, keep_rates, num_locations):
+        single_rate_only(cls.method_label, keep_rates)
+
+    @classmethod
+    def plan(cls, site: ReductionSite) -> int | None:
+        # Always runs, even at keep 1.0: the learned mixing is not the identity.
+        return site.compounded_count()
+
+    def slots(self, tokens: torch.Tensor) -> torch.Tensor:
+        """[B, N, D] patch tokens -> [B, K, D] slots."""
+        raise NotImplementedError
+
+    def forward(self, x, attn=None, keys=None, token_weights=None):
+        if self.keep == 0:
+            # The official module yields no slots and the block runs on the CLS alone: the same
+            # result, without a zero-sized MatMul in the graph.
+            return x[:, :1], token_weights
+        return torch.cat([x[:, :1], self.slots(x[:, 1:])], dim=1), token_weights
+
+
 def single_rate_only(method: str, keep_rates: tuple[float, ...]) -> None:
     """The compounding methods take one keep rate: their official code reads a list as counts."""
     if len(keep_rates) > 1:

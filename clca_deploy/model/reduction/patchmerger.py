@@ -12,23 +12,13 @@ import torch
 from torch import nn
 
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer, single_rate_only
+from clca_deploy.model.reduction.base import ReductionSite, SlotReducer
 
 
-class PatchMergerReducer(TokenReducer):
+class PatchMergerReducer(SlotReducer):
     """Keys ``cluster_layers.{j}.queries`` [K, D] and ``cluster_layers.{j}.norm.*``."""
 
-    stage = BEFORE_BLOCK
-    state_dict_name = "cluster_layers"
-    keep_rate_in_weights = True
-
-    @classmethod
-    def check_keep_rates(cls, keep_rates, num_locations):
-        single_rate_only("PatchMerger", keep_rates)
-
-    @classmethod
-    def plan(cls, site: ReductionSite) -> int | None:
-        return site.compounded_count()
+    method_label = "PatchMerger"
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:
@@ -42,10 +32,8 @@ class PatchMergerReducer(TokenReducer):
         self.norm = nn.LayerNorm(dim)  # default eps 1e-5, as in the official module
         self.queries = nn.Parameter(torch.randn(keep, dim))
 
-    def forward(self, x, attn=None, keys=None, token_weights=None):
-        if self.keep == 0:
-            return x[:, :1], token_weights
-        tokens = self.norm(x[:, 1:])
+    def slots(self, tokens):
+        tokens = self.norm(tokens)
         # The official similarity is multiplied by a scale of 1.0 (scaled_attention off): omitted.
         attention = torch.softmax(self.queries @ tokens.transpose(1, 2), dim=-1)
-        return torch.cat([x[:, :1], attention @ tokens], dim=1), token_weights
+        return attention @ tokens

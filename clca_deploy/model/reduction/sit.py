@@ -15,24 +15,13 @@ import torch
 from torch import nn
 
 from clca_deploy.model.backbone import BackboneSpec
-from clca_deploy.model.reduction.base import BEFORE_BLOCK, ReductionSite, TokenReducer, single_rate_only
+from clca_deploy.model.reduction.base import ReductionSite, SlotReducer
 
 
-class SiTReducer(TokenReducer):
+class SiTReducer(SlotReducer):
     """TokenSlimmingModule: keys ``cluster_layers.{j}.weight.{0,1,3}.*`` and ``cluster_layers.{j}.scale``."""
 
-    stage = BEFORE_BLOCK
-    state_dict_name = "cluster_layers"
-    keep_rate_in_weights = True
-
-    @classmethod
-    def check_keep_rates(cls, keep_rates, num_locations):
-        single_rate_only("SiT", keep_rates)
-
-    @classmethod
-    def plan(cls, site: ReductionSite) -> int | None:
-        # Always runs, even at keep 1.0: the learned mixing is not the identity.
-        return site.compounded_count()
+    method_label = "SiT"
 
     @classmethod
     def extra_macs(cls, keep: int, site: ReductionSite, spec: BackboneSpec) -> int:
@@ -52,10 +41,6 @@ class SiTReducer(TokenReducer):
         self.weight = nn.Sequential(nn.LayerNorm(dim), nn.Linear(dim, hidden), nn.GELU(), slots)
         self.scale = nn.Parameter(torch.ones(1, 1, 1))
 
-    def forward(self, x, attn=None, keys=None, token_weights=None):
-        if self.keep == 0:
-            return x[:, :1], token_weights
-        tokens = x[:, 1:]
+    def slots(self, tokens):
         assignment = torch.softmax(self.weight(tokens) * self.scale, dim=1)  # over the tokens
-        slots = assignment.transpose(1, 2) @ tokens
-        return torch.cat([x[:, :1], slots], dim=1), token_weights
+        return assignment.transpose(1, 2) @ tokens
