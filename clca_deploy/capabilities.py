@@ -1,31 +1,17 @@
-"""What this machine can run: checked without importing heavy libraries at module load."""
+"""What this machine can run, for the test markers and the optional pipeline steps; never through torch."""
 
 from __future__ import annotations
 
-import importlib.util
+
+def gpu_skip_reason(device: int = 0) -> str | None:
+    """None when CUDA GPU ``device`` is usable (asked of the CUDA driver itself), else why not."""
+    from clca_deploy.system.gpu import gpu_unavailable_reason
+
+    return gpu_unavailable_reason(device)
 
 
-def _has_module(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+def tensorrt_skip_reason(device: int = 0) -> str | None:
+    """None when TensorRT, a CUDA binding and GPU ``device`` are usable, else why not."""
+    from clca_deploy.tensorrt.toolkit import tensorrt_unavailable_reason
 
-
-def gpu_skip_reason() -> str | None:
-    """None when a CUDA GPU is usable, else why not."""
-    import torch
-
-    if not torch.cuda.is_available():
-        return "no CUDA GPU on this machine"
-    return None
-
-
-def tensorrt_skip_reason() -> str | None:
-    """None when TensorRT and a GPU are usable, else why not."""
-    reason = gpu_skip_reason()
-    if reason:
-        return reason
-    if not _has_module("tensorrt"):
-        return 'TensorRT is not installed (pip install "clca-deploy[trt]")'
-    return None
+    return tensorrt_unavailable_reason(device)

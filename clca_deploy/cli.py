@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -71,16 +72,40 @@ def _print_summary(summary) -> None:
     typer.echo(f"GMACs        {summary.gmacs:.2f} at batch 1")
 
 
+def _print_deployed(described) -> None:
+    typer.echo(f"file         {described.path} ({described.kind}, {described.size_bytes / 1e6:.1f} MB)")
+    typer.echo(f"model        {described.model}  [method {described.method}, {described.precision}]")
+    typer.echo(f"input        {described.img_size}px, batch {described.batch}, {described.num_classes} classes")
+    keep = ", ".join(str(k) for k in described.keep_rate)
+    typer.echo(f"keep rate    {keep}; tokens per block {' '.join(f'{a}->{b}' if a != b else str(a) for a, b in described.token_schedule)}")
+    pre = described.preprocess
+    typer.echo(f"preprocess   resize {pre['resize_size']} ({pre['interpolation']}), centre crop {pre['img_size']}, mean {pre['mean']}, std {pre['std']}")
+    if described.class_names:
+        typer.echo(f"classes      {', '.join(described.class_names)}")
+    for key, value in described.details.items():
+        if key != "io" and value not in (None, [], ""):
+            typer.echo(f"{key.replace('_', ' '):<12} {value}")
+
+
 @app.command()
 def info(
-    checkpoint: Path = typer.Argument(..., help="A train.py checkpoint (.pth), state dict or .safetensors."),
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.pth, .safetensors), an exported .onnx or an engine."),
     model: Optional[str] = typer.Option(None, help="Official model string, for files without args."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size, for files without args."),
     num_classes: Optional[int] = typer.Option(None, help="Number of classes, for files without args."),
     keep: Optional[float] = typer.Option(None, help="Keep rate to report instead of the checkpoint's."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
-    """Resolved settings, tokens entering each block, parameters and GMACs of a checkpoint."""
+    """What a model file holds: a checkpoint's settings, token schedule, parameters and GMACs, or an export's metadata."""
+    from clca_deploy.runtime.describe import DEPLOYED_SUFFIXES, describe_model_file
+
+    if checkpoint.suffix.lower() in DEPLOYED_SUFFIXES:
+        described = describe_model_file(checkpoint)
+        if as_json:
+            typer.echo(json.dumps(described.to_dict(), indent=2))
+        else:
+            _print_deployed(described)
+        return
     from clca_deploy.model.summary import summarize_checkpoint
 
     settings = {
@@ -165,31 +190,35 @@ def build_trt(
     int8: bool = typer.Option(False, "--int8", help="INT8 engine (an FP32 ONNX is calibrated on --data first)."),
     data: Optional[Path] = typer.Option(None, help="Calibration images for --int8."),
     num_images: int = typer.Option(256, help="Calibration images for --int8."),
-    batch: Optional[str] = typer.Option(None, help="Batch profile MIN,OPT,MAX (dynamic-batch ONNX; default 1,8,32)."),
+    batch: Optional[str] = typer.Option(None, help="Batch range MIN,OPT,MAX (dynamic-batch ONNX; default 1,8,32)."),
     workspace: float = typer.Option(2.0, help="Builder workspace in GiB."),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
+    device: int = typer.Option(0, help="CUDA device index to build for."),
+    weak_typing: bool = typer.Option(
+        False, "--weak-typing", help="TensorRT 10 only: builder flags choose kernels' precision instead of the ONNX's types."
+    ),
 ) -> None:
     """Build a TensorRT engine plus its sidecar JSON; the precision comes from the ONNX file."""
-    from clca_deploy.export.build import build_trt as build
-    from clca_deploy.export.tensorrt import EngineConfig, require_tensorrt
-    from clca_deploy.export.trt_plan import parse_batch_profile
+    from clca_deploy.metadata import read_onnx_metadata
+    from clca_deploy.pipeline.build_trt import build_trt as build
+    from clca_deploy.tensorrt.build import EngineConfig
+    from clca_deploy.tensorrt.plan import parse_batch_profile
 
-    require_tensorrt()  # before reading or calibrating anything
     if fp16 and int8:
         raise ClcaDeployError("choose one of --fp16 and --int8.")
     precision = "int8" if int8 else "fp16" if fp16 else None
-    if precision is None:
-        from clca_deploy.export import read_onnx_metadata
-
-        precision = read_onnx_metadata(model).precision
     config = EngineConfig(
-        precision=precision, batch=parse_batch_profile(batch) if batch else None, workspace_gib=workspace,
-        timing_cache=timing_cache,
+        precision=precision or "fp32", batch=parse_batch_profile(batch) if batch else None, workspace_gib=workspace,
+        timing_cache=timing_cache, device=device, weak_typing=weak_typing,
     )
+    config.validate()
+    if precision is None and model.is_file():
+        config = replace(config, precision=read_onnx_metadata(model).precision)
     result = build(model, output, config, data=data, num_images=num_images, log=typer.echo)
     for note in result.notes:
         typer.echo(f"note: {note}")
-    typer.echo(f"wrote {result.path} and {result.sidecar} ({result.precision}, TensorRT {result.tensorrt_version})")
+    typing = "strongly typed" if result.strongly_typed else f"weakly typed, flags {', '.join(result.builder_flags) or 'none'}"
+    typer.echo(f"wrote {result.path} and {result.sidecar} ({result.precision}, {typing}, TensorRT {result.tensorrt_version})")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -291,7 +320,9 @@ def _render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
 def bench(
     data: Path = typer.Option(..., help="Images: an ImageFolder tree, a flat folder, or a CSV split root."),
     model: list[Path] = typer.Option([], "--model", help="A model to measure (.onnx, .engine, .pth); repeatable."),
-    reference: Optional[Path] = typer.Option(None, help="The PyTorch reference checkpoint."),
+    reference: Optional[Path] = typer.Option(
+        None, help="The reference: the checkpoint (PyTorch), or the FP32 .onnx where PyTorch is not installed."
+    ),
     batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes to time."),
     warmup: int = typer.Option(3, help="Untimed warm-up calls per batch size."),
     iters: int = typer.Option(20, help="Timed calls per batch size."),
@@ -302,7 +333,7 @@ def bench(
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
 ) -> None:
-    """Latency and accuracy of each model beside the PyTorch reference, as a table, JSON and a plot."""
+    """Latency and accuracy of each model beside the reference, as a table, JSON and a plot."""
     from clca_deploy.bench.run import BenchConfig, run_bench
 
     config = BenchConfig(
@@ -395,6 +426,15 @@ def demo(
     if result.bench_plot:
         typer.echo(f"plot    {result.bench_plot}")
     typer.echo(f"done in {result.seconds:.0f} s")
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """What this machine can run (runtimes, TensorRT, GPU, Jetson), what is missing and how to install it."""
+    from clca_deploy.system.doctor import format_report, run_doctor
+
+    report = run_doctor()
+    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
 
 
 def main() -> None:

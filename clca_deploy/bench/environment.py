@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import sys
 from pathlib import Path
 
 
@@ -26,6 +27,8 @@ def _version(package: str) -> str | None:
 
 def environment() -> dict:
     """Versions of the runtimes and the CPU/GPU, gathered without importing optional libraries."""
+    from clca_deploy.system.gpu import list_gpus
+
     info = {
         "python": platform.python_version(),
         "platform": platform.platform(),
@@ -33,13 +36,15 @@ def environment() -> dict:
         "cpu_count": os.cpu_count(),
         "clca_deploy": _version("clca-deploy"),
     }
-    for package in ("torch", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "numpy"):
+    packages = (
+        "torch", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "cuda-python", "cuda-bindings",
+        "nvidia-ml-py", "numpy",
+    )
+    for package in packages:
         info[package] = _version(package)
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-        info["gpu"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:
-        info["gpu"] = None
+    if "torch" in sys.modules:  # only when the run used it: importing torch costs seconds and memory
+        info["torch_threads"] = sys.modules["torch"].get_num_threads()
+    gpus = list_gpus()  # from the CUDA driver, not torch
+    info["gpu"] = gpus[0].name if gpus else None
+    info["gpus"] = [gpu.to_dict() for gpu in gpus]
     return info

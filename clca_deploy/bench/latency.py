@@ -8,14 +8,38 @@ from typing import Callable
 
 import numpy as np
 
+from clca_deploy.bench.power import PowerWindow, ThreadedPowerSampler
+
+
+def _opt(kind, value):
+    # numpy scalars are not JSON-serialisable, and JSON gives lists where we keep tuples: coerce on entry.
+    return None if value is None else kind(value)
+
 
 @dataclass(frozen=True)
 class LatencyStats:
-    """Host-to-host latency of one call on a batch (input on the host, output back on the host)."""
+    """Host-to-host latency of one call on a batch (input on the host, output back on the host).
+
+    The power fields cover the same timed calls (warm-up excluded): mean board power, energy per
+    image, which sensor and rail, the Jetson power mode and the number of readings; or all None and
+    ``power_reason`` saying why (no sensor here, a sampler failure, a window too short).
+    """
 
     batch_size: int
     warmup: int
     samples_ms: tuple[float, ...]
+    power_w: float | None = None
+    energy_mj_per_image: float | None = None
+    power_source: str | None = None
+    power_mode: str | None = None
+    power_samples: int | None = None
+    power_reason: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "samples_ms", tuple(float(s) for s in self.samples_ms))
+        for name in ("power_w", "energy_mj_per_image"):
+            object.__setattr__(self, name, _opt(float, getattr(self, name)))
+        object.__setattr__(self, "power_samples", _opt(int, self.power_samples))
 
     @property
     def p50_ms(self) -> float:
@@ -55,23 +79,44 @@ class LatencyStats:
     @classmethod
     def from_dict(cls, d: dict) -> "LatencyStats":
         """Inverse of ``to_dict``; the derived statistics in ``d`` are recomputed, not read."""
+        # The power fields came after version 1 of the report format; reports without them stay readable.
         return cls(
             batch_size=int(d["batch_size"]),
             warmup=int(d["warmup"]),
             samples_ms=tuple(float(s) for s in d["samples_ms"]),
+            power_w=d.get("power_w"),
+            energy_mj_per_image=d.get("energy_mj_per_image"),
+            power_source=d.get("power_source"),
+            power_mode=d.get("power_mode"),
+            power_samples=d.get("power_samples"),
+            power_reason=d.get("power_reason"),
         )
 
 
-def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warmup: int, iters: int) -> LatencyStats:
-    """Time ``run(batch)``; ``run`` must return only after its result is on the host."""
+def measure_latency(
+    run: Callable[[np.ndarray], object],
+    batch: np.ndarray,
+    warmup: int,
+    iters: int,
+    power_sampler: ThreadedPowerSampler | None = None,
+    power_reason: str | None = None,
+) -> LatencyStats:
+    """Time ``run(batch)``; ``run`` must return only after its result is on the host.
+
+    With ``power_sampler``, board power is sampled over the timed calls (not the warm-up); without
+    one, ``power_reason`` says why not. A failing sampler never fails the timing.
+    """
     for _ in range(warmup):
         run(batch)
     samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        run(batch)
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(samples))
+    with PowerWindow(power_sampler, power_reason) as power:
+        for _ in range(iters):
+            start = time.perf_counter()
+            run(batch)
+            samples.append((time.perf_counter() - start) * 1000.0)
+    return LatencyStats(
+        batch_size=len(batch), warmup=warmup, samples_ms=tuple(samples), **power.fields(iters, len(batch))
+    )
 
 
 def measure_interleaved(
@@ -91,7 +136,9 @@ def measure_interleaved(
             start = time.perf_counter()
             run(batch)
             samples[name].append((time.perf_counter() - start) * 1000.0)
+    # One board-power reading cannot be split between runtimes that ran in alternation.
+    reason = "not measured: several runtimes were timed in alternation"
     return {
-        name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values))
+        name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values), power_reason=reason)
         for name, values in samples.items()
     }

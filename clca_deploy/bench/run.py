@@ -36,6 +36,7 @@ class BenchConfig:
     image_folder: str | None = None
     provider: str = "cpu"  # onnxruntime execution provider
     progress: bool = True
+    power: bool = True  # sample board power over the timed calls where the machine has a sensor
 
     def validate(self) -> None:
         if not self.models and self.reference is None:
@@ -87,24 +88,42 @@ def _logits(backend, images: np.ndarray, progress: bool) -> np.ndarray:
 
 
 def _latency(backend, images: np.ndarray, config: BenchConfig) -> tuple[dict, list[str]]:
+    from clca_deploy.bench.power import power_sampler_for
+
     stats, notes = {}, []
+    sampler, power_reason = power_sampler_for(backend) if config.power else (None, "not measured: power disabled")
     for size in config.batch_sizes:
         if backend.input_spec.batch not in (None, size):
             notes.append(f"batch {size} not timed: the model is fixed at batch {backend.input_spec.batch}")
             continue
         batch = np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size]
-        stats[size] = measure_latency(backend, np.ascontiguousarray(batch), config.warmup, config.iters)
+        stats[size] = measure_latency(
+            backend, np.ascontiguousarray(batch), config.warmup, config.iters, sampler, power_reason
+        )
     return stats, notes
+
+
+def _reference_notes(backend, path: Path) -> list[str]:
+    """The reference is PyTorch on the checkpoint or, where torch is not installed, the FP32 ONNX."""
+    if backend.name == "torch":
+        return []
+    if backend.name != "onnxruntime" or backend.description.precision != "fp32":
+        raise ClcaDeployError(
+            f"the reference must be the checkpoint (PyTorch) or the FP32 ONNX from `clca-deploy export`, "
+            f"not {path.name} ({backend.name}, {backend.description.precision})."
+        )
+    return ["reference is the FP32 ONNX on onnxruntime, not PyTorch: it was checked against PyTorch when exported"]
 
 
 def _measure(path: Path, is_reference: bool, config: BenchConfig, cache: _ImageCache, reference, log) -> tuple[BackendResult, np.ndarray | None]:
     from clca_deploy.runtime import backend_for_path, open_backend
 
-    kind = "torch" if is_reference else backend_for_path(path)
+    kind = backend_for_path(path)
     reset_peak_rss()
     try:
         options = {"provider": config.provider} if kind == "onnxruntime" else {}
         with open_backend(path, kind, **options) as backend:
+            reference_notes = _reference_notes(backend, path) if is_reference else []
             images, labels = cache.get(backend.description.preprocess)
             log(f"{_label(backend, path)}: logits on {len(images)} images")
             logits = _logits(backend, images, config.progress)
@@ -119,7 +138,7 @@ def _measure(path: Path, is_reference: bool, config: BenchConfig, cache: _ImageC
                 precision=backend.description.precision,
                 keep_rate=tuple(backend.description.keep_rate),
                 status="ok",
-                reason="; ".join(notes) or None,
+                reason="; ".join(reference_notes + notes) or None,
                 is_reference=is_reference,
                 providers=tuple(getattr(backend, "providers", ())),
                 latency=latency,

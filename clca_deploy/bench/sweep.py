@@ -26,7 +26,7 @@ def _exported_path(workdir: Path, checkpoint: Path, keep: float) -> Path:
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> BenchReport:
     from clca_deploy.artifacts import sha256_file
     from clca_deploy.export import ExportConfig, export_onnx
-    from clca_deploy.export.metadata import is_export_of
+    from clca_deploy.metadata import is_export_of
 
     if not config.keep_rates:
         raise ClcaDeployError("give at least one keep rate, e.g. --keep 0.1 0.25 0.5 0.7 1.0.")

@@ -38,6 +38,14 @@ def format_mb(value: float) -> str:
     return f"{value:.0f}"
 
 
+def format_watts(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def format_mj(value: float) -> str:
+    return f"{value:.1f}"
+
+
 def format_keep(keep_rate: tuple[float, ...] | None) -> str:
     """``0.7`` for a uniform keep rate, ``0.9/0.8/0.7`` per reduction location, ``-`` for none."""
     if keep_rate is None or not keep_rate:
@@ -71,7 +79,23 @@ def _label(result: BackendResult) -> Text:
     return text
 
 
-def _caption(report: BenchReport, notes: list[str]) -> Text:
+def _power_stats(report: BenchReport, sizes) -> list:
+    """The measured rows' stats at ``sizes``: whatever carries a power reading or a reason for none."""
+    return [r.latency[s] for r in report.results if r.status == "ok" for s in sizes if s in r.latency]
+
+
+def _power_caption(report: BenchReport, sizes) -> list[str]:
+    stats = _power_stats(report, sizes)
+    measured = [s for s in stats if s.power_w is not None]
+    sources = sorted({s.power_source + (f", power mode {s.power_mode}" if s.power_mode else "") for s in measured})
+    reasons = sorted({s.power_reason for s in stats if s.power_w is None and s.power_reason})
+    lines = [f"power: mean board power over the timed calls, energy per image; {'; '.join(sources)}"] if sources else []
+    if reasons:  # the few distinct reasons; every row's own is in the JSON
+        lines.append(f"{'no power reading for some rows' if sources else 'power'}: {'; '.join(reasons[:2])}")
+    return lines
+
+
+def _caption(report: BenchReport, notes: list[str], sizes=()) -> Text:
     # Text rather than a markup string: reasons like "[ONNXRuntimeError] ..." must print as written.
     timing, data = report.timing, report.data
     lines = [f"[{n}] {note}" for n, note in enumerate(notes, 1)]
@@ -83,6 +107,7 @@ def _caption(report: BenchReport, notes: list[str]) -> Text:
         lines.append(f"{len(report.skipped_images)} unreadable images skipped (listed in the JSON)")
     if not report.labelled:
         lines.append("no labels: top-1/top-5 unavailable, agreement is with the reference")
+    lines += _power_caption(report, sizes)
     device = report.environment.get("gpu") or report.environment.get("cpu")
     if device:
         lines.append(str(device))
@@ -101,9 +126,13 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
     data = report.data
     title = Text(f"clca-deploy bench: {data.get('kind', 'data')} {data.get('path', '')}".rstrip())
     table = Table(title=title, caption_justify="left")
+    # Power columns only where some row has a reading: most machines have no sensor.
+    power = any(stats.power_w is not None for stats in _power_stats(report, sizes))
     headers = ["precision", "keep"]
     for size in sizes:
         headers += [f"p50 ms b{size}", f"img/s b{size}"]
+        if power:
+            headers += [f"W b{size}", f"mJ/img b{size}"]
     headers += ["top-1 %", "top-5 %", "agree %", "max |Δlogit|", "RSS MB"]
 
     notes: list[str] = []
@@ -120,6 +149,9 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
             stats = result.latency.get(size)
             cells.append(_cell(None if stats is None else stats.p50_ms, format_ms, ok))
             cells.append(_cell(None if stats is None else stats.images_per_second, format_ips, ok))
+            if power:
+                cells.append(_cell(None if stats is None else stats.power_w, format_watts, ok))
+                cells.append(_cell(None if stats is None else stats.energy_mj_per_image, format_mj, ok))
         acc = result.accuracy
         agreement = _cell(None if acc is None else acc.top1_agreement, format_pct, ok)
         if ok and result.is_reference and acc is not None and acc.top1_agreement is None:
@@ -144,7 +176,7 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
         table.add_column(header, justify="right" if index > 3 else "left", width=width(index, header))
     for cells, is_reference in rows:
         table.add_row(*cells, style="bold" if is_reference else None)
-    table.caption = _caption(report, notes)
+    table.caption = _caption(report, notes, sizes)
     return table
 
 

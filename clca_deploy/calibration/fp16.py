@@ -45,10 +45,13 @@ def score_path_nodes(model) -> set[str]:
 
 def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None] = print) -> Fp16Result:
     """An FP16 copy of an FP32 export; inputs and outputs stay FP32 so runtimes need no change."""
+    from clca_deploy.extras import require
+
+    require("onnxruntime", "FP16 conversion (onnxruntime's float16 converter)")
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    from clca_deploy.export.metadata import metadata_props, read_onnx_metadata, write_metadata
+    from clca_deploy.metadata import metadata_props, read_onnx_metadata, write_metadata
 
     started = time.perf_counter()
     output = check_output_path(output)

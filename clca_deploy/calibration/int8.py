@@ -89,10 +89,13 @@ class _Reader:
 
 def quantize_int8(onnx_path: str | Path, output: str | Path, config: CalibrationConfig, log: Callable[[str], None] = print) -> QuantizeResult:
     """Explicit Q/DQ INT8 in TensorRT's conventions; checked node by node before the file lands."""
+    from clca_deploy.extras import require
+
+    require("onnxruntime", "INT8 calibration (onnxruntime's quantizer)")
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from clca_deploy.export.metadata import metadata_props, read_onnx_metadata, write_metadata
+    from clca_deploy.metadata import metadata_props, read_onnx_metadata, write_metadata
 
     started = time.perf_counter()
     config.validate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
@@ -23,19 +22,17 @@ def module_path(node) -> str | None:
     return found[-1] if found else None
 
 
-@lru_cache(maxsize=1)
-def _reducer_scope_pattern() -> re.Pattern:
-    from clca_deploy.model.reduction import REDUCERS
-
-    # Where ClcaModel keeps reducers: their official state-dict names, else ``reducers``.
-    names = {kind.state_dict_name for kind in REDUCERS.values() if kind.state_dict_name} | {"reducers"}
-    return re.compile(r"/((?:%s)\.\d+): " % "|".join(sorted(names)))
+# Where ClcaModel keeps its token reducers: their official state-dict names, else ``reducers``.
+# Written out (not read from model.reduction) so that calibration needs no torch; a test checks
+# it against every reducer's state_dict_name.
+REDUCER_MODULE_NAMES = ("cluster_layers", "reducers", "score_predictor")
+_REDUCER_SCOPE = re.compile(r"/((?:%s)\.\d+): " % "|".join(REDUCER_MODULE_NAMES))
 
 
 def reducer_scope(node) -> str | None:
     """The token reducer a node belongs to, e.g. ``score_predictor.0`` (DynamicViT's predictor),
     ``cluster_layers.1`` (DPC-KNN, SiT, PatchMerger) or ``reducers.3`` (EViT, Top-K, ToMe)."""
-    found = _reducer_scope_pattern().findall(_namespace(node))
+    found = _REDUCER_SCOPE.findall(_namespace(node))
     return found[-1] if found else None
 
 

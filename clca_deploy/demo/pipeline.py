@@ -131,7 +131,7 @@ def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, l
 
 def _export(config: DemoConfig, checkpoint: Path, checkpoint_sha: str, test_dir: Path, steps: _Steps) -> Path:
     from clca_deploy.export import ExportConfig, export_onnx
-    from clca_deploy.export.metadata import is_export_of
+    from clca_deploy.metadata import is_export_of
 
     output = config.workdir / f"model_k{config.keep_rate:g}.onnx"
     if is_export_of(output, checkpoint_sha, config.keep_rate):
@@ -144,7 +144,7 @@ def _export(config: DemoConfig, checkpoint: Path, checkpoint_sha: str, test_dir:
 
 def _quantize(config: DemoConfig, onnx_path: Path, checkpoint_sha: str, train_dir: Path, steps: _Steps) -> Path:
     from clca_deploy.calibration import CalibrationConfig, quantize_int8
-    from clca_deploy.export.metadata import is_export_of
+    from clca_deploy.metadata import is_export_of
 
     output = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".int8.onnx")
     if is_export_of(output, checkpoint_sha, config.keep_rate, precision="int8"):
@@ -163,8 +163,8 @@ def _engine(onnx_int8: Path, steps: _Steps) -> Path | None:
     if reason:
         steps.record("tensorrt", "skipped", "-", reason)
         return None
-    from clca_deploy.export.build import build_trt
-    from clca_deploy.export.tensorrt import EngineConfig
+    from clca_deploy.pipeline.build_trt import build_trt
+    from clca_deploy.tensorrt.build import EngineConfig
 
     output = onnx_int8.with_suffix(".engine")
     build_trt(onnx_int8, output, EngineConfig(precision="int8"), log=lambda _: None)

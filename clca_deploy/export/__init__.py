@@ -1,15 +1,6 @@
-"""Export stages: torch -> ONNX (onnx.py) and ONNX -> TensorRT engine (tensorrt.py, build.py)."""
+"""Export stage: torch -> ONNX with a static token schedule, metadata and a parity check (needs the export extra)."""
 
-from clca_deploy.export.metadata import OnnxModelInfo, read_onnx_metadata
 from clca_deploy.export.onnx import ExportConfig, ExportResult, export_onnx
 from clca_deploy.export.verify import ExportVerificationError, ParityResult
 
-__all__ = [
-    "ExportConfig",
-    "ExportResult",
-    "ExportVerificationError",
-    "OnnxModelInfo",
-    "ParityResult",
-    "export_onnx",
-    "read_onnx_metadata",
-]
+__all__ = ["ExportConfig", "ExportResult", "ExportVerificationError", "ParityResult", "export_onnx"]

@@ -11,7 +11,7 @@ from typing import Any
 
 from clca_deploy.artifacts import atomic_output, check_output_path, sha256_file
 from clca_deploy.errors import ClcaDeployError, ConfigError
-from clca_deploy.export.metadata import build_metadata, write_metadata
+from clca_deploy.metadata import build_metadata, write_metadata
 from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, op_census
 from clca_deploy.export.verify import ExportVerificationError, ParityResult, check_parity, synthetic_images
 
@@ -128,6 +128,11 @@ def _parity_images(config: ExportConfig, img_size: int):
 
 def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig = ExportConfig(), log=print) -> ExportResult:
     """Export a checkpoint to ONNX at a static keep rate; the file lands only if it passes every check."""
+    from clca_deploy.extras import require, require_torch_stack
+
+    require_torch_stack("export")  # before any work, with the extra to install
+    require("onnxscript", "export (the dynamo ONNX exporter)")
+    require("onnxruntime", "export's parity check")
     import onnx
     import torch
 

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from clca_deploy.errors import ClcaDeployError
 
@@ -49,6 +48,8 @@ class ParityResult:
 
 def synthetic_images(count: int, img_size: int, seed: int = 0) -> np.ndarray:
     """Deterministic normalised images: smooth random colour fields plus pixel noise."""
+    import torch  # the export extra; this module is imported by `export` only after that is checked
+
     generator = torch.Generator().manual_seed(seed)
     coarse = torch.rand(count, 3, 8, 8, generator=generator)
     smooth = torch.nn.functional.interpolate(coarse, size=(img_size, img_size), mode="bilinear", align_corners=False)
@@ -77,7 +78,7 @@ def run_in_batches(session, images: np.ndarray, batch: int) -> np.ndarray:
 
 
 def check_parity(
-    path: str | Path, model: torch.nn.Module, images: np.ndarray, batch_sizes: tuple[int, ...],
+    path: str | Path, model, images: np.ndarray, batch_sizes: tuple[int, ...],
     tolerance: float, source: str,
 ) -> ParityResult:
     reference, instability = reference_and_instability(model, images)
@@ -102,8 +103,10 @@ def check_parity(
     )
 
 
-def reference_and_instability(model: torch.nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def reference_and_instability(model, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """PyTorch logits, and per image the largest logit change under small input perturbations."""
+    import torch
+
     generator = torch.Generator().manual_seed(1234)
     inputs = torch.from_numpy(images)
     with torch.no_grad():

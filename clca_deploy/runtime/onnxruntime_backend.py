@@ -37,9 +37,12 @@ class OnnxRuntimeBackend:
     name = "onnxruntime"
 
     def __init__(self, path: str | Path, provider: str = "cpu", threads: int | None = None):
+        from clca_deploy.extras import require
+
+        require("onnxruntime", "running an ONNX file")
         import onnxruntime as ort
 
-        from clca_deploy.export.metadata import read_onnx_metadata
+        from clca_deploy.metadata import read_onnx_metadata
 
         info = read_onnx_metadata(path)
         options = ort.SessionOptions()

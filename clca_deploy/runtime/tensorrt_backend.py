@@ -2,59 +2,44 @@
 
 Host buffers are page-locked and copies go through one CUDA stream, which works the same on discrete
 GPUs and on Jetson's shared memory. CUDA work runs in the device's primary context (the one the CUDA
-runtime, TensorRT and torch use), made current only for the duration of each call.
+runtime, TensorRT and torch share), made current only for the duration of each call. One call runs
+at a time: the execution context, the stream and the buffers are shared, and the Triton Python model
+may call from several threads.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import importlib.util
+import threading
 import warnings
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.export.trt_plan import BUILD_HINT, BatchProfile, check_sidecar_matches, load_sidecar
 from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
-
-INSTALL_HINT = 'pip install "clca-deploy[trt]" (TensorRT and pycuda; on Jetson TensorRT comes with JetPack)'
-
-
-def _runtime_skip_reason() -> str | None:
-    from clca_deploy.capabilities import tensorrt_skip_reason
-
-    reason = tensorrt_skip_reason()
-    if reason is None and importlib.util.find_spec("pycuda") is None:
-        reason = "pycuda is not installed"
-    return reason
+from clca_deploy.tensorrt.plan import BatchProfile
+from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar
 
 
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, **options: object):
-        from clca_deploy.export.metadata import parse_metadata
+    def __init__(self, path: str | Path, device: int = 0, cuda_binding: str | None = None):
+        from clca_deploy.metadata import parse_metadata
+        from clca_deploy.tensorrt.cuda import open_binding
+        from clca_deploy.tensorrt.toolkit import load_toolkit
 
         path = Path(path)
-        if options:
-            raise ClcaDeployError(f"the TensorRT backend takes no options (got {', '.join(options)}).")
         sidecar = load_sidecar(path)  # file problems are errors on any machine
-        reason = _runtime_skip_reason()
-        if reason:
+        try:
+            toolkit = load_toolkit(device)
+        except UnsupportedError as exc:
             built = f"TensorRT {sidecar.get('tensorrt_version')} on {sidecar.get('gpu_name')}"
-            hint = "" if "clca-deploy[trt]" in reason else f"; install with {INSTALL_HINT}"
-            raise UnsupportedError(f"cannot run {path.name} (built for {built}): {reason}{hint}.")
-        import pycuda.driver as cuda
-        import tensorrt as trt
-
-        cuda.init()
-        device = cuda.Device(0)
-        gpu_name, capability = device.name(), "{}.{}".format(*device.compute_capability())
-        warning = check_sidecar_matches(sidecar, trt.__version__, gpu_name, capability)  # before deserializing
-        if warning:
+            raise UnsupportedError(f"cannot run {path.name} (built for {built}): {exc}") from exc
+        gpu = toolkit.gpu
+        warning = check_sidecar_matches(sidecar, toolkit.version_string, gpu.name, gpu.compute_capability)
+        if warning:  # checked before deserializing: a foreign plan can crash TensorRT
             warnings.warn(warning, stacklevel=2)
         plan = path.read_bytes()
         if sidecar.get("engine_sha256") not in (None, hashlib.sha256(plan).hexdigest()):
@@ -67,33 +52,28 @@ class TensorRTBackend:
             model=info.model, keep_rate=info.keep_rate, num_classes=info.num_classes, preprocess=info.preprocess,
             class_names=info.class_names, precision=sidecar["precision"],
             extra={
-                "token_schedule": info.token_schedule, "tensorrt_version": trt.__version__,
+                "token_schedule": info.token_schedule, "tensorrt_version": toolkit.version_string,
                 "builder_flags": sidecar.get("builder_flags", []), "strongly_typed": sidecar.get("strongly_typed"),
-                "profile": self.profile.to_dict(), "warnings": [warning] if warning else [],
+                "profile": self.profile.to_dict(), "warnings": [warning] if warning else [], "device": device,
             },
         )
-        self.providers = (f"TensorRT {trt.__version__} on {gpu_name} ({capability})",)
-        self._cuda = cuda
-        self._buffers: list = []
-        self._ctx = device.retain_primary_context()
+        self.device = device
+        self._lock = threading.Lock()
+        self._cuda = open_binding(device, cuda_binding)
+        self.providers = (f"TensorRT {toolkit.version_string} on {gpu.name} ({gpu.compute_capability}), {self._cuda.name}",)
+        self._buffers: list[int] = []
+        self._pinned: list[np.ndarray] = []
+        self._stream = None
         try:
-            with self._current():
-                self._load(trt, plan, path, info.img_size, fixed)
+            from clca_deploy.tensorrt.cuda import current
+
+            with current(self._cuda):
+                self._load(toolkit.trt, plan, path, info.img_size, fixed)
         except BaseException:
             self.close()
             raise
 
-    @contextlib.contextmanager
-    def _current(self) -> Iterator[None]:
-        """Make the primary context current on this thread for the block (any thread may call us)."""
-        self._ctx.push()
-        try:
-            yield
-        finally:
-            self._cuda.Context.pop()
-
     def _load(self, trt, plan: bytes, path: Path, img_size: int, fixed: int | None) -> None:
-        cuda = self._cuda
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)  # kept: the runtime must outlive its engine
         self._engine = self._runtime.deserialize_cuda_engine(plan)
@@ -114,17 +94,23 @@ class TensorRTBackend:
         if not self._context.set_input_shape(self._input, max_shape):
             raise ClcaDeployError(f"{path.name} does not accept input shape {max_shape}; {BUILD_HINT}.")
         out_volume = int(np.prod(tuple(self._context.get_tensor_shape(self._output))))
-        in_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input)))
-        out_dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._output)))
-        self._host_in = cuda.pagelocked_empty(max_shape, in_dtype)
-        self._host_out = cuda.pagelocked_empty((out_volume,), out_dtype)
-        self._dev_in = cuda.mem_alloc(self._host_in.nbytes)
-        self._buffers.append(self._dev_in)
-        self._dev_out = cuda.mem_alloc(self._host_out.nbytes)
-        self._buffers.append(self._dev_out)
-        self._context.set_tensor_address(self._input, int(self._dev_in))
-        self._context.set_tensor_address(self._output, int(self._dev_out))
-        self._stream = cuda.Stream()
+        self._host_in = self._pinned_buffer(max_shape, np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._input))))
+        self._host_out = self._pinned_buffer((out_volume,), np.dtype(trt.nptype(self._engine.get_tensor_dtype(self._output))))
+        self._dev_in = self._device_buffer(self._host_in.nbytes)
+        self._dev_out = self._device_buffer(self._host_out.nbytes)
+        self._context.set_tensor_address(self._input, self._dev_in)
+        self._context.set_tensor_address(self._output, self._dev_out)
+        self._stream = self._cuda.stream()
+
+    def _pinned_buffer(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        array = self._cuda.pinned(shape, dtype)
+        self._pinned.append(array)
+        return array
+
+    def _device_buffer(self, nbytes: int) -> int:
+        pointer = self._cuda.alloc(nbytes)
+        self._buffers.append(pointer)
+        return pointer
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.input_spec)
@@ -134,35 +120,46 @@ class TensorRTBackend:
         if count < self.profile.min:
             raise ClcaDeployError(
                 f"this engine was built for batches of {self.profile.min}..{largest}, got {count}; "
-                "rebuild it with a smaller minimum (e.g. --batch-profile 1,8,32)."
+                "rebuild it with a smaller minimum (e.g. build-trt --batch 1,8,32)."
             )
-        cuda = self._cuda
-        with self._current():
-            host_in = self._host_in[:count]
-            host_in[...] = batch  # casts when the engine takes fp16 input
-            if not self._context.set_input_shape(self._input, batch.shape):
-                raise ClcaDeployError(f"the engine rejected input shape {batch.shape}.")
-            cuda.memcpy_htod_async(self._dev_in, host_in, self._stream)
-            if not self._context.execute_async_v3(self._stream.handle):
-                raise ClcaDeployError("TensorRT could not run the engine; see its messages above.")
-            out_shape = tuple(self._context.get_tensor_shape(self._output))
-            host_out = self._host_out[: int(np.prod(out_shape))].reshape(out_shape)
-            cuda.memcpy_dtoh_async(host_out, self._dev_out, self._stream)
-            self._stream.synchronize()
+        from clca_deploy.tensorrt.cuda import current
+
+        with self._lock, current(self._cuda):
+            return self._run(batch)
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        cuda, count = self._cuda, len(batch)
+        host_in = self._host_in[:count]
+        host_in[...] = batch  # casts when the engine takes fp16 input
+        if not self._context.set_input_shape(self._input, batch.shape):
+            raise ClcaDeployError(f"the engine rejected input shape {batch.shape}.")
+        cuda.copy_to_device(self._dev_in, host_in, self._stream)
+        if not self._context.execute_async_v3(cuda.stream_handle(self._stream)):
+            raise ClcaDeployError("TensorRT could not run the engine; see its messages above.")
+        out_shape = tuple(self._context.get_tensor_shape(self._output))
+        host_out = self._host_out[: int(np.prod(out_shape))].reshape(out_shape)
+        cuda.copy_to_host(host_out, self._dev_out, self._stream)
+        cuda.synchronize(self._stream)
         return host_out.astype(np.float32)  # a copy: the pinned buffer is reused by the next call
 
     def close(self) -> None:
         """Free device memory and TensorRT objects (inside the context that owns them), then release it."""
-        if getattr(self, "_ctx", None) is None:
+        if getattr(self, "_cuda", None) is None:
             return
-        with self._current():
-            for buffer in self._buffers:
-                buffer.free()
-            self._buffers = []
-            self._context = self._engine = self._runtime = self._stream = None
+        from clca_deploy.tensorrt.cuda import current
+
+        with self._lock, current(self._cuda):
+            self._context = self._engine = self._runtime = None
+            for pointer in self._buffers:
+                self._cuda.free(pointer)
+            for array in self._pinned:
+                self._cuda.free_pinned(array)
+            if self._stream is not None:
+                self._cuda.destroy_stream(self._stream)
+            self._buffers, self._pinned, self._stream = [], [], None
             self._host_in = self._host_out = None
-        self._ctx.detach()
-        self._ctx = None
+        self._cuda.release()
+        self._cuda = None
 
     def __enter__(self) -> "TensorRTBackend":
         return self

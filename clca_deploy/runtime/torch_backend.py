@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from clca_deploy.errors import ClcaDeployError
+from clca_deploy.errors import ClcaDeployError, UnsupportedError
+from clca_deploy.extras import has_module
 from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
 
 
@@ -15,6 +16,13 @@ class TorchBackend:
     name = "torch"
 
     def __init__(self, path: str | Path, device: str = "cpu", keep_rate: float | None = None, **settings: Any):
+        from clca_deploy.extras import install_line
+
+        if not all(has_module(name) for name in ("torch", "timm")):
+            raise UnsupportedError(
+                f"running a checkpoint needs PyTorch: {install_line('torch')}; "
+                "or use the FP32 ONNX from `clca-deploy export` (it was checked against PyTorch when exported)."
+            )
         import torch
 
         from clca_deploy.data import PreprocessConfig

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from clca_deploy import __version__
 from clca_deploy.artifacts import atomic_folder
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.export.trt_plan import sidecar_path
+from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.serving.pbtxt import to_pbtxt
 from clca_deploy.serving.spec import ClassifierSpec, read_classifier_spec
 from clca_deploy.serving.triton_config import (

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.export.metadata import OnnxModelInfo, graph_inputs, load_onnx_structure, metadata_props, parse_metadata
+from clca_deploy.metadata import OnnxModelInfo, graph_inputs, load_onnx_structure, metadata_props, parse_metadata
 
 # ONNX TensorProto element types and numpy dtype names -> Triton's data types.
 _ONNX_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
@@ -112,7 +112,7 @@ def _onnx_type(value, path: Path) -> str:
 
 
 def _spec_from_engine(path: Path) -> ClassifierSpec:
-    from clca_deploy.export.trt_plan import load_sidecar
+    from clca_deploy.tensorrt.sidecar import load_sidecar
 
     sidecar = load_sidecar(path)
     info = parse_metadata(sidecar.get("onnx_metadata", {}), source=f"sidecar of {path.name}")

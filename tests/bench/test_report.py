@@ -221,3 +221,60 @@ def test_plot_without_matplotlib_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.backends.backend_agg", None)  # import now raises ImportError
     with pytest.raises(ClcaDeployError, match="pip install matplotlib"):
         plot_accuracy_latency(make_report(), tmp_path / "plot.png")
+
+
+def with_power(report: BenchReport) -> BenchReport:
+    """The report with a power reading on the onnxruntime fp32 row at batch 1 and a reason elsewhere."""
+    from dataclasses import replace
+
+    def power(result: BackendResult) -> BackendResult:
+        latency = {}
+        for size, s in result.latency.items():
+            if result.backend == "onnxruntime" and result.precision == "fp32" and size == 1:
+                s = replace(s, power_w=7.25, energy_mj_per_image=168.0, power_source="tegrastats VDD_IN",
+                            power_mode="15W", power_samples=12)  # fmt: skip
+            else:
+                s = replace(s, power_reason="not measured: power disabled")
+            latency[size] = s
+        return replace(result, latency=latency)
+
+    return replace(report, results=tuple(power(r) for r in report.results))
+
+
+def test_power_fields_in_the_json_and_the_table(tmp_path):
+    report = with_power(make_report())
+    loaded = load_report(report.write_json(tmp_path / "power.json"))
+    assert loaded == report
+    raw = json.loads((tmp_path / "power.json").read_text())["results"][1]["latency"]["1"]
+    assert raw["power_w"] == 7.25 and raw["energy_mj_per_image"] == 168.0 and raw["power_reason"] is None
+    assert raw["power_source"] == "tegrastats VDD_IN" and raw["power_mode"] == "15W" and raw["power_samples"] == 12
+    text = table_text(report)
+    assert "mJ/img" in text and " 7.2 " in text and " 168.0 " in text  # headers wrap: "W" above "b1"
+    assert "tegrastats VDD_IN, power mode 15W" in text
+    assert "no power reading for some rows: not measured: power disabled" in text
+
+
+def test_power_columns_only_when_some_row_has_a_reading():
+    report = make_report()
+    from dataclasses import replace
+
+    no_sensor = replace(
+        report,
+        results=tuple(
+            replace(r, latency={b: replace(s, power_reason="no power sensor: here") for b, s in r.latency.items()})
+            for r in report.results
+        ),
+    )
+    text = table_text(no_sensor)
+    assert "mJ/img" not in text and "power: no power sensor: here" in text
+
+
+def test_reports_written_before_power_was_measured_still_load():
+    d = make_report().to_dict()
+    for result in d["results"]:
+        for stats_ in result["latency"].values():
+            for name in ("power_w", "energy_mj_per_image", "power_source", "power_mode", "power_samples", "power_reason"):
+                del stats_[name]
+    loaded = BenchReport.from_dict(d)
+    assert loaded == make_report()
+    assert loaded.results[0].latency[1].power_w is None and loaded.results[0].latency[1].power_reason is None

@@ -13,7 +13,7 @@ from onnx import numpy_helper
 from clca_deploy.calibration import CalibrationConfig, check_qdq_conventions, quantize_int8, to_fp16
 from clca_deploy.calibration.batches import calibration_images
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.export import read_onnx_metadata
+from clca_deploy.metadata import read_onnx_metadata
 from clca_deploy.runtime import open_backend
 from tests.conftest import LEAVES_DIR, load_golden, require_shared
 
@@ -134,3 +134,12 @@ def test_bench_reports_int8_agreement_and_latency(int8_model, plain_onnx):
     assert int8_row.accuracy.num_images == 30 and int8_row.accuracy.top1_agreement is not None
     assert int8_row.latency[1].p50_ms > 0
     assert float_row.accuracy.top1_agreement == 100.0
+
+
+def test_reducer_module_names_cover_every_reducer():
+    """calibration spells the reducers' module names out (no torch); they must match the model's."""
+    from clca_deploy.calibration.qdq import REDUCER_MODULE_NAMES
+    from clca_deploy.model.reduction import REDUCERS
+
+    from_model = {kind.state_dict_name for kind in REDUCERS.values() if kind.state_dict_name} | {"reducers"}
+    assert set(REDUCER_MODULE_NAMES) == from_model

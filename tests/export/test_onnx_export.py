@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.export import ExportConfig, ExportVerificationError, export_onnx, read_onnx_metadata
+from clca_deploy.export import ExportConfig, ExportVerificationError, export_onnx
+from clca_deploy.metadata import read_onnx_metadata
 from clca_deploy.export.ops import TENSORRT_ALLOWED_OPS, op_census
 from clca_deploy.export.verify import onnx_session
 from tests.conftest import GOLDEN_DIR, LEAVES_DIR, golden_names, load_golden, require_shared

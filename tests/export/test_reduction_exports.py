@@ -16,7 +16,8 @@ import torch
 
 from clca_deploy.calibration.qdq import reducer_scope, select_int8_nodes
 from clca_deploy.errors import UnsupportedError
-from clca_deploy.export import ExportConfig, export_onnx, read_onnx_metadata
+from clca_deploy.export import ExportConfig, export_onnx
+from clca_deploy.metadata import read_onnx_metadata
 from clca_deploy.export.ops import TENSORRT_ALLOWED_OPS, op_census
 from clca_deploy.export.verify import onnx_session
 from clca_deploy.model import load_checkpoint

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from clca_deploy.errors import ClcaDeployError, ConfigError
-from clca_deploy.export.trt_plan import BatchProfile, build_sidecar, plan_build, sidecar_path
+from clca_deploy.tensorrt.plan import BatchProfile, plan_build
+from clca_deploy.tensorrt.sidecar import build_sidecar, sidecar_path
 from clca_deploy.serving.pbtxt import to_pbtxt
 from clca_deploy.serving.spec import read_classifier_spec
 from clca_deploy.serving.triton_config import (

@@ -20,8 +20,9 @@ from onnx import TensorProto, helper
 
 import clca_deploy.capabilities as capabilities
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.export.tensorrt import EngineConfig, build_engine
-from clca_deploy.export.trt_plan import BatchProfile, sidecar_path
+from clca_deploy.tensorrt.build import EngineConfig, build_engine
+from clca_deploy.tensorrt.plan import BatchProfile
+from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.runtime import open_backend
 from clca_deploy.runtime import tensorrt_backend
 from clca_deploy.runtime.tensorrt_backend import TensorRTBackend
@@ -248,7 +249,7 @@ def fake_trt(monkeypatch):
         monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
         monkeypatch.setattr(capabilities, "tensorrt_skip_reason", lambda: None)
         monkeypatch.setattr(tensorrt_backend, "_runtime_skip_reason", lambda: None)
-        monkeypatch.setattr("clca_deploy.export.tensorrt._gpu_identity", lambda: (gpu[0], "{}.{}".format(*gpu[1])))
+        monkeypatch.setattr("clca_deploy.tensorrt.build._gpu_identity", lambda: (gpu[0], "{}.{}".format(*gpu[1])))
         return trt
 
     return install

@@ -132,6 +132,21 @@ def graph_inputs(model) -> list:
     return [value for value in model.graph.input if value.name not in weights]
 
 
+def image_input(model, source: str) -> tuple[str, int | None]:
+    """The image input's name and its fixed batch size (None when dynamic) of a loaded ONNX model."""
+    inputs = graph_inputs(model)
+    if len(inputs) != 1:
+        raise ClcaDeployError(f"{source} has {len(inputs)} inputs; a CLCA export has exactly one (images).")
+    dim = inputs[0].type.tensor_type.shape.dim[0]
+    return inputs[0].name, dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
+
+
+def onnx_input(onnx_path: Path) -> tuple[str, int | None, dict[str, str]]:
+    """Image input name, its fixed batch size (None when dynamic) and the metadata_props of an ONNX file."""
+    model = load_onnx_structure(onnx_path)
+    return (*image_input(model, str(onnx_path)), metadata_props(model))
+
+
 def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
     """Metadata of an exported ONNX file, read without loading its weights."""
     return parse_metadata(metadata_props(load_onnx_structure(path)), source=str(path))

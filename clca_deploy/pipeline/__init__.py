@@ -1,0 +1,1 @@
+"""Orchestrators above the stages: build-trt's calibrate-or-convert-then-build."""

@@ -1,0 +1,220 @@
+"""ONNX -> TensorRT engine plus sidecar JSON, with the builder settings decided by ``plan``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from clca_deploy.artifacts import atomic_output, check_output_path, sha256_file
+from clca_deploy.errors import ClcaDeployError
+from clca_deploy.tensorrt.plan import (
+    PRECISIONS,
+    BatchProfile,
+    BuildPlan,
+    plan_build,
+    profile_for,
+)
+from clca_deploy.tensorrt.sidecar import build_sidecar, sidecar_path
+from clca_deploy.tensorrt.toolkit import TensorRTToolkit, load_toolkit
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU."""
+
+    precision: str = "fp32"
+    batch: BatchProfile | None = None  # None: the ONNX's fixed batch, or 1,8,32 for a dynamic one
+    workspace_gib: float = 2.0
+    timing_cache: Path | None = None
+    device: int = 0  # CUDA device index, as the driver numbers them (CUDA_VISIBLE_DEVICES applies)
+    weak_typing: bool = False  # TensorRT 10's builder-flag path instead of a strongly typed network
+
+    def validate(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ClcaDeployError(f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}.")
+        if not self.workspace_gib > 0:
+            raise ClcaDeployError(f"--workspace must be positive (GiB), got {self.workspace_gib}.")
+        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
+            raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    path: str
+    sidecar: str
+    precision: str
+    tensorrt_version: str
+    builder_flags: tuple[str, ...]
+    strongly_typed: bool
+    profile: BatchProfile
+    size_bytes: int
+    seconds: float
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def network_flags(trt, version: tuple[int, int, int], plan: BuildPlan) -> int:
+    """``create_network`` flags: STRONGLY_TYPED on 10.x unless the plan is weakly typed; none on 11.x.
+
+    11.x types every network strongly. EXPLICIT_BATCH is never passed: ignored since 10.0, gone in 11.
+    """
+    if plan.strongly_typed and version[0] < 11:
+        return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    return 0
+
+
+def _parse(trt, network, logger, onnx_path: Path) -> None:
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(onnx_path)):  # from the file so external weights resolve
+        errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
+        details = "; ".join(errors[:3]) or "no details"
+        raise ClcaDeployError(
+            f"TensorRT {trt.__version__} cannot parse {onnx_path}: {details}. "
+            "Export it again with `clca-deploy export` (opset 17..20) and check the TensorRT op list."
+        )
+
+
+def _attach_timing_cache(trt_config, path: Path | None, log: Callable[[str], None]) -> None:
+    data = path.read_bytes() if path is not None and path.exists() else b""
+    cache = trt_config.create_timing_cache(data)
+    if cache is None or not trt_config.set_timing_cache(cache, ignore_mismatch=False):
+        # A cache from another TensorRT version or GPU only costs build time, so start afresh.
+        log(f"timing cache {path} does not fit this TensorRT/GPU; starting a new one.")
+        trt_config.set_timing_cache(trt_config.create_timing_cache(b""), ignore_mismatch=False)
+
+
+def describe_io(trt, engine) -> list[dict[str, Any]]:
+    """Name, direction, dtype and shape (-1 for dynamic) of every engine I/O tensor."""
+    import numpy as np
+
+    entries = []
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+        dtype = np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name
+        entries.append({"name": name, "mode": mode, "dtype": dtype, "shape": [int(d) for d in engine.get_tensor_shape(name)]})
+    return entries
+
+
+def _configure(trt, builder, config: EngineConfig, plan: BuildPlan, log: Callable[[str], None]):
+    """The builder config: workspace, the plan's flags (weak typing only), the timing cache."""
+    trt_config = builder.create_builder_config()
+    trt_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
+    for flag in plan.builder_flags:
+        trt_config.set_flag(getattr(trt.BuilderFlag, flag))
+    if config.timing_cache is not None:
+        _attach_timing_cache(trt_config, Path(config.timing_cache), log)
+    return trt_config
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What one build was asked for, resolved against the ONNX file before TensorRT is touched."""
+
+    config: EngineConfig
+    plan: BuildPlan
+    profile: BatchProfile
+    input_name: str
+    onnx_batch: int | None
+    img_size: int
+
+
+@dataclass(frozen=True)
+class _Built:
+    plan_bytes: bytes
+    io: list[dict[str, Any]]
+    timing_cache: bytes | None
+
+
+def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Callable[[str], None]) -> _Built:
+    """Parse, configure and build inside the GPU's context; load the plan back for its real I/O."""
+    trt, plan, profile = toolkit.trt, request.plan, request.profile
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt, toolkit.version, plan))
+    _parse(trt, network, logger, onnx_path)
+    trt_config = _configure(trt, builder, request.config, plan, log)
+    if request.onnx_batch is None:  # static inputs get their profile from TensorRT automatically
+        shape = lambda batch: (batch, 3, request.img_size, request.img_size)  # noqa: E731
+        trt_profile = builder.create_optimization_profile()
+        trt_profile.set_shape(request.input_name, shape(profile.min), shape(profile.opt), shape(profile.max))
+        trt_config.add_optimization_profile(trt_profile)
+
+    log(
+        f"building a {plan.precision} engine ({'strongly' if plan.strongly_typed else 'weakly'} typed) with TensorRT "
+        f"{toolkit.version_string} on {toolkit.gpu.name} for batch {profile.min}..{profile.max}"
+    )
+    serialized = builder.build_serialized_network(network, trt_config)
+    if serialized is None:
+        raise ClcaDeployError(
+            "TensorRT could not build the engine (its messages above say why); "
+            "a larger --workspace or a smaller batch range (--batch) often helps."
+        )
+    plan_bytes = bytes(memoryview(serialized))
+    engine = trt.Runtime(logger).deserialize_cuda_engine(plan_bytes)  # the engine's real I/O, for the sidecar
+    if engine is None:
+        raise ClcaDeployError("TensorRT built an engine it cannot load back; see the TensorRT messages above.")
+    cache = bytes(memoryview(trt_config.get_timing_cache().serialize())) if request.config.timing_cache else None
+    return _Built(plan_bytes=plan_bytes, io=describe_io(trt, engine), timing_cache=cache)
+
+
+def build_engine(
+    onnx_path: str | Path, output: str | Path, config: EngineConfig, log: Callable[[str], None] = print,
+    toolkit: TensorRTToolkit | None = None,
+) -> EngineResult:
+    """Build ``output`` (a TensorRT plan) and ``output.json`` (its sidecar) from an exported ONNX file.
+
+    ``toolkit`` is the caller's `load_toolkit(config.device)`, so a command checks TensorRT once.
+    """
+    from clca_deploy.metadata import onnx_input, parse_metadata
+    from clca_deploy.tensorrt.cuda import current, open_binding
+
+    started = time.perf_counter()
+    config.validate()
+    toolkit = toolkit or load_toolkit(config.device)  # before reading anything: say what is missing first
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise ClcaDeployError(f"ONNX file not found: {onnx_path}. Export one with `clca-deploy export`.")
+    output = check_output_path(output)
+    if config.timing_cache is not None:
+        check_output_path(config.timing_cache)  # fail now, not after a long build
+    input_name, onnx_batch, props = onnx_input(onnx_path)  # one read of the file for both
+    info = parse_metadata(props, source=str(onnx_path))
+    plan = plan_build(toolkit.version, config.precision, info.precision, weak_typing=config.weak_typing)
+    request = _Request(config, plan, profile_for(onnx_batch, config.batch), input_name, onnx_batch, info.img_size)
+    for note in plan.notes:
+        log(note)
+
+    binding = open_binding(config.device)  # TensorRT builds on the device whose context is current
+    try:
+        with current(binding):
+            built = _build(toolkit, onnx_path, request, log)
+    finally:
+        binding.release()
+    sidecar = build_sidecar(
+        tensorrt_version=toolkit.version_string, gpu_name=toolkit.gpu.name,
+        compute_capability=toolkit.gpu.compute_capability, plan=plan, io=built.io, profiles=[request.profile],
+        onnx_sha256=sha256_file(onnx_path), keep_rate=info.keep_rate, onnx_metadata=props,
+        engine_sha256=hashlib.sha256(built.plan_bytes).hexdigest(),
+    )
+    # Both or neither: the engine stays a temporary file until its sidecar is in place, and the
+    # sidecar's engine_sha256 lets the runtime catch the one torn state left (a crash between renames).
+    with atomic_output(output) as engine_tmp:
+        engine_tmp.write_bytes(built.plan_bytes)
+        with atomic_output(sidecar_path(output)) as sidecar_tmp:
+            sidecar_tmp.write_text(json.dumps(sidecar, indent=2) + "\n")
+    if built.timing_cache is not None:
+        with atomic_output(config.timing_cache) as cache_tmp:
+            cache_tmp.write_bytes(built.timing_cache)
+    return EngineResult(
+        path=str(output), sidecar=str(sidecar_path(output)), precision=plan.precision,
+        tensorrt_version=toolkit.version_string, builder_flags=plan.builder_flags, strongly_typed=plan.strongly_typed,
+        profile=request.profile, size_bytes=output.stat().st_size, seconds=time.perf_counter() - started,
+        notes=plan.notes,
+    )
