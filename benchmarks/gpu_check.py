@@ -139,22 +139,15 @@ def _latency(checkpoint: Path, engines: dict[str, Path], onnx_fp32: Path, data: 
 
 
 def _power(backend, images: np.ndarray) -> dict[str, Any]:
-    """Board power while the INT8 engine runs batch 8 for about three seconds, where a sensor is readable."""
-    try:
-        from clca_deploy.bench.power import pick_power_sampler
-    except ImportError as exc:
-        return {"reason": f"no power sampling in this version ({exc})"}
-    sampler, reason = pick_power_sampler(0)
-    if sampler is None:
-        return {"reason": reason}
+    """Board power and energy per image of the INT8 engine at batch 8, through bench's own harness."""
+    from clca_deploy.bench.latency import measure_latency
+    from clca_deploy.bench.power import power_sampler_for
+
+    sampler, reason = power_sampler_for(backend)
     batch = np.ascontiguousarray(np.resize(images, (8, *images.shape[1:])))
-    calls, deadline = 0, time.perf_counter() + 3.0
-    with sampler:
-        while time.perf_counter() < deadline:
-            backend(batch)
-            calls += 1
-    measurement = sampler.result() if hasattr(sampler, "result") else sampler.stop()
-    return {"calls": calls, "batch": 8, "measurement": getattr(measurement, "to_dict", lambda: str(measurement))()}
+    # 300 calls: long enough for NVML's one-second power average and tegrastats' 50 ms readings.
+    stats = measure_latency(backend, batch, warmup=10, iters=300, power_sampler=sampler, power_reason=reason).to_dict()
+    return {key: value for key, value in stats.items() if key != "samples_ms"}
 
 
 def _train_tiny(data: Path, workdir: Path) -> Path:

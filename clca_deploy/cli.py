@@ -332,13 +332,16 @@ def bench(
     provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
+    power: bool = typer.Option(
+        True, "--power/--no-power", help="Board power and energy per image during the timed calls (tegrastats on Jetson, NVML)."
+    ),
 ) -> None:
     """Latency and accuracy of each model beside the reference, as a table, JSON and a plot."""
     from clca_deploy.bench.run import BenchConfig, run_bench
 
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
-        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider,
+        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider, power=power,
     )
     for path in (out, plot):
         if path is not None:

@@ -167,9 +167,11 @@ def _failure(sampler: ThreadedPowerSampler, error: Exception) -> str:
 class PowerWindow:
     """Samples power around a block of timed calls; never raises: a failing sampler becomes the reason.
 
-    >>> with PowerWindow(sampler, reason) as window:
-    ...     timed_calls()
-    >>> window.fields(iters, batch_size)  # the power fields of LatencyStats
+    Use::
+
+        with PowerWindow(sampler, reason) as window:
+            timed_calls()
+        window.fields(iters, batch_size)  # the power fields of LatencyStats
     """
 
     def __init__(self, sampler: ThreadedPowerSampler | None, reason: str | None = None):

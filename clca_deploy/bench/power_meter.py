@@ -49,6 +49,8 @@ def integrate_power(samples: Sequence[tuple[float, float]], start: float, end: f
 class ThreadedPowerSampler:
     """Reads power in a background thread between ``start()`` and ``stop()``; reusable.
 
+    ``bench.power.PowerWindow`` is the context manager around it that never raises.
+
     Subclasses implement ``_open`` (acquire the sensor), ``_run(emit)`` (call ``emit(watts)`` for
     each reading until ``self._stopping`` is set or the source ends) and ``_close``. ``start()``
     returns once the first reading has arrived, so that sensor start-up (a subprocess, a driver
@@ -57,7 +59,6 @@ class ThreadedPowerSampler:
 
     source = "power sensor"
     startup_timeout_s = 3.0
-    clock: Callable[[], float] = staticmethod(time.monotonic)
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
@@ -119,10 +120,10 @@ class ThreadedPowerSampler:
         self._open()
         self._thread = threading.Thread(target=self._loop, name=f"power: {self.source}", daemon=True)
         self._thread.start()
-        deadline = self.clock() + self.startup_timeout_s
+        deadline = time.monotonic() + self.startup_timeout_s
         # Wait for the first reading, but not the full timeout when the source died (a tool that
         # printed an error and exited).
-        while not self._first.wait(0.02) and self._thread.is_alive() and self.clock() < deadline:
+        while not self._first.wait(0.02) and self._thread.is_alive() and time.monotonic() < deadline:
             pass
         if not self._first.is_set():
             self._shutdown()
@@ -130,10 +131,10 @@ class ThreadedPowerSampler:
             detail = f" ({detail})" if detail else ""
             raise PowerSamplingError(f"{self.source}: no reading within {self.startup_timeout_s:g} s{detail}")
         self._at_start()
-        self._start = self.clock()
+        self._start = time.monotonic()
 
     def stop(self) -> PowerMeasurement:
-        end = self.clock()
+        end = time.monotonic()
         if self._thread is None:
             raise PowerSamplingError(f"{self.source}: stop() without start()")
         try:
@@ -144,17 +145,9 @@ class ThreadedPowerSampler:
             window = [(t, w) for t, w in self._samples if self._start <= t <= end]
         return self._result(window, self._start, end)
 
-    def __enter__(self) -> ThreadedPowerSampler:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._thread is not None:
-            self._shutdown()
-
     def _emit(self, watts: float) -> None:
         with self._lock:
-            self._samples.append((self.clock(), float(watts)))
+            self._samples.append((time.monotonic(), float(watts)))
         self._first.set()
 
     def _loop(self) -> None:

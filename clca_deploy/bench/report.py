@@ -18,6 +18,9 @@ from clca_deploy.bench.plot import plot_accuracy_latency  # noqa: F401  the view
 from clca_deploy.bench.table import print_table, render_table  # noqa: F401
 from clca_deploy.errors import ClcaDeployError
 
+# Optional fields added later (the power fields of LatencyStats) keep version 1: readers of version 1
+# ignore keys they do not know, and this one reads their absence as None. Bump only for a change that
+# an older reader would misread.
 REPORT_VERSION = 1
 STATUSES = ("ok", "failed", "skipped")
 

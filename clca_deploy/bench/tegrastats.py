@@ -3,14 +3,16 @@
 What the formats and rails are based on (no Jetson was at hand; the tests replay recorded lines):
 
 - tegrastats prints one line per interval; each INA3221 rail reads ``NAME now/avg``: plain milliwatts
-  up to JetPack 4 (``POM_5V_IN 2361/2361``), ``NAME 5103mW/5103mW`` from JetPack 5, with a
-  ``MM-DD-YYYY HH:MM:SS`` timestamp first on JetPack 6. We take ``now``: ``avg`` is tegrastats' running
-  average since it started, not the timed window's. (NVIDIA Jetson Linux Developer Guide, "tegrastats
-  Utility" and "Platform Power and Performance"; jetson-stats, jtop/core/tegra_parse.py ``VOLTS``.)
+  up to JetPack 4 (``POM_5V_IN 2361/2361``), ``NAME 5103mW/5103mW`` from JetPack 5, and the JetPack 6
+  line recorded on an AGX Orin for this project starts with a ``MM-DD-YYYY HH:MM:SS`` timestamp. We
+  take ``now``: ``avg`` is tegrastats' running average since it started, not the timed window's.
+  (NVIDIA's tegrastats documentation; jetson-stats, jtop/core/tegra_parse.py ``VOLTS``; lines posted in
+  NVIDIA forum threads and GitHub projects that parse tegrastats.)
 - Which rail is the board's power (jetson-stats jtop/core/power.py ``total_power``, its issues #51 and
-  #344, and the energymon project's jetson/JetsonPowerRails.md): Nano, TX1/TX2, Xavier NX, Orin Nano
-  and Orin NX have one input rail, ``VDD_IN`` (``POM_5V_IN`` on the JetPack 4 Nano), and the other
-  rails are parts of it, never to be added. The AGX boards have no input-rail sensor: AGX Xavier's
+  #344; the energymon project's jetson/JetsonPowerRails.md; NVIDIA's answer in the forum thread
+  "Interpretation of Jetson NX power rail": VDD_IN is the module's total, the other rails are inside
+  it): Nano, TX1/TX2, Xavier NX, Orin Nano and Orin NX have one input rail, ``VDD_IN`` (``POM_5V_IN``
+  on the JetPack 4 Nano), and the other rails are parts of it, never to be added. The AGX boards have no input-rail sensor: AGX Xavier's
   six channels (GPU, CPU, SOC, CV, VDDRQ, SYS5V) all branch from the main supply and are summed.
   AGX Orin's first INA3221 watches the module's three supply inputs, VDD_GPU_SOC, VDD_CPU_CV and
   VIN_SYS_5V0; we sum those three and leave out VDDQ_VDD2_1V8AO (second INA3221), a memory rail we

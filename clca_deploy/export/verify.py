@@ -71,7 +71,7 @@ def onnx_session(path: str | Path):
 
 def run_in_batches(session, images: np.ndarray, batch: int) -> np.ndarray:
     """Run ``images`` through an onnxruntime session in batches of ``batch``."""
-    from clca_deploy.runtime.base import run_in_chunks
+    from clca_deploy.data.chunks import run_in_chunks
 
     name = session.get_inputs()[0].name
     return run_in_chunks(lambda chunk: session.run(None, {name: chunk})[0], images, batch)

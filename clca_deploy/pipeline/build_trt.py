@@ -5,14 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+from clca_deploy.artifacts import check_output_path
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.tensorrt.build import EngineConfig, EngineResult, build_engine
+from clca_deploy.tensorrt.plan import PRECISIONS
 from clca_deploy.tensorrt.toolkit import load_toolkit
 
 
+def model_stem(onnx_path: Path) -> str:
+    """``model.int8.onnx`` -> ``model``: the name without the ONNX suffix and the precision calibrate adds."""
+    stem = onnx_path.name.removesuffix(".onnx")
+    for precision in PRECISIONS:
+        stem = stem.removesuffix(f".{precision}")
+    return stem
+
+
 def default_engine_path(onnx_path: Path, precision: str) -> Path:
-    """``model.onnx`` -> ``model.<precision>.engine``, beside it."""
-    return onnx_path.with_name(f"{onnx_path.name.removesuffix('.onnx')}.{precision}.engine")
+    """``model.onnx`` or ``model.int8.onnx`` -> ``model.<precision>.engine``, beside it."""
+    return onnx_path.with_name(f"{model_stem(onnx_path)}.{precision}.engine")
 
 
 def build_trt(
@@ -27,8 +37,11 @@ def build_trt(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ClcaDeployError(f"ONNX file not found: {onnx_path}. Export one with `clca-deploy export`.")
-    output = Path(output) if output else default_engine_path(onnx_path, config.precision)
-    stem = onnx_path.name.removesuffix(".onnx")
+    # Checked before calibration, which takes minutes; build_engine checks them again itself.
+    output = check_output_path(output if output else default_engine_path(onnx_path, config.precision))
+    if config.timing_cache is not None:
+        check_output_path(config.timing_cache)
+    stem = model_stem(onnx_path)
     precision = read_onnx_metadata(onnx_path).precision
     # Weak typing builds FP16 from the FP32 file with the builder flag; INT8 always needs Q/DQ.
     needs_conversion = precision == "fp32" and (

@@ -102,16 +102,3 @@ def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.batch is not None and batch.shape[0] != spec.batch:
         raise ClcaDeployError(f"this model was exported for batch {spec.batch}; got a batch of {batch.shape[0]}.")
     return np.ascontiguousarray(batch, dtype=np.float32)
-
-
-def run_in_chunks(call: Callable[[np.ndarray], np.ndarray], images: np.ndarray, chunk: int) -> np.ndarray:
-    """``call`` on consecutive chunks of ``chunk`` images, the last one padded by repetition
-    (fixed-batch models need full batches) and the padding dropped from the result."""
-    outputs = []
-    for start in range(0, len(images), chunk):
-        part = images[start : start + chunk]
-        real = len(part)
-        if real < chunk:
-            part = np.concatenate([part, np.repeat(part[-1:], chunk - real, axis=0)])
-        outputs.append(call(part)[:real])
-    return np.concatenate(outputs)

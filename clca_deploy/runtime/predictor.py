@@ -10,7 +10,8 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.runtime.base import Backend, run_in_chunks
+from clca_deploy.data.chunks import run_in_chunks
+from clca_deploy.runtime.base import Backend
 from clca_deploy.runtime.scores import softmax, top_classes
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
 from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
-from clca_deploy.tensorrt.plan import BatchProfile
+from clca_deploy.tensorrt.plan import BatchProfile, profile_option, profile_reaching
 from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar
 
 
@@ -120,7 +120,7 @@ class TensorRTBackend:
         if count < self.profile.min:
             raise ClcaDeployError(
                 f"this engine was built for batches of {self.profile.min}..{largest}, got {count}; "
-                "rebuild it with a smaller minimum (e.g. build-trt --batch 1,8,32)."
+                f"rebuild it with a smaller minimum (e.g. {profile_option(profile_reaching(largest))})."
             )
         from clca_deploy.tensorrt.cuda import current
 

@@ -17,6 +17,7 @@ from clca_deploy.data.images import DEFAULT_MAX_PIXELS
 from clca_deploy.errors import ConfigError
 from clca_deploy.serving.pbtxt import Enum
 from clca_deploy.serving.spec import ClassifierSpec
+from clca_deploy.tensorrt.plan import profile_option, profile_reaching
 
 DEFAULT_MAX_BATCH = 16
 # Tensor names clients and the inner models see; the classifier keeps the names of its file.
@@ -70,7 +71,7 @@ def resolve_max_batch(spec: ClassifierSpec, requested: int | None) -> int:
     if spec.max_batch is not None and requested > spec.max_batch:
         raise ConfigError(
             f"--max-batch {requested} exceeds the largest batch {spec.path.name} was built for ({spec.max_batch}); "
-            f"lower it, or rebuild the engine with `clca-deploy build-trt --batch-profile 1,8,{requested}`."
+            f"lower it, or rebuild the engine with `clca-deploy {profile_option(profile_reaching(requested))}`."
         )
     return requested
 

@@ -60,8 +60,11 @@ class PyCudaBinding:
         import pycuda.driver as driver
 
         self._driver = driver
-        driver.init()
-        self._context = driver.Device(device_index).retain_primary_context()
+        try:
+            driver.init()
+            self._context = driver.Device(device_index).retain_primary_context()
+        except driver.Error as exc:  # pycuda's own LogicError/RuntimeError: one line, like cuda-python's
+            raise ClcaDeployError(f"pycuda cannot open CUDA device {device_index}: {exc}") from exc
         self._allocations: dict[int, Any] = {}
 
     def push(self) -> None:

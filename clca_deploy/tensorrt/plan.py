@@ -77,10 +77,16 @@ def plan_build(
     if weak_typing:
         return _weak_plan(trt_version, precision, onnx_precision)
     if precision != onnx_precision:
+        # build-trt converts only from the FP32 export (to FP16, or to INT8 with calibration images).
+        conversions = {"fp16": "build-trt --fp16", "int8": "build-trt --int8 --data DIR"}
+        convert = (
+            f" (or let `clca-deploy {conversions[precision]}` convert it first)"
+            if onnx_precision == "fp32" and precision in conversions
+            else ""
+        )
         raise ClcaDeployError(
             f"engines are built strongly typed, so precision comes from the ONNX file; this one holds "
-            f"{onnx_precision}, not {precision}: {SOURCE_HINTS[precision]} (or let `clca-deploy build-trt "
-            f"--{precision}` convert it first)."
+            f"{onnx_precision}, not {precision}: {SOURCE_HINTS[precision]}{convert}."
         )
     notes = {
         "fp32": "TensorRT may use TF32 tensor cores for fp32 matmuls on Ampere and newer GPUs (its default).",
@@ -175,6 +181,16 @@ def parse_batch_profile(text: str) -> BatchProfile:
         raise ClcaDeployError(f"cannot read batch profile {text!r}; use MIN,OPT,MAX such as 1,8,32, or one size such as 8.")
     sizes = [int(p) for p in parts]
     return BatchProfile(*(sizes * 3 if len(sizes) == 1 else sizes))
+
+
+def profile_reaching(max_batch: int) -> BatchProfile:
+    """A valid profile up to ``max_batch``, tuned for batch 8 where that fits: what hints suggest."""
+    return BatchProfile(1, min(DEFAULT_PROFILE.opt, max_batch), max_batch)
+
+
+def profile_option(profile: BatchProfile) -> str:
+    """``build-trt --batch MIN,OPT,MAX`` for ``profile``, as hints write it."""
+    return f"build-trt --batch {profile.min},{profile.opt},{profile.max}"
 
 
 def profile_for(onnx_batch_dim: int | None, requested: BatchProfile | None) -> BatchProfile:

@@ -88,8 +88,11 @@ def test_max_batch_stays_within_the_engine_profile(plain_onnx, tmp_path):
     spec = read_classifier_spec(_fake_engine(tmp_path, onnx_path, BatchProfile(1, 2, 4)))
     assert resolve_max_batch(spec, None) == 4
     assert resolve_max_batch(spec, 3) == 3
-    with pytest.raises(ConfigError, match=r"exceeds the largest batch model\.int8\.engine was built for \(4\).*--batch-profile 1,8,8"):
+    with pytest.raises(ConfigError, match=r"exceeds the largest batch model\.int8\.engine was built for \(4\).*build-trt --batch 1,8,8`"):
         resolve_max_batch(spec, 8)
+    # Below 8 the suggested range must still be valid (opt <= max): 1,5,5, not 1,8,5.
+    with pytest.raises(ConfigError, match=r"build-trt --batch 1,5,5`"):
+        resolve_max_batch(spec, 5)
     assert resolve_max_batch(read_classifier_spec(onnx_path), 64) == 64
 
 

@@ -27,13 +27,17 @@ on disk and read once per machine:
     ``"({%}, {int}) -> %"``; the binary holds no ``self: tensorrt.tensorrt.Builder`` text at all.
     Strings therefore tell whether a name exists somewhere in the module (``FP16``,
     ``platform_has_fast_fp16``, ``int8_calibrator`` are absent from 11.4's binary), not on which class.
-    The only class-member pairs in the binary are the symbol-table names of the docstrings
-    (``tensorrt::BuilderDoc::create_network``), which miss most properties and every enum member.
-    :func:`binary_strings` is kept for cross-checks (the tests check that both views agree).
+    The only class-member pairs in the binary are the symbol-table names of the docstring constants
+    (``tensorrt::BuilderDoc::create_network``): about half of the members (IBuilderConfig in 10.3: 23
+    of 41) and no enum member. Linkers also merge a string into the tail of a longer one (``"INT8"``
+    is stored only inside ``"UINT8"``), so a plain ``strings`` listing misses names that exist.
+    :func:`binary_has_string` is kept for cross-checks: every name the import finds is stored in the
+    binary (as a NUL-terminated string or the tail of one), and the removed names are not.
 
-    Needs: Linux x86_64 and a CPython for which NVIDIA published the wheel (10.3.0: 3.8-3.12,
-    10.13.3.9.post1: 3.8-3.13, 11.4.0.106: 3.8-3.14). Elsewhere (or offline) the functions skip,
-    unless the extracted names are already cached as JSON (these do not depend on the Python).
+    Needs: Linux x86_64, glibc >= 2.28, and a CPython for which NVIDIA published the wheel (10.3.0:
+    3.8-3.12, 10.13.3.9.post1: 3.8-3.13, 11.4.0.106: 3.8-3.14). Elsewhere (or offline) the functions
+    skip, unless the extracted names are already cached as JSON (they do not depend on the Python).
+    No compiler is needed.
 
 ``pycuda_names(version)``
     PyPI has only pycuda's source distribution (about 1.7 MB), which needs CUDA to build. Its names
@@ -46,8 +50,12 @@ on disk and read once per machine:
     attaches, e.g. ``Function.prepare``). Names are prefixed by module: ``driver.mem_alloc``,
     ``driver.Stream.synchronize``, ``autoinit.context``. Limits: ``#if CUDAPP_CUDA_VERSION >= ...``
     branches are all taken (a name needing a newer CUDA than the build's is still listed; every name
-    this project uses needs CUDA >= 7), members added by ``setattr`` with computed names and the
-    optional ``gl``/``curand`` parts are not listed, and only literal string names are seen.
+    this project uses needs CUDA >= 7); members added by ``setattr`` with computed names (other than
+    a loop over a literal list), attributes served by ``__getattr__`` (``Function.num_regs``) and the
+    optional ``gl``/``curand`` parts are not listed. Checked against pycuda's own documentation: of the
+    ~365 names ``doc/driver.rst`` gives for ``pycuda.driver``/``pycuda.compiler``, all are found but 7
+    (3 documented yet never defined, 1 pair registered as ``py_memcpy_htoa``/``py_memcpy_atoh``, 3 served
+    by ``__getattr__``).
 
 ``cuda_bindings_names(version)``
     From the ``cuda-bindings`` wheel (12.9.x: about 7.6 MB). Its Cython modules import without a GPU
@@ -83,7 +91,6 @@ import json
 import os
 import platform
 import re
-import shutil
 import socket
 import struct
 import subprocess
@@ -108,7 +115,7 @@ CUDA_BINDINGS_VERSIONS = ("12.9.10", "13.5.0")
 
 TIMEOUT_S = 60  # per HTTP request; a wheel is at most ~8 MB
 IMPORT_TIMEOUT_S = 180
-_EXTRACTOR_VERSION = 1  # bump to invalidate the cached JSON name sets
+_EXTRACTOR_VERSION = 2  # bump to invalidate the cached JSON name sets
 
 _USER_AGENT = "clca-deploy-tests (conformance name extraction)"
 
@@ -117,16 +124,19 @@ _USER_AGENT = "clca-deploy-tests (conformance name extraction)"
 # public interface
 
 
+@functools.lru_cache(maxsize=None)
 def tensorrt_names(version: str) -> frozenset[str]:
     """Every name of ``import tensorrt`` at TensorRT ``version`` (see the module docstring)."""
     return _names(_cached_record("tensorrt", version, _extract_tensorrt))
 
 
+@functools.lru_cache(maxsize=None)
 def pycuda_names(version: str | None = None) -> frozenset[str]:
     """Every name pycuda ``version`` registers, prefixed by module: ``driver.mem_alloc``."""
     return _names(_cached_record("pycuda", version or PYCUDA_VERSION, _extract_pycuda))
 
 
+@functools.lru_cache(maxsize=None)
 def cuda_bindings_names(version: str | None = None) -> frozenset[str]:
     """Every name of ``cuda.bindings.{driver,runtime,nvrtc}`` (``driver.cuInit``) and the legacy
     ``cuda.cuda``/``cuda.cudart``/``cuda.nvrtc`` modules where the release still has them."""
@@ -168,15 +178,29 @@ def cache_dir() -> Path:
     return Path(base) / "clca-deploy-test-wheels"
 
 
-def binary_strings(data: bytes, min_length: int = 2) -> frozenset[str]:
-    """The NUL-terminated identifier strings of a binary (``FP16``, ``create_network``, ``Builder``).
+def binary_has_string(data: bytes, name: str) -> bool:
+    """Whether ``name`` is stored NUL-terminated in the binary ``data`` -- alone or as the tail of a
+    longer string, since linkers merge ``"INT8"`` into ``"UINT8"``. A name pybind11 registers must pass;
+    passing says nothing about which class has it."""
+    return name in _string_tails(data)
 
-    Existence only: a name found here may belong to any class, or to a docstring's word.
-    """
-    return frozenset(
-        match.decode("ascii")
-        for match in re.findall(rb"(?<=\x00)[A-Za-z_][A-Za-z0-9_]{%d,}(?=\x00)" % (min_length - 1), data)
-    )
+
+@functools.lru_cache(maxsize=4)
+def _string_tails(data: bytes) -> frozenset[str]:
+    """Every identifier that ends where a NUL-terminated string of ``data`` ends (all suffixes)."""
+    tails = set()
+    for run in set(re.findall(rb"(?<![A-Za-z0-9_])([A-Za-z0-9_]+)\x00", data)):
+        text = run[-80:].decode("ascii")  # names are shorter than 80 characters
+        tails.update(text[i:] for i in range(len(text)))
+    return frozenset(tails)
+
+
+def tensorrt_wheel(version: str) -> Path:
+    """The cached ``tensorrt-cu12-bindings`` wheel of ``version`` for this interpreter (downloaded if needed)."""
+    _require_linux(f"TensorRT {version}")
+    if platform.machine().lower() != "x86_64":
+        pytest.skip(f"TensorRT {version}: PyPI has tensorrt-cu12-bindings only for x86_64 Linux")
+    return _download("tensorrt-cu12-bindings", version, _select_wheel, _wheel_cache_name())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -295,12 +319,29 @@ def _select_wheel(project: str, version: str, files: list[dict]) -> dict:
         python_tags, abi_tags, platform_tags = parts[-3].split("."), parts[-2].split("."), parts[-1].split(".")
         if wanted not in python_tags or not ({wanted, "none", "abi3"} & set(abi_tags)):
             continue
-        if any(tag.startswith(("manylinux", "linux")) and tag.endswith(machine) for tag in platform_tags):
+        linux = [tag for tag in platform_tags if tag.startswith(("manylinux", "linux")) and tag.endswith(machine)]
+        if linux:
+            needed = min(_glibc_needed(tag) for tag in linux)
+            if needed > _glibc():
+                raise NoMatchingFile(f"{entry['filename']} needs glibc {needed[0]}.{needed[1]}; this system has {_glibc()}")
             return entry
     tags = sorted({f["filename"].split("-")[-3] + "/" + f["filename"].split("-")[-1][:-4] for f in release})
     raise NoMatchingFile(
         f"{project}=={version} has no wheel for {wanted} on linux_{machine} (it has: {', '.join(tags)})"
     )
+
+
+def _glibc_needed(tag: str) -> tuple[int, int]:
+    match = re.match(r"manylinux_(\d+)_(\d+)_", tag)
+    if match:
+        return int(match.group(1)), int(match.group(2))
+    return {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}.get(tag.rsplit("_", 2)[0], (2, 17))
+
+
+def _glibc() -> tuple[int, int]:
+    version = platform.libc_ver()[1] or "0.0"
+    major, minor = (version.split(".") + ["0"])[:2]
+    return int(major), int(re.match(r"\d+", minor).group(0))
 
 
 def _normalize_wheel(filename: str) -> str:
@@ -472,7 +513,19 @@ def static_lookup(cls, attr):
             return klass, vars(klass)[attr]
     return None, None
 
-def walk_class(cls, prefix, seen, depth):
+def own(cls, modname):
+    return str(getattr(cls, "__module__", "")).split(".")[0] == modname.split(".")[0]
+
+def is_instance(value, cls):
+    try:
+        return isinstance(value, cls)
+    except TypeError:
+        return False
+
+def walk_class(cls, prefix, seen, depth, modname):
+    if not own(cls, modname):             # typing.Any, enum.IntEnum ... imported by the module
+        api[prefix] = "class"
+        return
     members = getattr(cls, "__members__", None)
     members = set(members) if isinstance(members, dict) else set()
     api[prefix] = "enum" if members else "class"
@@ -499,7 +552,7 @@ def walk_class(cls, prefix, seen, depth):
             value = raw
         if attr.startswith("__") and (attr.startswith("__pybind11") or not callable(value)):
             continue                        # pybind11's internals, class-level data such as __hash__ = None
-        if attr in members or (isinstance(value, cls) and not isinstance(raw, (property, staticmethod, classmethod))):
+        if attr in members or (is_instance(value, cls) and not isinstance(raw, (property, staticmethod, classmethod))):
             api[name] = "enum_member"
         elif isinstance(raw, property):
             api[name] = "readonly_property" if raw.fset is None else "property"
@@ -509,7 +562,7 @@ def walk_class(cls, prefix, seen, depth):
             api[name] = "staticmethod"
             for key in params_of(value, attr): keywords.add(f"{name}({key})")
         elif isinstance(value, type):
-            walk_class(value, name, seen, depth + 1)
+            walk_class(value, name, seen, depth + 1, modname)
         elif callable(value):
             api[name] = "method"
             for key in params_of(value, attr): keywords.add(f"{name}({key})")
@@ -534,7 +587,7 @@ for modname, prefix in ROOTS:
         if isinstance(value, types.ModuleType):
             continue                        # ctypes, os, sys ... imported by __init__.py
         if isinstance(value, type):
-            walk_class(value, name, frozenset(), 0)
+            walk_class(value, name, frozenset(), 0, modname)
         elif callable(value):
             api[name] = "function"
             for key in params_of(value, attr): keywords.add(f"{name}({key})")
@@ -557,10 +610,7 @@ def _run_walker(roots: list[tuple[str, str]], paths: list[str], env: dict[str, s
 
 
 def _extract_tensorrt(version: str) -> dict:
-    _require_linux(f"TensorRT {version}")
-    if platform.machine().lower() != "x86_64":
-        pytest.skip(f"TensorRT {version}: PyPI has tensorrt-cu12-bindings only for x86_64 Linux")
-    wheel = _download("tensorrt-cu12-bindings", version, _select_wheel, _wheel_cache_name())
+    wheel = tensorrt_wheel(version)
     with tempfile.TemporaryDirectory(prefix="clca-trt-names-") as tmp:
         with zipfile.ZipFile(wheel) as archive:
             members = [m for m in archive.namelist() if m.startswith("tensorrt_bindings/")]
@@ -640,7 +690,7 @@ def _extract_pycuda(version: str) -> dict:
             if len(parts) != 2 or not member.isfile():
                 continue
             relative = parts[1]
-            if relative in ("src/wrapper/wrap_cudadrv.cpp", "src/wrapper/mempool.cpp", "src/wrapper/wrap_helpers.hpp") or (
+            if relative in ("src/wrapper/wrap_cudadrv.cpp", "src/wrapper/mempool.cpp", "pycuda/__init__.py") or (
                 re.fullmatch(r"pycuda/[A-Za-z]\w*\.py", relative)
             ):
                 sources[relative] = archive.extractfile(member).read().decode("utf-8", "replace")
@@ -651,7 +701,7 @@ def _extract_pycuda(version: str) -> dict:
     cpp = [sources[p] for p in ("src/wrapper/wrap_cudadrv.cpp", "src/wrapper/mempool.cpp") if p in sources]
     _parse_boost_python(cpp, "driver", api, keywords)
     for relative, text in sorted(sources.items()):
-        if relative.endswith(".py"):
+        if relative.endswith(".py") and not relative.endswith("__init__.py"):
             module = relative[len("pycuda/") : -len(".py")]
             _parse_python_module(text, module, api, keywords)
     module_version = _pycuda_version(sources.get("pycuda/__init__.py", ""))
@@ -689,7 +739,7 @@ def _strip_cpp(text: str) -> str:
     for line in text.split("\n"):
         stripped = line.strip()
         if stripped.startswith("#"):
-            match = re.match(r"#\s*define\s+(\w+)(?!\()\s*(.*)", stripped)
+            match = re.match(r"#\s*define\s+(\w+)\b(?!\()\s*(.*)", stripped)
             if match and match.group(1).isupper():
                 macros.setdefault(match.group(1), [])
                 if match.group(2).strip() and match.group(2) not in macros[match.group(1)]:
@@ -780,6 +830,9 @@ def _register_chain(owner: str, calls: list[tuple[str, str]], api: dict, keyword
     for method, arguments in calls:
         first = re.match(r"\s*" + _STRING, arguments)
         name = first.group(1) if first else None
+        operator = re.fullmatch(r"\s*(?:py::|boost::python::)?self\s*(==|!=|<=|>=|<|>)\s*(?:py::|boost::python::)?self\s*", arguments)
+        if method == "def" and operator:
+            name = {"==": "__eq__", "!=": "__ne__", "<": "__lt__", "<=": "__le__", ">": "__gt__", ">=": "__ge__"}[operator.group(1)]
         if method == "def" and name:
             member = f"{owner}.{name}"
             api.setdefault(member, "method")
@@ -803,6 +856,9 @@ def _register_chain(owner: str, calls: list[tuple[str, str]], api: dict, keyword
 
 def _parse_boost_python(texts: list[str], module: str, api: dict, keywords: set) -> None:
     """Names registered by Boost.Python code (pycuda's style of it), into ``api`` as ``module.Name``."""
+    cpp_classes: dict[str, str] = {}  # C++ type -> Python class, for py::bases<...>
+    inherits: list[tuple[str, str]] = []
+    aliases: list[tuple[str, str]] = []
     for text in texts:
         text = _strip_cpp(text)
         # helper templates that add members to the wrapper they get: void expose_x(W &wrapper) { wrapper.def(...); }
@@ -816,7 +872,12 @@ def _parse_boost_python(texts: list[str], module: str, api: dict, keywords: set)
             if calls:
                 helpers[match.group(1)] = calls
         variables: dict[str, str] = {}
+        typedef = None
         for statement in _statements(text):
+            alias = re.match(r"typedef\s+(.+?)\s+cl$", statement, re.S)
+            if alias:
+                typedef = re.sub(r"\s+", "", alias.group(1))
+                continue
             klass = re.search(r"\bclass_\s*<", statement)
             if klass:
                 after = _matching(statement, klass.end() - 1, "<", ">")
@@ -826,6 +887,11 @@ def _parse_boost_python(texts: list[str], module: str, api: dict, keywords: set)
                     continue
                 owner = f"{module}.{named.group(2)}"
                 api[owner] = "class"
+                template = statement[klass.end() : after - 1]
+                wrapped = re.sub(r"\s+", "", template.split(",")[0])
+                cpp_classes[typedef if wrapped == "cl" and typedef else wrapped] = owner
+                for base in re.findall(r"\bbases\s*<\s*([\w:]+)\s*>", template):
+                    inherits.append((owner, base))
                 if named.group(1):
                     variables[named.group(1)] = owner
                 open_at = after + rest.index("(")
@@ -852,14 +918,8 @@ def _parse_boost_python(texts: list[str], module: str, api: dict, keywords: set)
             if scope:
                 name, value = f"{module}.{scope.group(1)}", scope.group(2)
                 if value in variables:  # an alias of a class: HostAllocation = PagelockedHostAllocation
-                    source = variables[value]
                     api[name] = "class"
-                    for key, kind in list(api.items()):
-                        if key.startswith(source + "."):
-                            api[name + key[len(source) :]] = kind
-                    for key in list(keywords):
-                        if key.startswith(source + ".") or key.startswith(source + "("):
-                            keywords.add(name + key[len(source) :])
+                    aliases.append((name, variables[value]))
                 else:
                     api[name] = "exception" if value == "EXCEPTION" else "attribute"
                 continue
@@ -870,7 +930,22 @@ def _parse_boost_python(texts: list[str], module: str, api: dict, keywords: set)
             helper = re.match(r"(\w+)\s*\(\s*(\w+)\s*\)$", statement)
             if helper and helper.group(1) in helpers and helper.group(2) in variables:
                 _register_chain(variables[helper.group(2)], helpers[helper.group(1)], api, keywords)
-    # a member added after an alias was taken (HostAllocation = wrp; then wrp.def ...) is rare; not handled
+    for owner, base in inherits:  # pycuda's hierarchy is shallow and declared bases-first
+        if base in cpp_classes:
+            _copy_members(cpp_classes[base], owner, api, keywords, constructor=False)
+    for name, source in aliases:
+        _copy_members(source, name, api, keywords, constructor=True)
+
+
+def _copy_members(source: str, target: str, api: dict, keywords: set, constructor: bool) -> None:
+    """``source``'s members (and their keywords) onto ``target``; its constructor keywords too for an alias."""
+    for key, kind in list(api.items()):
+        if key.startswith(source + "."):
+            api.setdefault(target + key[len(source) :], kind)
+    prefixes = (source + ".", source + "(") if constructor else (source + ".",)
+    for key in list(keywords):
+        if key.startswith(prefixes):
+            keywords.add(target + key[len(source) :])
 
 
 def _parse_python_module(text: str, module: str, api: dict, keywords: set) -> None:
@@ -900,10 +975,23 @@ def _parse_python_module(text: str, module: str, api: dict, keywords: set) -> No
                 owner = f"{module}.{statement.name}"
                 api[owner] = "class"
                 classes.add(statement.name)
+                for base in statement.bases:  # members inherited from a class of the same module
+                    if isinstance(base, ast.Name) and f"{module}.{base.id}" in api:
+                        _copy_members(f"{module}.{base.id}", owner, api, keywords, constructor=False)
                 for item in statement.body:
                     if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         if item.name == "__init__":
                             function_keywords(item, owner, method=True)
+                            for node in ast.walk(item):  # instance attributes: self.stdout = ...
+                                if isinstance(node, (ast.Assign, ast.AnnAssign)):
+                                    for target in _targets(node):
+                                        if (
+                                            isinstance(target, ast.Attribute)
+                                            and isinstance(target.value, ast.Name)
+                                            and target.value.id == "self"
+                                            and public(target.attr)
+                                        ):
+                                            api.setdefault(f"{owner}.{target.attr}", "attribute")
                         elif public(item.name):
                             kind = "property" if any(_decorator_name(d) == "property" for d in item.decorator_list) else "method"
                             api[f"{owner}.{item.name}"] = kind
@@ -921,6 +1009,27 @@ def _parse_python_module(text: str, module: str, api: dict, keywords: set) -> No
                     if alias.name != "*" and public(alias.asname or alias.name):
                         api.setdefault(f"{module}.{alias.asname or alias.name}", "attribute")
     for node in ast.walk(tree):
+        # for name in ["a", "b"]: setattr(Class, name, ...)
+        if (
+            isinstance(node, ast.For)
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, (ast.List, ast.Tuple))
+            and all(isinstance(e, ast.Constant) and isinstance(e.value, str) for e in node.iter.elts)
+        ):
+            for call in ast.walk(node):
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Name)
+                    and call.func.id == "setattr"
+                    and len(call.args) >= 2
+                    and isinstance(call.args[0], ast.Name)
+                    and call.args[0].id in classes
+                    and isinstance(call.args[1], ast.Name)
+                    and call.args[1].id == node.target.id
+                ):
+                    for element in node.iter.elts:
+                        if public(element.value):
+                            api.setdefault(f"{module}.{call.args[0].id}.{element.value}", "method")
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 if (

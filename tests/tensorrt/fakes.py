@@ -17,7 +17,9 @@ The engine's "model" is logits = mean over pixels @ ``weights(num_classes)``, ch
 from __future__ import annotations
 
 import ctypes
+import functools
 import importlib.machinery
+import inspect
 import json
 import sys
 import threading
@@ -57,6 +59,24 @@ class Recorder:
 
     def __init__(self, label: str):
         self.label, self._names, self._lock = label, {}, threading.Lock()
+        self.signatures: dict[str, tuple[str, ...]] = {}  # callable name -> the fake's parameter names
+
+    def add_callable(self, name: str, value) -> None:
+        """Keep the parameter names of the fake callable behind ``name``, to compare with the real ones."""
+        target = value
+        if isinstance(value, Namespace):
+            target = object.__getattribute__(value, "_constructor")
+        if isinstance(target, type):
+            target = target.__init__
+        if not callable(target):
+            return
+        try:
+            parameters = inspect.signature(target).parameters.values()
+        except (TypeError, ValueError):
+            return
+        names = tuple(p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+        with self._lock:
+            self.signatures.setdefault(name, names)
 
     def add(self, name: str) -> None:
         with self._lock:
@@ -74,8 +94,25 @@ class Recorder:
             self._names.clear()
 
 
+def keyword_recording(recorder: Recorder, qualname: str, function):
+    """``function``, recording ``qualname(keyword)`` for each keyword argument a caller passes."""
+    if recorder is not None:
+        recorder.add_callable(qualname, function)
+    if not isinstance(function, (types.FunctionType, types.MethodType, types.BuiltinFunctionType)):
+        return function
+
+    def call(*args, **kwargs):
+        for keyword in kwargs:
+            recorder.add(f"{qualname}({keyword})")
+        return function(*args, **kwargs)
+
+    call.__wrapped__ = function
+    return call
+
+
 class Recorded:
-    """Records ``<api name>.<attribute>`` for every public attribute looked up (found or not)."""
+    """Records ``<api name>.<attribute>`` for every public attribute looked up (found or not), and
+    ``<api name>.<method>(<keyword>)`` for every keyword argument passed to a method."""
 
     _api_name = "?"
 
@@ -83,11 +120,14 @@ class Recorded:
         object.__setattr__(self, "_recorder", recorder)
 
     def __getattribute__(self, name):
-        if not name.startswith("_"):
-            recorder = object.__getattribute__(self, "_recorder")
-            if recorder is not None:
-                recorder.add(f"{object.__getattribute__(self, '_api_name')}.{name}")
-        return object.__getattribute__(self, name)
+        if name.startswith("_"):
+            return object.__getattribute__(self, name)
+        recorder = object.__getattribute__(self, "_recorder")
+        qualname = f"{object.__getattribute__(self, '_api_name')}.{name}"
+        if recorder is None:
+            return object.__getattribute__(self, name)
+        recorder.add(qualname)
+        return keyword_recording(recorder, qualname, object.__getattribute__(self, name))
 
 
 class Member(int):
@@ -120,11 +160,14 @@ class Namespace(Recorded):
     def __getattr__(self, name):
         members = object.__getattribute__(self, "_members")
         if name in members:
-            return members[name]
+            qualname = f"{object.__getattribute__(self, '_api_name')}.{name}"
+            return keyword_recording(object.__getattribute__(self, "_recorder"), qualname, members[name])
         raise AttributeError(f"type object '{object.__getattribute__(self, '_api_name')}' has no attribute '{name}'")
 
     def __call__(self, *args, **kwargs):
         constructor = object.__getattribute__(self, "_constructor")
+        for keyword in kwargs:
+            object.__getattribute__(self, "_recorder").add(f"{object.__getattribute__(self, '_api_name')}({keyword})")
         if constructor is None:
             raise TypeError(f"{object.__getattribute__(self, '_api_name')}: No constructor defined!")
         return constructor(*args, **kwargs)
@@ -142,10 +185,12 @@ class RecordedModule(types.ModuleType):
         self._recorder, self._prefix = recorder, prefix
 
     def __getattribute__(self, name):
-        if not name.startswith("_"):
-            self_dict = types.ModuleType.__getattribute__(self, "__dict__")
-            self_dict["_recorder"].add(self_dict["_prefix"] + name)
-        return types.ModuleType.__getattribute__(self, name)
+        if name.startswith("_"):
+            return types.ModuleType.__getattribute__(self, name)
+        self_dict = types.ModuleType.__getattribute__(self, "__dict__")
+        qualname = self_dict["_prefix"] + name
+        self_dict["_recorder"].add(qualname)
+        return keyword_recording(self_dict["_recorder"], qualname, types.ModuleType.__getattribute__(self, name))
 
 
 def plain_module(name: str) -> types.ModuleType:
@@ -494,9 +539,10 @@ def make_pycuda(gpu: FakeGpu, recorder: Recorder) -> tuple[types.ModuleType, typ
 
 def _record_then_get(recorder: Recorder, api_name: str):
     def __getattribute__(self, name):
-        if not name.startswith("_"):
-            recorder.add(f"{api_name}.{name}")
-        return object.__getattribute__(self, name)
+        if name.startswith("_"):
+            return object.__getattribute__(self, name)
+        recorder.add(f"{api_name}.{name}")
+        return keyword_recording(recorder, f"{api_name}.{name}", object.__getattribute__(self, name))
 
     return __getattribute__
 
@@ -537,6 +583,7 @@ def make_cuda_python(gpu: FakeGpu, recorder: Recorder) -> dict[str, types.Module
         """A driver call returning (CUresult, *count values); CUDA_ERROR_NOT_INITIALIZED before cuInit."""
 
         def decorate(function):
+            @functools.wraps(function)  # keeps the real keyword names visible to the signature check
             def call(*args):
                 if not state["initialised"]:
                     return (results._get("CUDA_ERROR_NOT_INITIALIZED"),) + (None,) * count
@@ -546,12 +593,12 @@ def make_cuda_python(gpu: FakeGpu, recorder: Recorder) -> dict[str, types.Module
                     return (results._get(exc.code),) + (None,) * count
                 return (success, *values)
 
-            call.__name__ = function.__name__
             return call
 
         return decorate
 
-    def cuInit(flags):
+    # Parameter names as cuda-bindings spells them (checked by test_binding_conformance).
+    def cuInit(Flags):
         state["initialised"] = True
         return (success,)
 
@@ -560,18 +607,18 @@ def make_cuda_python(gpu: FakeGpu, recorder: Recorder) -> dict[str, types.Module
         return (handle_types["CUdevice"](gpu.check_device_index(ordinal)),)
 
     @returning(1)
-    def cuDevicePrimaryCtxRetain(device):
-        gpu.retain_primary(int(device))
-        return (handle_types["CUcontext"](int(device)),)
+    def cuDevicePrimaryCtxRetain(dev):
+        gpu.retain_primary(int(dev))
+        return (handle_types["CUcontext"](int(dev)),)
 
     @returning(0)
-    def cuDevicePrimaryCtxRelease(device):
-        gpu.release_primary(int(device))
+    def cuDevicePrimaryCtxRelease(dev):
+        gpu.release_primary(int(dev))
         return ()
 
     @returning(0)
-    def cuCtxPushCurrent(context):
-        gpu.push(int(context))
+    def cuCtxPushCurrent(ctx):
+        gpu.push(int(ctx))
         return ()
 
     @returning(1)
@@ -579,45 +626,45 @@ def make_cuda_python(gpu: FakeGpu, recorder: Recorder) -> dict[str, types.Module
         return (handle_types["CUcontext"](gpu.pop()),)
 
     @returning(1)
-    def cuMemAlloc(nbytes):
-        return (handle_types["CUdeviceptr"](gpu.alloc(nbytes)),)
+    def cuMemAlloc(bytesize):
+        return (handle_types["CUdeviceptr"](gpu.alloc(bytesize)),)
 
     @returning(0)
-    def cuMemFree(pointer):
-        gpu.free(int(pointer))
+    def cuMemFree(dptr):
+        gpu.free(int(dptr))
         return ()
 
     @returning(1)
-    def cuMemHostAlloc(nbytes, flags):
-        return (gpu.host_alloc(nbytes),)
+    def cuMemHostAlloc(bytesize, Flags):
+        return (gpu.host_alloc(bytesize),)
 
     @returning(0)
-    def cuMemFreeHost(address):
-        gpu.host_free(int(address))
+    def cuMemFreeHost(p):
+        gpu.host_free(int(p))
         return ()
 
     @returning(1)
-    def cuStreamCreate(flags):
+    def cuStreamCreate(Flags):
         return (handle_types["CUstream"](gpu.create_stream()),)
 
     @returning(0)
-    def cuStreamSynchronize(stream):
-        gpu.synchronize(int(stream))
+    def cuStreamSynchronize(hStream):
+        gpu.synchronize(int(hStream))
         return ()
 
     @returning(0)
-    def cuStreamDestroy(stream):
-        gpu.destroy_stream(int(stream))
+    def cuStreamDestroy(hStream):
+        gpu.destroy_stream(int(hStream))
         return ()
 
     @returning(0)
-    def cuMemcpyHtoDAsync(pointer, address, nbytes, stream):
-        gpu.copy_htod_async(int(pointer), int(address), int(nbytes), int(stream))
+    def cuMemcpyHtoDAsync(dstDevice, srcHost, ByteCount, hStream):
+        gpu.copy_htod_async(int(dstDevice), int(srcHost), int(ByteCount), int(hStream))
         return ()
 
     @returning(0)
-    def cuMemcpyDtoHAsync(address, pointer, nbytes, stream):
-        gpu.copy_dtoh_async(int(address), int(pointer), int(nbytes), int(stream))
+    def cuMemcpyDtoHAsync(dstHost, srcDevice, ByteCount, hStream):
+        gpu.copy_dtoh_async(int(dstHost), int(srcDevice), int(ByteCount), int(hStream))
         return ()
 
     def cuGetErrorString(error):
@@ -646,7 +693,8 @@ class TrtControls:
 
     parser_errors: list[str] = field(default_factory=list)
     fail_build: bool = False
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # what TensorRT would have logged as errors
+    calls: list[tuple] = field(default_factory=list)  # ("create_network", flags), ("set_flag", "FP16"), ...
 
 
 def read_network(path: str) -> dict:
@@ -719,13 +767,13 @@ def make_tensorrt(version: str, gpu: FakeGpu, recorder: Recorder, controls: TrtC
                 raise TypeError("OnnxParser(network: INetworkDefinition, logger: ILogger)")
             self._network, self._errors = network, []
 
-        def parse_from_file(self, path):
-            if not Path(path).is_file():
-                self._errors = [f"Failed to open file: {path}"]
+        def parse_from_file(self, model):
+            if not Path(model).is_file():
+                self._errors = [f"Failed to open file: {model}"]
             elif controls.parser_errors:
                 self._errors = list(controls.parser_errors)
             else:
-                self._network._graph = read_network(str(path))
+                self._network._graph = read_network(str(model))
             return not self._errors
 
         @property
@@ -790,6 +838,7 @@ def make_tensorrt(version: str, gpu: FakeGpu, recorder: Recorder, controls: TrtC
             if not isinstance(flag, Member) or not flag._qualname.startswith("BuilderFlag."):
                 raise TypeError("set_flag(flag: BuilderFlag)")
             self._flags.add(flag._qualname.split(".", 1)[1])
+            controls.calls.append(("set_flag", flag._qualname.split(".", 1)[1]))
 
         def get_flag(self, flag):
             return flag._qualname.split(".", 1)[1] in self._flags
@@ -798,6 +847,7 @@ def make_tensorrt(version: str, gpu: FakeGpu, recorder: Recorder, controls: TrtC
             self._flags.discard(flag._qualname.split(".", 1)[1])
 
         def add_optimization_profile(self, profile):
+            controls.calls.append(("add_optimization_profile", dict(profile._shapes)))
             if not profile._valid:
                 return -1
             self._profiles.append(profile)
@@ -852,6 +902,7 @@ def make_tensorrt(version: str, gpu: FakeGpu, recorder: Recorder, controls: TrtC
                 raise TypeError("Builder(logger: ILogger)")
 
         def create_network(self, flags=0):
+            controls.calls.append(("create_network", int(flags)))
             allowed = sum(1 << v for v in creation.values())
             if int(flags) & ~allowed:
                 error(f"IBuilder::createNetworkV2: Error Code 3: unknown network creation flags {int(flags):#x}")
@@ -891,6 +942,7 @@ def make_tensorrt(version: str, gpu: FakeGpu, recorder: Recorder, controls: TrtC
                     if flag in config._flags:
                         error(STRONG_TYPING_ERROR.format(flag=flag))
                         return None
+            controls.calls.append(("build_serialized_network", device))
             if controls.fail_build:
                 error("IBuilder::buildSerializedNetwork: Error Code 10: Internal Error (could not find any implementation)")
                 return None
@@ -1108,6 +1160,10 @@ class FakeStack:
 
     def records(self) -> dict[str, list[str]]:
         return {name: recorder.sorted() for name, recorder in self.recorders.items()}
+
+    def signatures(self) -> dict[str, dict[str, tuple[str, ...]]]:
+        """{library: {callable name: the fake's parameter names}} for every callable our code looked up."""
+        return {name: dict(recorder.signatures) for name, recorder in self.recorders.items()}
 
 
 def install(monkeypatch, version: str = "10.13.3.9.post1", devices=(("FakeGPU", "8.7"),),

@@ -1,414 +1,464 @@
-"""Engine building and the TensorRT backend.
+"""Engine building, build-trt and the TensorRT backend.
 
-Three layers: CPU tests of the "TensorRT missing" paths; CPU tests that drive build_engine and
-TensorRTBackend through small fakes of tensorrt and pycuda.driver (call order, buffers, files); and
-`trt`-marked tests that build real engines from the golden fixture and compare with onnxruntime.
+Four layers: the "TensorRT missing" paths as this machine really is; build_engine, build_trt and the
+backend driven through the strict fakes of tests/tensorrt/fakes.py (TensorRT 10.3 / 10.13 / 11.4, pycuda
+and cuda-python over one fake GPU); the build-trt CLI options that messages mention; and `trt`-marked
+tests that build real engines from the golden fixture on a GPU machine.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
 import json
-import sys
-import types
+import re
+import threading
+from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
-import clca_deploy.capabilities as capabilities
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.tensorrt.build import EngineConfig, build_engine
-from clca_deploy.tensorrt.plan import BatchProfile
-from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.runtime import open_backend
-from clca_deploy.runtime import tensorrt_backend
 from clca_deploy.runtime.tensorrt_backend import TensorRTBackend
+from clca_deploy.tensorrt.build import EngineConfig, build_engine
+from clca_deploy.tensorrt.plan import PRECISIONS, BatchProfile, plan_build
+from clca_deploy.tensorrt.sidecar import sidecar_path
+from clca_deploy.tensorrt.toolkit import tensorrt_unavailable_reason
 from tests.conftest import load_golden
+from tests.tensorrt import fakes
+from tests.tensorrt.fakes import expected_logits, tiny_onnx
 
-WEIGHTS = (np.arange(45, dtype=np.float32).reshape(3, 15) - 20) / 10  # the fake engine's "model"
-
-
-def tiny_onnx(path, precision="fp32", batch=None):
-    """A small ONNX file with clca-deploy metadata (the fakes never look at its graph)."""
-    dims = [batch or "batch", 3, 224, 224]
-    graph = helper.make_graph(
-        [helper.make_node("GlobalAveragePool", ["images"], ["logits"])], "tiny",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, dims)],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch or "batch", 3, 1, 1])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    props = {
-        "clca_deploy.format": "1", "clca_deploy.version": "0.1.0", "model": "evit_deit_tiny_patch16_224",
-        "method": "evit", "backbone": "deit_tiny", "keep_rate": "[0.5, 0.5, 0.5]", "trained_keep_rate": "[0.5]",
-        "reduction_loc": "[3, 6, 9]", "token_schedule": "[[197, 197]]", "img_size": "224", "resize_size": "256",
-        "interpolation": "bicubic", "mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]", "num_classes": "15",
-        "clca_config": "{}", "precision": precision,
-    }
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
-
-
-# ---------------------------------------------------------------- fakes of tensorrt and pycuda.driver
-
-
-def _module(name):
-    module = types.ModuleType(name)
-    module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # find_spec() probes (torch does) need one
-    return module
-
-
-class _Names:
-    def __init__(self, *names):
-        for index, name in enumerate(names):
-            setattr(self, name, index)
-
-
-class FakeEngine:
-    num_io_tensors = 2
-
-    def __init__(self, trt):
-        self.trt = trt
-
-    def get_tensor_name(self, i):
-        return ("images", "logits")[i]
-
-    def get_tensor_mode(self, name):
-        return self.trt.TensorIOMode.INPUT if name == "images" else self.trt.TensorIOMode.OUTPUT
-
-    def get_tensor_shape(self, name):
-        return [-1, 3, 224, 224] if name == "images" else [-1, 15]
-
-    def get_tensor_dtype(self, name):
-        return np.float32
-
-    def create_execution_context(self):
-        return FakeContext(self.trt)
-
-
-class FakeContext:
-    def __init__(self, trt):
-        self.trt, self.shape, self.addresses = trt, None, {}
-
-    def set_input_shape(self, name, shape):
-        self.shape = tuple(shape)
-        return 1 <= shape[0] <= 32
-
-    def get_tensor_shape(self, name):
-        return [self.shape[0], 15]
-
-    def set_tensor_address(self, name, address):
-        self.addresses[name] = address
-
-    def execute_async_v3(self, stream_handle):
-        memory = self.trt.driver.memory
-        count = self.shape[0]
-        images = memory[self.addresses["images"]][: count * 3 * 224 * 224 * 4].view(np.float32).reshape(self.shape)
-        logits = images.mean(axis=(2, 3)) @ WEIGHTS
-        memory[self.addresses["logits"]][: logits.nbytes] = logits.astype(np.float32).view(np.uint8).reshape(-1)
-        return True
-
-
-class FakeBuilder:
-    def __init__(self, trt):
-        self.trt = trt
-
-    def create_network(self, flags):
-        self.trt.calls.append(("create_network", flags))
-        return object()
-
-    def create_builder_config(self):
-        return FakeConfig(self.trt)
-
-    def create_optimization_profile(self):
-        trt = self.trt
-        return types.SimpleNamespace(set_shape=lambda *args: trt.calls.append(("set_shape", *args)))
-
-    def build_serialized_network(self, network, config):
-        self.trt.calls.append(("build",))
-        return None if self.trt.fail_build else bytearray(b"PLAN-" + self.trt.__version__.encode())
-
-
-class FakeConfig:
-    def __init__(self, trt):
-        self.trt, self.cache = trt, None
-
-    def set_memory_pool_limit(self, pool, size):
-        self.trt.calls.append(("workspace", size))
-
-    def set_flag(self, flag):
-        self.trt.calls.append(("flag", flag))
-
-    def add_optimization_profile(self, profile):
-        self.trt.calls.append(("add_profile",))
-
-    def create_timing_cache(self, data):
-        return types.SimpleNamespace(serialize=lambda: bytearray(bytes(data) + b"+timed"))
-
-    def set_timing_cache(self, cache, ignore_mismatch):
-        self.cache = cache
-        return True
-
-    def get_timing_cache(self):
-        return self.cache
-
-
-def make_fake_tensorrt(version):
-    trt = _module("tensorrt")
-    trt.__version__, trt.calls, trt.fail_build, trt.parser_errors = version, [], False, []
-    trt.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, severity=2: None})
-    trt.TensorIOMode = _Names("NONE", "INPUT", "OUTPUT")
-    trt.NetworkDefinitionCreationFlag = _Names("STRONGLY_TYPED")
-    trt.MemoryPoolType = _Names("WORKSPACE")
-    trt.BuilderFlag = types.SimpleNamespace(FP16="FP16", INT8="INT8")
-    trt.nptype = lambda dtype: dtype
-    trt.Builder = lambda logger: FakeBuilder(trt)
-
-    class OnnxParser:
-        def __init__(self, network, logger):
-            self.num_errors = len(trt.parser_errors)
-
-        def parse_from_file(self, path):
-            return not trt.parser_errors
-
-        def get_error(self, i):
-            return trt.parser_errors[i]
-
-    def deserialize(plan):
-        trt.calls.append(("deserialize",))
-        return FakeEngine(trt)
-
-    trt.OnnxParser = OnnxParser
-    trt.Runtime = lambda logger: types.SimpleNamespace(deserialize_cuda_engine=deserialize)
-    return trt
-
-
-def make_fake_pycuda(trt, gpu=("FakeGPU", (8, 7))):
-    driver = _module("pycuda.driver")
-    driver.memory, driver.depth, driver.freed, driver.detached = {}, [0], [], []
-    driver.init = lambda: None
-
-    class Context:
-        def push(self):
-            driver.depth[0] += 1
-
-        @staticmethod
-        def pop():
-            driver.depth[0] -= 1
-
-        def detach(self):
-            driver.detached.append(True)
-
-    class Allocation:
-        def __init__(self, nbytes):
-            self.address = 4096 * (len(driver.memory) + 1)
-            driver.memory[self.address] = np.zeros(nbytes, np.uint8)
-
-        def __int__(self):
-            return self.address
-
-        def free(self):
-            driver.freed.append(self.address)
-
-    driver.Context = Context
-    driver.Device = lambda i: types.SimpleNamespace(
-        name=lambda: gpu[0], compute_capability=lambda: gpu[1], retain_primary_context=Context
-    )
-    driver.pagelocked_empty = lambda shape, dtype: np.empty(shape, dtype)
-    driver.mem_alloc = Allocation
-    driver.Stream = lambda: types.SimpleNamespace(handle=1, synchronize=lambda: None)
-
-    def htod(dest, src, stream):
-        assert driver.depth[0] > 0, "copy outside the CUDA context"
-        driver.memory[int(dest)][: src.nbytes] = np.ascontiguousarray(src).view(np.uint8).reshape(-1)
-
-    def dtoh(dest, src, stream):
-        dest.view(np.uint8).reshape(-1)[:] = driver.memory[int(src)][: dest.nbytes]
-
-    driver.memcpy_htod_async, driver.memcpy_dtoh_async = htod, dtoh
-    trt.driver = driver
-    package = _module("pycuda")
-    package.driver = driver
-    return package, driver
+V10_3, V10_13, V11_4 = "10.3.0", "10.13.3.9.post1", "11.4.0.106"
+BINDINGS = ("pycuda", "cuda-python")
+quiet = lambda _: None  # noqa: E731
 
 
 @pytest.fixture
-def fake_trt(monkeypatch):
-    """Install fake tensorrt (10.13 unless changed) and pycuda; return a function to switch versions."""
+def fake(monkeypatch):
+    """``fake(version, devices=..., bindings=...)`` installs the fakes and returns the FakeStack."""
+    return lambda version=V10_13, **options: fakes.install(monkeypatch, version, **options)
 
-    def install(version="10.13.0.35", gpu=("FakeGPU", (8, 7))):
-        trt = make_fake_tensorrt(version)
-        package, driver = make_fake_pycuda(trt, gpu)
-        monkeypatch.setitem(sys.modules, "tensorrt", trt)
-        monkeypatch.setitem(sys.modules, "pycuda", package)
-        monkeypatch.setitem(sys.modules, "pycuda.driver", driver)
-        monkeypatch.setattr(capabilities, "tensorrt_skip_reason", lambda: None)
-        monkeypatch.setattr(tensorrt_backend, "_runtime_skip_reason", lambda: None)
-        monkeypatch.setattr("clca_deploy.tensorrt.build._gpu_identity", lambda: (gpu[0], "{}.{}".format(*gpu[1])))
-        return trt
 
-    return install
+def names_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def images(count: int, seed: int = 0, img_size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 3, img_size, img_size)).astype(np.float32)
+
+
+def read_sidecar(engine) -> dict:
+    return json.loads(sidecar_path(engine).read_text())
+
+
+def plan_of(engine) -> dict:
+    data = Path(engine).read_bytes()
+    assert data.startswith(fakes.PLAN_MAGIC)
+    return json.loads(data[len(fakes.PLAN_MAGIC):])
 
 
 # ---------------------------------------------------------------- TensorRT missing (this machine, CI)
 
 
-def _build_without_tensorrt(tmp_path):
-    onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    with pytest.raises(ClcaDeployError, match=r"TensorRT.*clca-deploy\[trt\]"):
-        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(timing_cache=tmp_path / "cache"), log=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+def _assert_missing(error: pytest.ExceptionInfo, what: str) -> None:
+    message = str(error.value)
+    assert isinstance(error.value, UnsupportedError) and "\n" not in message, message
+    assert what in message and 'pip install "clca-deploy[trt]"' in message, message
 
 
-def test_build_engine_without_tensorrt_fails_before_writing(tmp_path):
-    if capabilities.tensorrt_skip_reason() is None:
+def test_build_on_this_machine_without_tensorrt_fails_before_writing(tmp_path):
+    reason = tensorrt_unavailable_reason()
+    if reason is None:
         pytest.skip("TensorRT and a GPU are usable here; the patched variants below still run")
-    _build_without_tensorrt(tmp_path)
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(ClcaDeployError) as error:
+        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(timing_cache=tmp_path / "cache"), log=quiet)
+    _assert_missing(error, reason)
+    assert names_in(tmp_path) == ["m.onnx"]
 
 
-@pytest.mark.parametrize("reason", ['TensorRT is not installed (pip install "clca-deploy[trt]")', "no CUDA GPU on this machine"])
-def test_build_engine_names_what_is_missing(tmp_path, monkeypatch, reason):
-    monkeypatch.setattr(capabilities, "tensorrt_skip_reason", lambda: reason)
-    _build_without_tensorrt(tmp_path)
+@pytest.mark.parametrize("missing, what", [
+    ("gpu", "no CUDA GPU on this machine"), ("tensorrt", "TensorRT is not installed"),
+    ("binding", "no CUDA Python binding is installed (cuda-python or pycuda)"),
+])
+def test_build_and_backend_name_what_is_missing(tmp_path, monkeypatch, missing, what):
+    from clca_deploy.pipeline.build_trt import build_trt
+
+    toolkit = "clca_deploy.tensorrt.toolkit"
+    monkeypatch.setattr(f"{toolkit}.gpu_unavailable_reason", lambda i=0: what if missing == "gpu" else None)
+    monkeypatch.setattr(f"{toolkit}._has_tensorrt", lambda: missing != "tensorrt")
+    monkeypatch.setattr(f"{toolkit}.installed_bindings", lambda: () if missing == "binding" else ("pycuda",))
+    monkeypatch.setattr("clca_deploy.calibration.to_fp16", lambda *a, **k: pytest.fail("converted before checking TensorRT"))
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(ClcaDeployError) as error:
+        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(timing_cache=tmp_path / "cache"), log=quiet)
+    _assert_missing(error, what)
+    with pytest.raises(ClcaDeployError) as error:
+        build_trt(onnx_path, None, EngineConfig("fp16"), log=quiet)
+    _assert_missing(error, what)
+    assert names_in(tmp_path) == ["m.onnx"]
+
+    engine = tmp_path / "m.engine"
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(json.dumps({"format": "clca_deploy.engine/1", "tensorrt_version": "10.3.0", "gpu_name": "Orin"}))
+    with pytest.raises(ClcaDeployError, match=r"^cannot run m\.engine \(built for TensorRT 10\.3\.0 on Orin\)") as error:
+        open_backend(engine)
+    _assert_missing(error, what)
 
 
 def test_engine_without_sidecar_is_an_error_not_a_skip(tmp_path):
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
-    with pytest.raises(ClcaDeployError, match="no sidecar.*build-trt") as err:
+    with pytest.raises(ClcaDeployError, match="no sidecar.*build-trt") as error:
         open_backend(engine)
-    assert not isinstance(err.value, UnsupportedError)
+    assert not isinstance(error.value, UnsupportedError)
 
 
-def test_engine_without_tensorrt_is_skipped_with_install_hint(tmp_path, monkeypatch):
-    engine = tmp_path / "m.engine"
-    engine.write_bytes(b"plan")
-    sidecar_path(engine).write_text(json.dumps({"format": "clca_deploy.engine/1", "tensorrt_version": "10.3.0", "gpu_name": "Orin"}))
-    if capabilities.tensorrt_skip_reason() is None:
-        monkeypatch.setattr(capabilities, "tensorrt_skip_reason", lambda: "no CUDA GPU on this machine")
-    with pytest.raises(UnsupportedError, match=r"built for TensorRT 10\.3\.0 on Orin.*clca-deploy\[trt\]"):
-        open_backend(engine)
+# ---------------------------------------------------------------- build_engine on the fakes
 
 
-# ---------------------------------------------------------------- build_engine and the backend on fakes
+@pytest.mark.parametrize("version, flags", [(V10_3, 1 << 1), (V10_13, 1 << 1), (V11_4, 0)])
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_build_is_strongly_typed_by_default(tmp_path, fake, version, flags, precision):
+    stack = fake(version)
+    onnx_path = tiny_onnx(tmp_path / "m.onnx", precision=precision)
+    result = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(precision), log=quiet)
+    calls = stack.controls.calls
+    assert ("create_network", flags) in calls and not [c for c in calls if c[0] == "set_flag"], calls
+    assert (result.strongly_typed, result.builder_flags, result.precision) == (True, (), precision)
+    assert plan_of(result.path)["compute"] == precision and read_sidecar(result.path)["strongly_typed"] is True
+    assert stack.controls.errors == []
 
 
-def test_fake_build_fp16_on_tensorrt_10_writes_engine_sidecar_and_cache(tmp_path, fake_trt):
-    trt = fake_trt("10.13.0.35")
+@pytest.mark.parametrize("version", [V10_3, V10_13])
+@pytest.mark.parametrize("precision, onnx_precision, flag", [("fp16", "fp32", "FP16"), ("int8", "int8", "INT8"), ("fp32", "fp32", None)])
+def test_weak_typing_on_tensorrt_10_sets_the_builder_flag(tmp_path, fake, version, precision, onnx_precision, flag):
+    stack = fake(version)
+    onnx_path = tiny_onnx(tmp_path / "m.onnx", precision=onnx_precision)
+    result = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(precision, weak_typing=True), log=quiet)
+    assert ("create_network", 0) in stack.controls.calls
+    assert [c[1] for c in stack.controls.calls if c[0] == "set_flag"] == ([flag] if flag else [])
+    sidecar = read_sidecar(result.path)
+    assert (sidecar["strongly_typed"], sidecar["builder_flags"], sidecar["precision"]) == (False, [flag] if flag else [], precision)
+    assert plan_of(result.path)["compute"] == precision
+    assert any("deprecated since TensorRT 10.12" in note for note in result.notes) == (version == V10_13)
+
+
+def test_weak_typing_is_refused_on_tensorrt_11_before_building(tmp_path, fake):
+    stack = fake(V11_4)
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    with pytest.raises(ClcaDeployError, match="drop --weak-typing"):
+        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig("fp16", weak_typing=True), log=quiet)
+    assert stack.controls.calls == [] and names_in(tmp_path) == ["m.onnx"]
+
+
+def test_build_writes_engine_sidecar_and_timing_cache(tmp_path, fake):
+    fake(V10_13, devices=(("FakeGPU", "8.9"),))
     onnx_path = tiny_onnx(tmp_path / "m.onnx")
     cache = tmp_path / "timing.cache"
-    result = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig("fp16", timing_cache=cache), log=lambda _: None)
-    assert ("create_network", 0) in trt.calls and ("flag", "FP16") in trt.calls
-    assert ("workspace", 2 << 30) in trt.calls and ("add_profile",) in trt.calls
-    assert ("set_shape", "images", (1, 3, 224, 224), (8, 3, 224, 224), (32, 3, 224, 224)) in trt.calls
-    plan = (tmp_path / "m.engine").read_bytes()
-    sidecar = json.loads(sidecar_path(tmp_path / "m.engine").read_text())
-    assert plan == b"PLAN-10.13.0.35" and sidecar["engine_sha256"] == hashlib.sha256(plan).hexdigest()
+    logs = []
+    result = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(timing_cache=cache, workspace_gib=1.5), log=logs.append)
+    plan, sidecar = (tmp_path / "m.engine").read_bytes(), read_sidecar(tmp_path / "m.engine")
+    assert sidecar["engine_sha256"] == hashlib.sha256(plan).hexdigest()
     assert sidecar["onnx_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
-    assert (sidecar["precision"], sidecar["builder_flags"], sidecar["strongly_typed"]) == ("fp16", ["FP16"], False)
-    assert (sidecar["gpu_name"], sidecar["compute_capability"], sidecar["tensorrt_version"]) == ("FakeGPU", "8.7", "10.13.0.35")
-    assert sidecar["io"][1] == {"name": "logits", "mode": "output", "dtype": "float32", "shape": [-1, 15]}
+    assert (sidecar["gpu_name"], sidecar["compute_capability"], sidecar["tensorrt_version"]) == ("FakeGPU", "8.9", V10_13)
+    assert sidecar["io"] == [
+        {"name": "images", "mode": "input", "dtype": "float32", "shape": [-1, 3, 32, 32]},
+        {"name": "logits", "mode": "output", "dtype": "float32", "shape": [-1, 15]},
+    ]
     assert sidecar["profiles"] == [{"min": 1, "opt": 8, "max": 32}] and sidecar["keep_rate"] == [0.5, 0.5, 0.5]
-    assert sidecar["onnx_metadata"]["precision"] == "fp32"
-    assert cache.read_bytes() == b"+timed" and result.notes and result.precision == "fp16"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine", "m.engine.json", "m.onnx", "timing.cache"]
+    assert sidecar["onnx_metadata"]["precision"] == "fp32" and result.size_bytes == len(plan)
+    assert plan_of(result.path)["profile"] == {"images": [[1, 3, 32, 32], [8, 3, 32, 32], [32, 3, 32, 32]]}
+    assert plan_of(result.path)["workspace"] == int(1.5 * (1 << 30)) and plan_of(result.path)["device"] == 0
+    assert cache.read_bytes().startswith(fakes.CACHE_MAGIC) and not any("timing cache" in line for line in logs)
+    assert names_in(tmp_path) == ["m.engine", "m.engine.json", "m.onnx", "timing.cache"]
+    build_engine(onnx_path, tmp_path / "again.engine", EngineConfig(timing_cache=cache), log=logs.append)
+    assert json.loads(cache.read_bytes()[len(fakes.CACHE_MAGIC):])["entries"] == 2  # read, used and updated
+    assert not any("timing cache" in line for line in logs)
 
 
-def test_fake_build_on_tensorrt_11_sets_no_precision_flags(tmp_path, fake_trt):
-    trt = fake_trt("11.0.0.1")
-    onnx_path = tiny_onnx(tmp_path / "m.onnx", precision="int8")
-    build_engine(onnx_path, tmp_path / "m.engine", EngineConfig("int8"), log=lambda _: None)
-    assert not [c for c in trt.calls if c[0] == "flag"] and ("create_network", 0) in trt.calls
-    assert json.loads(sidecar_path(tmp_path / "m.engine").read_text())["strongly_typed"] is True
-    with pytest.raises(ClcaDeployError, match="calibrate --fp16"):
-        build_engine(onnx_path, tmp_path / "other.engine", EngineConfig("fp16"), log=lambda _: None)
-    assert not (tmp_path / "other.engine").exists()
+@pytest.mark.parametrize("cache_bytes", [b"not a timing cache", "another version"])
+def test_a_foreign_timing_cache_falls_back_to_a_new_one(tmp_path, fake, monkeypatch, cache_bytes):
+    onnx_path, cache = tiny_onnx(tmp_path / "m.onnx"), tmp_path / "timing.cache"
+    if cache_bytes == "another version":
+        fake(V10_3)
+        build_engine(onnx_path, tmp_path / "old.engine", EngineConfig(timing_cache=cache), log=quiet)
+    else:
+        cache.write_bytes(cache_bytes)
+    stack = fake(V10_13)
+    logs = []
+    build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(timing_cache=cache), log=logs.append)
+    assert [line for line in logs if "timing cache" in line] == [f"timing cache {cache} does not fit this TensorRT/GPU; starting a new one."]
+    assert any("timing cache mismatch" in e for e in stack.controls.errors)
+    assert json.loads(cache.read_bytes()[len(fakes.CACHE_MAGIC):]) == {"origin": f"{V10_13}/8.7", "entries": 1}
 
 
-def test_fake_build_fixed_batch_and_profile_conflict(tmp_path, fake_trt):
-    trt = fake_trt()
-    onnx_path = tiny_onnx(tmp_path / "m.onnx", batch=4)
-    build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=lambda _: None)
-    assert ("add_profile",) not in trt.calls  # a static input needs no profile
-    assert json.loads(sidecar_path(tmp_path / "m.engine").read_text())["profiles"] == [{"min": 4, "opt": 4, "max": 4}]
-    with pytest.raises(ClcaDeployError, match="exported for batch 4 only"):
-        build_engine(onnx_path, tmp_path / "x.engine", EngineConfig(batch=BatchProfile(1, 8, 32)), log=lambda _: None)
-
-
-def test_fake_parser_and_builder_failures_write_nothing(tmp_path, fake_trt):
-    trt = fake_trt()
+def test_parser_and_builder_failures_write_nothing(tmp_path, fake):
+    stack = fake()
     onnx_path = tiny_onnx(tmp_path / "m.onnx")
-    trt.parser_errors = ["In node 7 (Einsum): UNSUPPORTED_NODE"]
+    config = EngineConfig(timing_cache=tmp_path / "timing.cache")
+    stack.controls.parser_errors = ["In node 7 (Einsum): UNSUPPORTED_NODE"]
     with pytest.raises(ClcaDeployError, match=r"cannot parse .*m\.onnx: In node 7 \(Einsum\): UNSUPPORTED_NODE"):
-        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=lambda _: None)
-    trt.parser_errors, trt.fail_build = [], True
+        build_engine(onnx_path, tmp_path / "m.engine", config, log=quiet)
+    stack.controls.parser_errors, stack.controls.fail_build = [], True
     with pytest.raises(ClcaDeployError, match="could not build"):
-        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+        build_engine(onnx_path, tmp_path / "m.engine", config, log=quiet)
+    assert names_in(tmp_path) == ["m.onnx"] and stack.gpu.live() == fakes.FakeGpu().live()
 
 
-def test_fake_engine_and_sidecar_land_together_or_not_at_all(tmp_path, fake_trt):
-    fake_trt()
+def test_engine_and_sidecar_land_together_or_not_at_all(tmp_path, fake):
+    fake()
     onnx_path = tiny_onnx(tmp_path / "m.onnx")
     sidecar_path(tmp_path / "m.engine").mkdir()  # the sidecar cannot be written
     with pytest.raises(ClcaDeployError, match="is a folder"):
-        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.engine.json", "m.onnx"]
+        build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=quiet)
+    assert names_in(tmp_path) == ["m.engine.json", "m.onnx"]  # no engine, no temporary file
+
+
+def test_build_on_device_1_runs_inside_device_1s_context(tmp_path, fake):
+    stack = fake(devices=(("GPU zero", "8.0"), ("GPU one", "8.9")))
+    result = build_engine(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "m.engine", EngineConfig(device=1), log=quiet)
+    assert ("build_serialized_network", 1) in stack.controls.calls and plan_of(result.path)["device"] == 1
+    sidecar = read_sidecar(result.path)
+    assert (sidecar["gpu_name"], sidecar["compute_capability"]) == ("GPU one", "8.9")
+    assert stack.gpu.live()["primary_context_refs"] == 0  # the binding opened for the build was released
+    with open_backend(result.path, device=1) as backend:
+        np.testing.assert_allclose(backend(images(3)), expected_logits(images(3), 15), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ClcaDeployError, match=r"on GPU one \(8\.9\); this machine runs .* on GPU zero \(8\.0\)"):
+        open_backend(result.path, device=0)
+
+
+def test_fixed_batch_onnx_gets_its_own_profile_and_refuses_another(tmp_path, fake):
+    stack = fake()
+    onnx_path = tiny_onnx(tmp_path / "m.onnx", batch=4)
+    result = build_engine(onnx_path, tmp_path / "m.engine", EngineConfig(), log=quiet)
+    assert not [c for c in stack.controls.calls if c[0] == "add_optimization_profile"]  # a static input needs none
+    assert read_sidecar(result.path)["profiles"] == [{"min": 4, "opt": 4, "max": 4}]
+    with pytest.raises(ClcaDeployError, match="exported for batch 4 only"):
+        build_engine(onnx_path, tmp_path / "x.engine", EngineConfig(batch=BatchProfile(1, 8, 32)), log=quiet)
+    assert "x.engine" not in names_in(tmp_path)
+    with open_backend(result.path) as backend:
+        assert backend.input_spec.batch == 4
+        np.testing.assert_allclose(backend(images(4)), expected_logits(images(4), 15), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- build_trt (the build-trt orchestrator) and the CLI
 
 
 @pytest.fixture
-def fake_engine(tmp_path, fake_trt):
-    fake_trt("10.3.0.26", gpu=("Orin", (8, 7)))
-    engine = tmp_path / "m.engine"
-    build_engine(tiny_onnx(tmp_path / "m.onnx"), engine, EngineConfig(batch=BatchProfile(1, 4, 8)), log=lambda _: None)
-    return engine
+def counted(monkeypatch):
+    """Counts load_toolkit calls through every module that may call it; fakes the FP16 converter."""
+    import clca_deploy.tensorrt.toolkit as toolkit
+
+    calls, conversions = [], []
+    real = toolkit.load_toolkit
+
+    def load_toolkit(device=0):
+        calls.append(device)
+        return real(device)
+
+    for module in ("clca_deploy.tensorrt.toolkit", "clca_deploy.tensorrt.build", "clca_deploy.pipeline.build_trt"):
+        monkeypatch.setattr(f"{module}.load_toolkit", load_toolkit)
+
+    def to_fp16(onnx_path, output, log=print):
+        import onnx
+
+        model = onnx.load(str(onnx_path))
+        for entry in model.metadata_props:
+            if entry.key == "precision":
+                entry.value = "fp16"
+        onnx.save(model, str(output))
+        conversions.append((Path(onnx_path).name, Path(output).name))
+        return type("Fp16Result", (), {"path": str(output), "precision": "fp16"})()
+
+    monkeypatch.setattr("clca_deploy.calibration.to_fp16", to_fp16)
+    return calls, conversions
 
 
-def test_fake_backend_runs_any_batch_and_frees_its_memory(fake_engine, fake_trt):
-    trt = fake_trt("10.3.0.26", gpu=("Orin", (8, 7)))
-    images = np.random.default_rng(0).standard_normal((19, 3, 224, 224)).astype(np.float32)
-    expected = images.mean(axis=(2, 3)) @ WEIGHTS
-    with open_backend(fake_engine) as backend:
+@pytest.mark.parametrize("version", [V10_3, V11_4])
+def test_build_trt_fp16_converts_an_fp32_onnx_first_and_checks_tensorrt_once(tmp_path, fake, counted, version):
+    from clca_deploy.pipeline.build_trt import build_trt
+
+    stack = fake(version)
+    calls, conversions = counted
+    logs = []
+    result = build_trt(tiny_onnx(tmp_path / "m.onnx"), None, EngineConfig("fp16"), log=logs.append)
+    assert conversions == [("m.onnx", "m.fp16.onnx")] and calls == [0]
+    assert f"building from {tmp_path / 'm.fp16.onnx'}" in logs and result.path == str(tmp_path / "m.fp16.engine")
+    sidecar = read_sidecar(result.path)
+    assert sidecar["onnx_sha256"] == hashlib.sha256((tmp_path / "m.fp16.onnx").read_bytes()).hexdigest()
+    assert sidecar["onnx_metadata"]["precision"] == "fp16" and sidecar["strongly_typed"] is True
+    assert plan_of(result.path)["compute"] == "fp16" and not [c for c in stack.controls.calls if c[0] == "set_flag"]
+
+
+def test_build_trt_weak_fp16_on_tensorrt_10_builds_the_fp32_file_with_the_flag(tmp_path, fake, counted):
+    from clca_deploy.pipeline.build_trt import build_trt
+
+    stack = fake(V10_3)
+    calls, conversions = counted
+    result = build_trt(tiny_onnx(tmp_path / "m.onnx"), tmp_path / "w.engine", EngineConfig("fp16", weak_typing=True), log=quiet)
+    assert conversions == [] and calls == [0] and ("set_flag", "FP16") in stack.controls.calls
+    assert read_sidecar(result.path)["onnx_metadata"]["precision"] == "fp32"
+    fake(V11_4)
+    with pytest.raises(ClcaDeployError, match="drop --weak-typing"):
+        build_trt(tmp_path / "m.onnx", tmp_path / "x.engine", EngineConfig("fp16", weak_typing=True), log=quiet)
+    assert conversions == [] and "x.engine" not in names_in(tmp_path)
+    with pytest.raises(ClcaDeployError, match="--int8 from an FP32 ONNX needs calibration images: pass --data DIR"):
+        build_trt(tmp_path / "m.onnx", tmp_path / "x.engine", EngineConfig("int8"), log=quiet)
+
+
+def test_cli_build_trt_fp16_on_the_fakes(tmp_path, fake, counted):
+    from typer.testing import CliRunner
+
+    from clca_deploy.cli import app
+
+    fake(V11_4)
+    calls, conversions = counted
+    onnx_path = tiny_onnx(tmp_path / "m.onnx")
+    result = CliRunner().invoke(app, ["build-trt", str(onnx_path), "--fp16", "--batch", "1,2,4", "--timing-cache", str(tmp_path / "t.cache")])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'm.fp16.engine'}" in result.output and "(fp16, strongly typed, TensorRT 11.4.0.106)" in result.output
+    assert calls == [0] and conversions == [("m.onnx", "m.fp16.onnx")]
+    assert read_sidecar(tmp_path / "m.fp16.engine")["profiles"] == [{"min": 1, "opt": 2, "max": 4}]
+
+
+def build_trt_options() -> set[str]:
+    import typer.main
+
+    from clca_deploy.cli import app
+
+    params = typer.main.get_command(app).commands["build-trt"].params
+    return {option for param in params for option in (*param.opts, *param.secondary_opts) if option.startswith("--")}
+
+
+def _mentioned_options(text: str) -> set[str]:
+    return set(re.findall(r"build-trt`?\s+(--[a-z][a-z0-9-]*)", text))
+
+
+def test_every_build_trt_option_the_library_mentions_exists():
+    root = Path(__file__).resolve().parents[2] / "clca_deploy"
+    mentioned = {
+        f"{path.relative_to(root.parent)}: {option}"
+        for path in root.rglob("*.py") for option in _mentioned_options(path.read_text())
+    }
+    assert mentioned, "the pattern no longer finds `build-trt --batch` in the runtime's hint"
+    options = build_trt_options()
+    assert [m for m in sorted(mentioned) if m.rsplit(": ", 1)[1] not in options] == [], f"build-trt has only {sorted(options)}"
+
+
+def test_every_build_trt_option_in_plan_messages_exists():
+    """The plan's errors compose `build-trt --{precision}`: render each one and check the option."""
+    messages = []
+    for version in ((10, 3, 0), (11, 4, 0)):
+        for precision in PRECISIONS:
+            for onnx_precision in PRECISIONS:
+                for weak in (False, True):
+                    try:
+                        plan_build(version, precision, onnx_precision, weak_typing=weak)
+                    except ClcaDeployError as exc:
+                        messages.append(str(exc))
+    options = build_trt_options()
+    wrong = sorted({f"{option} in: {text}" for text in messages for option in _mentioned_options(text) if option not in options})
+    assert wrong == [], f"build-trt has only {sorted(options)}"
+
+
+# ---------------------------------------------------------------- the backend on both CUDA bindings
+
+
+@pytest.fixture
+def engine(tmp_path, fake):
+    """An engine for batches 2..8 built on the fake 10.3 'Orin', and a function to reinstall the fakes."""
+    fake(V10_3, devices=(("Orin", "8.7"),))
+    path = tmp_path / "m.engine"
+    build_engine(tiny_onnx(tmp_path / "m.onnx"), path, EngineConfig(batch=BatchProfile(2, 4, 8)), log=quiet)
+    return path
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_backend_runs_any_batch_in_the_profile_and_frees_everything(engine, fake, binding):
+    stack = fake(V10_3, devices=(("Orin", "8.7"),))
+    batch = images(19)
+    expected = expected_logits(batch, 15)
+    with open_backend(engine, cuda_binding=binding) as backend:
         assert backend.input_spec.batch is None and backend.description.precision == "fp32"
-        assert backend.description.num_classes == 15 and "Orin" in backend.providers[0]
-        np.testing.assert_allclose(backend(images[:5]), expected[:5], rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(backend(images), expected, rtol=1e-5, atol=1e-5)  # 19 > max 8: chunked
-        first = backend(images[:2])
-        backend(images[2:4])
-        np.testing.assert_allclose(first, expected[:2], rtol=1e-5, atol=1e-5)  # not overwritten by the next call
-    driver = trt.driver
-    assert driver.depth == [0] and sorted(driver.freed) == sorted(driver.memory) and driver.detached == [True]
+        assert backend.description.num_classes == 15 and backend.providers[0].endswith(f"Orin (8.7), {binding}")
+        for count in (2, 5, 8):
+            np.testing.assert_allclose(backend(batch[:count]), expected[:count], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(backend(batch), expected, rtol=1e-5, atol=1e-6)  # 19 > max 8: split in 8, 8, 3
+        first = backend(batch[:2])
+        backend(batch[2:4])
+        np.testing.assert_allclose(first, expected[:2], rtol=1e-5, atol=1e-6)  # not overwritten by the next call
+        with pytest.raises(ClcaDeployError, match=r"built for batches of 2\.\.8, got 1.*build-trt --batch"):
+            backend(batch[:1])
+        backend.close()
+        backend.close()  # twice is harmless
+    assert stack.gpu.live() == {key: 0 for key in stack.gpu.live()}
+    assert stack.gpu.counts["alloc"] == stack.gpu.counts["free"] == 2 and stack.gpu.counts["stream"] == 1
+    assert stack.controls.errors == [] and ("deserialize", 0) in stack.gpu.events
 
 
-def test_fake_backend_checks_the_sidecar_before_deserializing(fake_engine, fake_trt):
-    trt = fake_trt("10.13.0.35", gpu=("Orin", (8, 7)))
-    with pytest.raises(ClcaDeployError) as err:
-        TensorRTBackend(fake_engine)
-    assert str(err.value) == (
-        "engine built for TensorRT 10.3.0 on Orin (8.7); this machine runs TensorRT 10.13.0 on Orin (8.7): "
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_backend_checks_the_sidecar_before_deserializing(engine, fake, binding):
+    stack = fake(V10_13, devices=(("Orin", "8.7"),))
+    with pytest.raises(ClcaDeployError) as error:
+        TensorRTBackend(engine, cuda_binding=binding)
+    assert str(error.value) == (
+        "engine built for TensorRT 10.3.0 on Orin (8.7); this machine runs TensorRT 10.13.3 on Orin (8.7): "
         "rebuild it here with `clca-deploy build-trt`."
     )
-    assert ("deserialize",) not in trt.calls
-
-
-def test_fake_backend_refuses_an_engine_its_sidecar_does_not_describe(fake_engine, fake_trt):
-    fake_trt("10.3.0.26", gpu=("Orin", (8, 7)))
-    fake_engine.write_bytes(b"another plan")
-    with pytest.raises(ClcaDeployError, match="does not match its sidecar"):
-        TensorRTBackend(fake_engine)
-
-
-def test_fake_backend_warns_on_another_gpu_model(fake_engine, fake_trt):
-    fake_trt("10.3.0.26", gpu=("Orin NX", (8, 7)))
+    stack = fake(V10_3, devices=(("Thor", "11.0"),))
+    with pytest.raises(ClcaDeployError, match=r"on Orin \(8\.7\); this machine runs TensorRT 10\.3\.0 on Thor \(11\.0\)"):
+        TensorRTBackend(engine, cuda_binding=binding)
+    assert not [e for e in stack.gpu.events if e[0] == "deserialize"] and stack.gpu.live()["primary_context_refs"] == 0
+    stack = fake(V10_3, devices=(("Orin NX", "8.7"),))
     with pytest.warns(UserWarning, match="tuned on the other GPU"):
-        backend = TensorRTBackend(fake_engine)
+        backend = TensorRTBackend(engine, cuda_binding=binding)
     with backend:
-        assert backend.description.extra["warnings"]
+        assert backend.description.extra["warnings"] and backend(images(2)).shape == (2, 15)
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_backend_refuses_an_engine_its_sidecar_does_not_describe(engine, fake, binding):
+    stack = fake(V10_3, devices=(("Orin", "8.7"),))
+    engine.write_bytes(engine.read_bytes() + b" ")
+    with pytest.raises(ClcaDeployError, match="does not match its sidecar"):
+        TensorRTBackend(engine, cuda_binding=binding)
+    assert not [e for e in stack.gpu.events if e[0] == "deserialize"]
+
+
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_backend_serialises_calls_from_eight_threads(engine, fake, binding):
+    stack = fake(V10_3, devices=(("Orin", "8.7"),))
+    stack.gpu.delay = 5e-4
+    wrong, lock = [], threading.Lock()
+    with open_backend(engine, cuda_binding=binding) as backend:
+
+        def work(seed):
+            for count in (2, 7, 3, 12):
+                batch = images(count, seed=seed * 10 + count)
+                try:
+                    ok = np.allclose(backend(batch), expected_logits(batch, 15), rtol=1e-5, atol=1e-6)
+                except Exception as exc:  # noqa: BLE001 (reported below)
+                    ok = repr(exc)
+                if ok is not True:
+                    with lock:
+                        wrong.append((seed, count, ok))
+
+        threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert wrong == [] and stack.gpu.live() == {key: 0 for key in stack.gpu.live()}
+
+
+def test_backend_with_a_binding_that_is_not_installed(engine, fake):
+    stack = fake(V10_3, devices=(("Orin", "8.7"),), bindings=("cuda-python",))
+    with pytest.raises(UnsupportedError, match="the CUDA binding pycuda is not installed"):
+        open_backend(engine, cuda_binding="pycuda")
+    with open_backend(engine) as backend:
+        assert backend.providers[0].endswith("cuda-python")
+    assert stack.gpu.live()["primary_context_refs"] == 0
 
 
 # ---------------------------------------------------------------- real TensorRT (GPU machines only)
@@ -418,24 +468,28 @@ GOLDEN = "evit_deit_tiny_plain_k0.5_224"
 
 @pytest.fixture(scope="module")
 def real_engines(tmp_path_factory):
-    """The golden fixture exported to ONNX, and fp32/fp16 engines built from it."""
+    """The golden fixture exported to ONNX, and fp32/fp16 engines built through build-trt's pipeline.
+
+    FP16 goes through build_trt, which converts the FP32 ONNX first: build_engine alone refuses to
+    build FP16 from an FP32 file (strongly typed builds; TensorRT 11 has no FP16 flag at all).
+    """
     from clca_deploy.export import ExportConfig, export_onnx
+    from clca_deploy.pipeline.build_trt import build_trt
 
     checkpoint, _, _ = load_golden(GOLDEN)
     folder = tmp_path_factory.mktemp("trt")
     onnx_path = folder / "plain.onnx"
-    export_onnx(checkpoint, onnx_path, ExportConfig(), log=lambda _: None)
+    export_onnx(checkpoint, onnx_path, ExportConfig(), log=quiet)
     engines = {
-        precision: build_engine(onnx_path, folder / f"plain.{precision}.engine", EngineConfig(precision, BatchProfile(1, 2, 4)),
-                                log=lambda _: None).path
+        precision: build_trt(onnx_path, folder / f"plain.{precision}.engine", EngineConfig(precision, BatchProfile(1, 2, 4)), log=quiet).path
         for precision in ("fp32", "fp16")
     }
     return onnx_path, engines
 
 
-def _reference(onnx_path, images):
+def _reference(onnx_path, batch):
     with open_backend(onnx_path, "onnxruntime") as backend:
-        return backend(images)
+        return backend(batch)
 
 
 def _assert_close(logits, expected, relative):
@@ -449,11 +503,15 @@ def _assert_close(logits, expected, relative):
 
 @pytest.mark.trt
 @pytest.mark.parametrize("precision, relative", [("fp32", 0.02), ("fp16", 0.05)])  # fp32 allows TF32 matmuls
-def test_real_engine_matches_onnxruntime(real_engines, precision, relative):
+@pytest.mark.parametrize("binding", BINDINGS)
+def test_real_engine_matches_onnxruntime(real_engines, precision, relative, binding):
+    from clca_deploy.tensorrt.cuda import installed_bindings
+
+    if binding not in installed_bindings():
+        pytest.skip(f"{binding} is not installed")
     onnx_path, engines = real_engines
-    images = load_golden(GOLDEN)[2]["input"]
-    batch = np.concatenate([images] * 3)  # 6 images: also crosses the profile's max of 4
-    with open_backend(engines[precision]) as backend:
+    batch = np.concatenate([load_golden(GOLDEN)[2]["input"]] * 3)  # 6 images: also crosses the profile's max of 4
+    with open_backend(engines[precision], cuda_binding=binding) as backend:
         logits = backend(batch)
         assert backend.description.precision == precision
     _assert_close(logits, _reference(onnx_path, batch), relative)
@@ -463,8 +521,9 @@ def test_real_engine_matches_onnxruntime(real_engines, precision, relative):
 def test_real_sidecar_describes_the_engine(real_engines):
     import tensorrt as trt
 
-    sidecar = json.loads(sidecar_path(real_engines[1]["fp16"]).read_text())
-    assert sidecar["tensorrt_version"] == trt.__version__ and sidecar["precision"] == "fp16"
+    sidecar = read_sidecar(real_engines[1]["fp16"])
+    assert sidecar["tensorrt_version"] == trt.__version__ and sidecar["precision"] == "fp16" and sidecar["strongly_typed"]
+    assert sidecar["onnx_metadata"]["precision"] == "fp16" and sidecar["builder_flags"] == []
     assert [e["name"] for e in sidecar["io"]] == ["images", "logits"] and sidecar["io"][0]["shape"][0] == -1
     assert sidecar["profiles"] == [{"min": 1, "opt": 2, "max": 4}]
 
@@ -473,8 +532,8 @@ def test_real_sidecar_describes_the_engine(real_engines):
 def test_real_engine_from_another_tensorrt_version_is_refused(real_engines, tmp_path):
     source = real_engines[1]["fp32"]
     engine = tmp_path / "old.engine"
-    engine.write_bytes(open(source, "rb").read())
-    sidecar = json.loads(sidecar_path(source).read_text())
+    engine.write_bytes(Path(source).read_bytes())
+    sidecar = read_sidecar(source)
     sidecar["tensorrt_version"] = "10.2.99"
     sidecar_path(engine).write_text(json.dumps(sidecar))
     with pytest.raises(ClcaDeployError, match=r"engine built for TensorRT 10\.2\.99 .* rebuild it here"):
@@ -486,10 +545,10 @@ def test_real_int8_engine_from_qdq_onnx(real_engines, tmp_path, leaves_dir):
     calibration = pytest.importorskip("clca_deploy.calibration")
     onnx_path, _ = real_engines
     qdq = tmp_path / "plain.int8.onnx"
-    calibration.quantize_int8(onnx_path, qdq, calibration.CalibrationConfig(data=leaves_dir, num_images=32), log=lambda _: None)
-    engine = build_engine(qdq, tmp_path / "plain.int8.engine", EngineConfig("int8", BatchProfile(1, 2, 4)), log=lambda _: None)
-    images = load_golden(GOLDEN)[2]["input"]
-    expected = _reference(qdq, images)  # the same Q/DQ file on onnxruntime
+    calibration.quantize_int8(onnx_path, qdq, calibration.CalibrationConfig(data=leaves_dir, num_images=32), log=quiet)
+    engine = build_engine(qdq, tmp_path / "plain.int8.engine", EngineConfig("int8", BatchProfile(1, 2, 4)), log=quiet)
+    batch = load_golden(GOLDEN)[2]["input"]
+    expected = _reference(qdq, batch)  # the same Q/DQ file on onnxruntime
     with open_backend(engine.path) as backend:
-        logits = backend(images)
+        logits = backend(batch)
     _assert_close(logits, expected, 0.25)  # same Q/DQ math, different int8 kernels and fusions

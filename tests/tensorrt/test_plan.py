@@ -18,6 +18,8 @@ from clca_deploy.tensorrt.plan import (
     parse_trt_version,
     plan_build,
     profile_for,
+    profile_option,
+    profile_reaching,
 )
 
 JETPACK6, JETPACK7, TRT11 = (10, 3, 0), (10, 13, 0), (11, 0, 0)
@@ -76,7 +78,12 @@ def test_strong_typing_errors_say_which_file_to_build_from(version, requested, o
     with pytest.raises(ClcaDeployError) as err:
         plan_build(version, requested, onnx)
     assert hint in str(err.value) and f"holds {onnx}, not {requested}" in str(err.value)
-    assert f"build-trt --{requested}" in str(err.value)
+    # Only the FP32 export can be converted by build-trt itself; it never offers --fp32.
+    offered = {("fp16", "fp32"): "build-trt --fp16`", ("int8", "fp32"): "build-trt --int8 --data DIR`"}
+    if (requested, onnx) in offered:
+        assert offered[(requested, onnx)] in str(err.value)
+    else:
+        assert "convert it first" not in str(err.value)
 
 
 # TensorRT 10.x with --weak-typing: (requested, onnx) -> builder flags, or None for an error.
@@ -226,3 +233,11 @@ def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypa
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and 'pip install "clca-deploy[trt]"' in err and err.count("\n") == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.parametrize("largest", [1, 2, 5, 8, 9, 64])
+def test_suggested_profiles_are_valid_build_trt_options(largest):
+    option = profile_option(profile_reaching(largest))
+    assert option.startswith("build-trt --batch ")
+    profile = parse_batch_profile(option.split()[-1])  # the hint parses back into a valid profile
+    assert (profile.min, profile.max) == (1, largest) and profile.opt == min(8, largest)
