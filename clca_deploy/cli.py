@@ -234,13 +234,13 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(5, "--top-k", help="How many classes to show per image."),
     provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
+    device: int = typer.Option(0, help="CUDA device an engine runs on."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Classify leaf images; unreadable files are skipped and named."""
-    from clca_deploy.runtime import backend_for_path, open_backend, predict_images
+    from clca_deploy.runtime import backend_for_path, backend_options, open_backend, predict_images
 
-    options = {"provider": provider} if backend_for_path(model) == "onnxruntime" else {}
-    with open_backend(model, **options) as backend:
+    with open_backend(model, **backend_options(backend_for_path(model), provider, device)) as backend:
         run = predict_images(backend, images, top_k=top_k, progress=not as_json)
     if as_json:
         typer.echo(json.dumps(run.to_dict(), indent=2))
@@ -330,6 +330,7 @@ def bench(
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
     provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
+    device: int = typer.Option(0, help="CUDA device engines run on."),
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
     power: bool = typer.Option(
@@ -341,7 +342,7 @@ def bench(
 
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
-        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider, power=power,
+        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider, device=device, power=power,
     )
     for path in (out, plot):
         if path is not None:

@@ -35,6 +35,7 @@ class BenchConfig:
     csv: str | None = None  # official CSV split inside ``data``
     image_folder: str | None = None
     provider: str = "cpu"  # onnxruntime execution provider
+    device: int = 0  # CUDA device of TensorRT engines
     progress: bool = True
     power: bool = True  # sample board power over the timed calls where the machine has a sensor
 
@@ -116,13 +117,12 @@ def _reference_notes(backend, path: Path) -> list[str]:
 
 
 def _measure(path: Path, is_reference: bool, config: BenchConfig, cache: _ImageCache, reference, log) -> tuple[BackendResult, np.ndarray | None]:
-    from clca_deploy.runtime import backend_for_path, open_backend
+    from clca_deploy.runtime import backend_for_path, backend_options, open_backend
 
     kind = backend_for_path(path)
     reset_peak_rss()
     try:
-        options = {"provider": config.provider} if kind == "onnxruntime" else {}
-        with open_backend(path, kind, **options) as backend:
+        with open_backend(path, kind, **backend_options(kind, config.provider, config.device)) as backend:
             reference_notes = _reference_notes(backend, path) if is_reference else []
             images, labels = cache.get(backend.description.preprocess)
             log(f"{_label(backend, path)}: logits on {len(images)} images")

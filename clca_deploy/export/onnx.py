@@ -98,6 +98,7 @@ def _trace_to_onnx(model, example, path: Path, opset: int, dynamic_batch: bool) 
             dynamo=True,
             dynamic_shapes=dynamic_shapes,
             external_data=False,
+            optimize=True,  # the default from torch 2.7; folds CastLike nodes TensorRT's allow-list refuses
             verbose=False,
         )
 

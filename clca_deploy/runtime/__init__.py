@@ -6,6 +6,7 @@ from clca_deploy.runtime.base import (
     InputSpec,
     ModelDescription,
     backend_for_path,
+    backend_options,
     open_backend,
 )
 from clca_deploy.runtime.predictor import Prediction, PredictionRun, infer, predict_images
@@ -18,6 +19,7 @@ __all__ = [
     "Prediction",
     "PredictionRun",
     "backend_for_path",
+    "backend_options",
     "infer",
     "open_backend",
     "predict_images",

@@ -87,6 +87,15 @@ def backend_factory(name: str) -> Callable[..., Backend]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
+def backend_options(kind: str, provider: str = "cpu", device: int = 0) -> dict[str, Any]:
+    """The options each backend takes from the command line: an onnxruntime provider, an engine's GPU."""
+    if kind == "onnxruntime":
+        return {"provider": provider}
+    if kind == "tensorrt":
+        return {"device": device}
+    return {}
+
+
 def open_backend(path: str | Path, backend: str | None = None, **options: Any) -> Backend:
     """Open a model file on the runtime its type calls for (or ``backend``), e.g. ``open_backend("m.onnx")``."""
     path = Path(path)

@@ -25,8 +25,8 @@ HINTS = {
         "use JetPack's TensorRT: create the venv with --system-site-packages "
         "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"
     ),
-    "cuda_jetson": 'pip install "cuda-python>=12.6,<13" (or pycuda built with nvcc)',
-    "cuda_driver_12": 'pip install "cuda-python>=12.6,<13"',
+    "cuda_jetson": 'pip install "cuda-python>=12.6.2,<13" (or pycuda built with nvcc)',
+    "cuda_driver_12": 'pip install "cuda-python>=12.6.2,<13"',
     "ort_conflict": (
         "pip uninstall -y onnxruntime onnxruntime-gpu, then install one: "
         'pip install "clca-deploy[cpu]" or "clca-deploy[gpu]"'

@@ -58,3 +58,11 @@ def test_wrong_input_shape_is_a_clear_error(plain_onnx):
 def test_missing_model_file(tmp_path):
     with pytest.raises(ClcaDeployError, match="not found"):
         open_backend(tmp_path / "nope.onnx")
+
+
+def test_backend_options_give_each_runtime_only_what_it_takes():
+    from clca_deploy.runtime import backend_options
+
+    assert backend_options("onnxruntime", "cuda", 2) == {"provider": "cuda"}
+    assert backend_options("tensorrt", "cuda", 2) == {"device": 2}
+    assert backend_options("torch", "cuda", 2) == {}

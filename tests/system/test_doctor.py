@@ -25,7 +25,7 @@ TRT_JETSON_HINT = (
     "use JetPack's TensorRT: create the venv with --system-site-packages "
     "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"
 )
-CUDA_JETSON_HINT = 'pip install "cuda-python>=12.6,<13" (or pycuda built with nvcc)'
+CUDA_JETSON_HINT = 'pip install "cuda-python>=12.6.2,<13" (or pycuda built with nvcc)'
 NO_GPU = "no CUDA GPU on this machine (libcuda.so.1 not found: no NVIDIA driver)"
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 85_520_809_984, False, "12.6")
 
@@ -146,7 +146,7 @@ def test_cuda_bindings_13_on_a_cuda_12_driver(monkeypatch):
     pretend(monkeypatch, modules=("cuda.bindings",), versions={"cuda-bindings": "13.0.1"})
     check = packages.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert check.status == "error"
-    assert check.fix == 'pip install "cuda-python>=12.6,<13"'
+    assert check.fix == 'pip install "cuda-python>=12.6.2,<13"'
     pretend(monkeypatch, modules=("cuda.bindings", "pycuda"), versions={"cuda-bindings": "12.9.0", "pycuda": "2024.1"})
     check = packages.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert (check.status, check.detail) == ("ok", "pycuda 2024.1, cuda-bindings 12.9.0")

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from clca_deploy.runtime import open_backend
+from clca_deploy.runtime import backend_for_path, backend_options, open_backend
 from clca_deploy.runtime.predictor import infer
 
 
@@ -21,7 +21,10 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config["parameters"].items()}
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
-        self.backend = open_backend(parameters["model_path"])
+        model_path = parameters["model_path"]
+        # Triton places each instance on a GPU; an engine must run on that one.
+        device = int(args.get("model_instance_device_id", 0)) if args.get("model_instance_kind") == "GPU" else 0
+        self.backend = open_backend(model_path, **backend_options(backend_for_path(model_path), device=device))
         self.backend.__enter__()
 
     def execute(self, requests):
