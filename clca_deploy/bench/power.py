@@ -13,12 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from clca_deploy.bench.power_meter import (  # noqa: F401  re-exported: the public face of power sampling
-    PowerMeasurement,
-    PowerSamplingError,
-    ThreadedPowerSampler,
-    integrate_power,
-)
+from clca_deploy.bench.power_meter import PowerMeasurement, PowerSamplingError, ThreadedPowerSampler
 from clca_deploy.bench.tegrastats import JtopSampler, TegrastatsSampler
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")  # written by Jetson Linux (L4T) on every Jetson

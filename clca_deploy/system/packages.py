@@ -85,7 +85,7 @@ def probe_torch(ctx: Context) -> Check:
     version = dist_version("torch")
     if version is None:
         return Check(
-            "torch", "missing", "not installed: needed only for export, calibrate from a checkpoint, and train",
+            "torch", "missing", "not installed: needed only for export, train and checkpoints (info, sweep, a PyTorch reference)",
             HINTS["export"],
         )
     try:
@@ -101,7 +101,7 @@ def probe_torch(ctx: Context) -> Check:
         what = f"a CUDA {cuda_build} build that does not start here" if cuda_build else "a CPU build"
         return Check("torch", "note", f"{version}, {what}: export works, training runs on the CPU")
     build = f"CUDA {cuda_build} build, no GPU here" if cuda_build else "CPU build"
-    return Check("torch", "ok", f"{version} ({build}); needed only for export, calibrate from a checkpoint, and train")
+    return Check("torch", "ok", f"{version} ({build}); needed only for export, train and checkpoints (info, sweep, a PyTorch reference)")
 
 
 def probe_tensorrt(ctx: Context) -> Check:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass
-from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
 

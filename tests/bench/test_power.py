@@ -21,16 +21,8 @@ import pytest
 from clca_deploy.bench import power as power_mod
 from clca_deploy.bench import tegrastats as tegra_mod
 from clca_deploy.bench.latency import LatencyStats, measure_latency
-from clca_deploy.bench.power import (
-    NvmlSampler,
-    PowerMeasurement,
-    PowerSamplingError,
-    PowerWindow,
-    gpu_device,
-    integrate_power,
-    pick_power_sampler,
-    power_sampler_for,
-)
+from clca_deploy.bench.power import NvmlSampler, PowerWindow, gpu_device, pick_power_sampler, power_sampler_for
+from clca_deploy.bench.power_meter import PowerMeasurement, PowerSamplingError, integrate_power
 from clca_deploy.bench.tegrastats import (
     JtopSampler,
     TegrastatsSampler,

@@ -1,0 +1,78 @@
+"""How the CLI shows results as text: checkpoint summaries, deployed-model descriptions, bench reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clca_deploy.errors import ClcaDeployError
+
+
+def print_summary(summary) -> None:
+    settings = summary.settings
+    typer.echo(f"checkpoint   {summary.checkpoint} ({summary.format})")
+    typer.echo(f"model        {settings['model']}  [method {settings['method']}, {summary.backbone_kind} backbone]")
+    typer.echo(f"input        {settings['img_size']}px, {settings['num_classes']} classes")
+    typer.echo(
+        f"reduction    keep {settings['keep_rate']} at blocks {settings['reduction_loc']}"
+        + ("" if settings["method"] != "vit" else " (plain ViT: no reduction)")
+    )
+    typer.echo(
+        f"CLC          {'on' if settings['clc'] else 'off'}: num_clr={settings['num_clr']}, "
+        f"gap={settings['clc_include_gap']}, pool_cls={settings['clc_pool_cls']}, "
+        f"pool_clr={settings['clc_pool_clr']}, recover_at_last={settings['clc_recover_at_last']}"
+    )
+    head = (
+        f"CLA (multiplier {settings['ifa_dws_conv_groups']})"
+        if settings["ifa_head"] and settings["ifa_dws_conv_groups"]
+        else "IFA (groups 0)" if settings["ifa_head"] else "linear on CLS"
+    )
+    typer.echo(f"head         {head}")
+    if summary.defaulted:
+        typer.echo(f"note         missing from the checkpoint's args, official fallback used: {', '.join(summary.defaulted)}")
+    if summary.overridden:
+        typer.echo(f"note         overridden on the command line: {', '.join(summary.overridden)}")
+    if summary.class_names:
+        typer.echo(f"classes      {', '.join(summary.class_names)}")
+    typer.echo("tokens       block: in -> out (+ re-inserted from the cache)")
+    for step in summary.schedule:
+        arrow = f"{step['tokens_in']:>5} -> {step['tokens_out']:<5}"
+        extra = f" + {step['reinserted']}" if step["reinserted"] else ""
+        typer.echo(f"             {step['index']:>5}: {arrow}{extra}")
+    unused = " (without the unused 1000-class head train.py keeps)" if settings["ifa_head"] else ""
+    typer.echo(f"parameters   {summary.parameters:,}{unused}")
+    typer.echo(f"GMACs        {summary.gmacs:.2f} at batch 1")
+
+
+def print_deployed(described) -> None:
+    typer.echo(f"file         {described.path} ({described.kind}, {described.size_bytes / 1e6:.1f} MB)")
+    typer.echo(f"model        {described.model}  [method {described.method}, {described.precision}]")
+    typer.echo(f"input        {described.img_size}px, batch {described.batch}, {described.num_classes} classes")
+    keep = ", ".join(str(k) for k in described.keep_rate)
+    typer.echo(f"keep rate    {keep}; tokens per block {' '.join(f'{a}->{b}' if a != b else str(a) for a, b in described.token_schedule)}")
+    pre = described.preprocess
+    typer.echo(f"preprocess   resize {pre['resize_size']} ({pre['interpolation']}), centre crop {pre['img_size']}, mean {pre['mean']}, std {pre['std']}")
+    if described.class_names:
+        typer.echo(f"classes      {', '.join(described.class_names)}")
+    for key, value in described.details.items():
+        if key != "io" and value not in (None, [], ""):
+            typer.echo(f"{key.replace('_', ' '):<12} {value}")
+
+
+def render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
+    from clca_deploy.bench.report import plot_accuracy_latency, print_table
+
+    print_table(report)
+    for skipped in report.skipped_images:
+        typer.echo(f"skipped {skipped['path']}: {skipped['reason']}", err=True)
+    if out is not None:
+        report.write_json(out)
+        typer.echo(f"wrote {out}")
+    if plot is not None:
+        try:
+            plot_accuracy_latency(report, plot, batch_size=report.timing["batch_sizes"][0])
+            typer.echo(f"wrote {plot}")
+        except ClcaDeployError as exc:
+            typer.echo(f"no plot: {exc}", err=True)
