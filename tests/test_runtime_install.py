@@ -97,6 +97,10 @@ def test_runtime_commands_work_without_torch(runtime_venv, plain_onnx, leaves_di
     assert [row["status"] for row in rows] == ["ok", "ok"]
     assert rows[0]["is_reference"] and "checked against PyTorch when exported" in rows[0]["reason"]
 
+    repository = _run(runtime_venv, "triton-repo", str(model), "-o", str(tmp_path / "repo"), "--device", "cpu", cwd=tmp_path)
+    assert repository.returncode == 0, repository.stderr
+    assert (tmp_path / "repo" / "clca_classifier" / "1" / "model.onnx").is_file()
+
     doctor = _run(runtime_venv, "doctor", "--json", cwd=tmp_path)
     assert doctor.returncode == 0, doctor.stderr
     assert json.loads(doctor.stdout)["format"] == "clca_deploy.doctor/1"
