@@ -12,7 +12,7 @@ from typing import Any
 from clca_deploy.artifacts import atomic_output, check_output_path, sha256_file
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.metadata import build_metadata, write_metadata
-from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, op_census
+from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, misread_grid_samples, op_census
 from clca_deploy.export.verify import ExportVerificationError, ParityResult, check_parity, synthetic_images
 
 # LayerNormalization needs opset 17; the TensorRT 10 ONNX parser reads opsets 9 to 20.
@@ -111,6 +111,12 @@ def _check_graph(onnx_model) -> None:
         raise ClcaDeployError(
             f"the exported graph contains ops outside the TensorRT allow-list: {bad}{hint}. "
             "This is a bug in clca-deploy's model code; please report it with the model name."
+        )
+    misread = misread_grid_samples(onnx_model)
+    if misread:
+        raise ClcaDeployError(
+            f"TensorRT would run {', '.join(misread)} as nearest-neighbour (opset 20 renamed GridSample's "
+            "'bilinear' to 'linear'); export with --opset 19 or lower."
         )
 
 

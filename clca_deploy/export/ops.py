@@ -29,6 +29,8 @@ TENSORRT_ALLOWED_OPS = frozenset(
         # and DynamicViT's predictor: TensorRT's ONNX parser supports each (onnx-tensorrt
         # docs/operators.md: ArgMax, ArgMin, ReduceMin, ReduceL2, Greater, LogSoftmax; FP32/FP16)
         "ArgMax", "ArgMin", "ReduceMin", "ReduceL2", "Greater", "LogSoftmax",
+        # GLSim's crop resize (onnx-tensorrt docs/operators.md: GridSample, 4D input, FP32/FP16)
+        "GridSample",
         # shape plumbing (static given the fixed schedule)
         "Reshape", "Transpose", "Concat", "Slice", "Split", "Squeeze", "Unsqueeze", "Flatten",
         "Expand", "Shape", "Constant", "ConstantOfShape", "Cast", "Identity", "Equal", "Where",
@@ -54,6 +56,18 @@ def op_census(model) -> Counter:
 
     walk(model.graph)
     return counts
+
+
+def misread_grid_samples(model) -> list[str]:
+    """GridSample nodes TensorRT's parser would run as nearest: opset 20 renamed 'bilinear' to 'linear',
+    which the parser does not know and reads as nearest (onnx-tensorrt #1060, TensorRT #4646)."""
+    found = []
+    for node in model.graph.node:
+        if node.op_type == "GridSample":
+            mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "bilinear")
+            if mode not in ("bilinear", "nearest", "bicubic"):
+                found.append(f"{node.name} (mode '{mode}')")
+    return found
 
 
 def disallowed_ops(model) -> dict[str, int]:

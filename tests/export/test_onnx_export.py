@@ -180,3 +180,19 @@ def test_not_clca_onnx_metadata_is_a_clear_error(tmp_path):
     onnx.save(onnx.helper.make_model(graph), tmp_path / "plain.onnx")
     with pytest.raises(ClcaDeployError, match="no clca-deploy metadata"):
         read_onnx_metadata(tmp_path / "plain.onnx")
+
+
+def test_grid_sample_in_opset_20_form_is_caught():
+    """TensorRT's parser reads opset 20's GridSample mode 'linear' as nearest: the export must refuse it."""
+    import onnx
+    from onnx import helper
+
+    from clca_deploy.export.ops import misread_grid_samples
+
+    def graph(mode):
+        node = helper.make_node("GridSample", ["x", "grid"], ["y"], name="crop", mode=mode, align_corners=1)
+        inputs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("x", "grid")]
+        return helper.make_model(helper.make_graph([node], "g", inputs, [helper.make_tensor_value_info("y", 1, None)]))
+
+    assert misread_grid_samples(graph("linear")) == ["crop (mode 'linear')"]
+    assert misread_grid_samples(graph("bilinear")) == []

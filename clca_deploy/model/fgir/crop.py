@@ -18,7 +18,8 @@ The grid. With align_corners=True, interpolating a crop of height ``h = x1 - x0`
 samples crop row ``i * (h - 1) / (S - 1)`` for output row i (torch's scale is 0 when h == 1, and
 so is this formula), i.e. image row ``r_i = x0 + i * (x1 - 1 - x0) / (S - 1)``. grid_sample with
 align_corners=True maps -1 and +1 to the centres of the first and last pixel of the FULL input,
-so the normalised coordinate is ``2 * r_i / (H - 1) - 1``. Columns likewise with y0, y1 and W.
+so the normalised coordinate is ``2 * r_i / (H - 1) - 1`` (``crop_grid`` evaluates it as one
+integer ratio, so the fp32 grid is correctly rounded). Columns likewise with y0, y1 and W.
 grid_sample's last axis is (x, y) = (column, row): the box's "y" goes first.
 """
 
@@ -39,7 +40,7 @@ def cls_patch_cosine(tokens: torch.Tensor, eps: float = COSINE_EPS) -> torch.Ten
     torch's ``cosine_similarity`` (ATen Distance.cpp) clamps EACH norm at eps separately and
     divides each operand by its own norm before the product: ``sum((a / max(|a|, eps)) *
     (b / max(|b|, eps)))``, not ``a.b / max(|a| |b|, eps)``. Written out the same way (ReduceL2,
-    Max, Div, Mul, ReduceSum in ONNX) it is bit-identical to ``F.cosine_similarity`` in eager.
+    Clip, Div, Mul, ReduceSum in ONNX) it is bit-identical to ``F.cosine_similarity`` in eager.
     """
     cls, patches = tokens[:, :1], tokens[:, 1:]
     cls = cls / torch.linalg.vector_norm(cls, dim=-1, keepdim=True).clamp_min(eps)
@@ -81,44 +82,54 @@ def official_crops(images: torch.Tensor, tokens: torch.Tensor, top_k: int, patch
     return torch.cat(crops, dim=0), torch.tensor(boxes, dtype=torch.int64, device=images.device)
 
 
-def crop_boxes(tokens: torch.Tensor, top_k: int, patch: int, size: int) -> torch.Tensor:
-    """The official boxes, batched: [B, 4] as (x0, x1, y0, y1) in pixels, in the tokens' float dtype.
+def boxes_from_indices(index: torch.Tensor, side: int, patch: int, size: int, dtype: torch.dtype) -> torch.Tensor:
+    """The official box of each image's selected patches: [B, 4] (x0, x1, y0, y1) in pixels, float.
 
-    Rows and columns of the selected patches come from constant lookup tables (Gather) rather
-    than integer floor division, so the whole box path stays in float: small integers
-    (<= 4096) are exact there, and TensorRT reduces floats everywhere.
+    ``index`` [B, K] holds flat patch indices on a ``side`` x ``side`` grid. Rows and columns come
+    from constant lookup tables (one Gather each) rather than integer floor division, so the
+    whole box path stays in float: its values are small integers, exact in fp32.
     """
-    side = _grid_side(tokens)
-    _, index = cls_patch_cosine(tokens).topk(top_k, dim=-1, largest=True)  # [B, K]
-    positions = torch.arange(side * side, device=tokens.device)
-    row_of = torch.div(positions, side, rounding_mode="floor").to(tokens.dtype) * patch
-    col_of = (positions % side).to(tokens.dtype) * patch
-    rows, cols = row_of[index], col_of[index]
+    positions = torch.arange(side * side, device=index.device)
+    row_of = torch.div(positions, side, rounding_mode="floor").to(dtype) * patch
+    col_of = (positions % side).to(dtype) * patch
+    # index_select on the flat index is one ONNX Gather; ``row_of[index]`` would export as
+    # GatherND, which the allow-list does not hold.
+    flat = index.reshape(-1)
+    rows = row_of.index_select(0, flat).reshape(index.shape[0], -1)
+    cols = col_of.index_select(0, flat).reshape(index.shape[0], -1)
     x0, y0 = rows.amin(dim=-1), cols.amin(dim=-1)
-    # The official end is max(last start, x0 + P), clamped to the image: never data-dependent in shape.
+    # The official end: max(start of the last selected row, x0 + P), clamped to the image.
     x1 = torch.clamp(torch.maximum(rows.amax(dim=-1), x0 + patch), max=size)
     y1 = torch.clamp(torch.maximum(cols.amax(dim=-1), y0 + patch), max=size)
     return torch.stack((x0, x1, y0, y1), dim=-1)
+
+
+def crop_boxes(tokens: torch.Tensor, top_k: int, patch: int, size: int) -> torch.Tensor:
+    """The official boxes from the final-norm tokens [B, 1 + g*g, D]: [B, 4] (x0, x1, y0, y1), float."""
+    _, index = cls_patch_cosine(tokens).topk(top_k, dim=-1, largest=True)  # [B, K]
+    return boxes_from_indices(index, _grid_side(tokens), patch, size, tokens.dtype)
 
 
 def crop_grid(boxes: torch.Tensor, height: int, width: int, size: int) -> torch.Tensor:
     """The grid_sample grid [B, size, size, 2] that cuts each box and resizes it to (size, size).
 
     ``boxes`` is [B, 4] (x0, x1, y0, y1) in pixels, float. Output row i samples image row
-    ``x0 + i * (x1 - 1 - x0) / (size - 1)``, normalised over the full height with
-    align_corners=True (``2 * r / (height - 1) - 1``); columns likewise.
+    ``r = x0 + i * (x1 - 1 - x0) / (S - 1)``, normalised over the full height with
+    align_corners=True: ``2 * r / (H - 1) - 1``. Put over one denominator,
+
+        g = (2 * (x0 * (S - 1) + i * (x1 - 1 - x0)) - (S - 1) * (H - 1)) / ((S - 1) * (H - 1)),
+
+    numerator and denominator are integers, exact in fp32 (below 2**24 up to S = H = 2896), so
+    the only rounding is the final division: the fp32 grid is correctly rounded (<= 3.3e-6 px at
+    224), where the textbook ``x0 + scale * i`` then ``* 2 / (H - 1) - 1`` drifts to 3e-5 px.
+    Columns likewise with y0, y1 and W; grid_sample's last axis is (column, row).
     """
-    x0, x1, y0, y1 = boxes.unbind(dim=-1)
+    x0, x1, y0, y1 = (edge[:, None] for edge in boxes.unbind(dim=-1))  # [B, 1] each
     step = torch.arange(size, device=boxes.device, dtype=boxes.dtype)  # output pixel index i
-    # Same association as torch's interpolate: scale = (h - 1) / (S - 1), then scale * i.
-    rows = x0[:, None] + ((x1 - 1 - x0) / (size - 1))[:, None] * step  # [B, S] image rows
-    cols = y0[:, None] + ((y1 - 1 - y0) / (size - 1))[:, None] * step  # [B, S] image columns
-    grid_y = rows * (2.0 / (height - 1)) - 1.0
-    grid_x = cols * (2.0 / (width - 1)) - 1.0
+    rows = (2 * (x0 * (size - 1) + step * (x1 - 1 - x0)) - (size - 1) * (height - 1)) / ((size - 1) * (height - 1))
+    cols = (2 * (y0 * (size - 1) + step * (y1 - 1 - y0)) - (size - 1) * (width - 1)) / ((size - 1) * (width - 1))
     batch = boxes.shape[0]
-    return torch.stack(
-        (grid_x[:, None, :].expand(batch, size, size), grid_y[:, :, None].expand(batch, size, size)), dim=-1
-    )
+    return torch.stack((cols[:, None, :].expand(batch, size, size), rows[:, :, None].expand(batch, size, size)), dim=-1)
 
 
 def static_crops(images: torch.Tensor, tokens: torch.Tensor, top_k: int, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -128,12 +139,15 @@ def static_crops(images: torch.Tensor, tokens: torch.Tensor, top_k: int, patch: 
     ReduceMin/Max, elementwise box and grid arithmetic, one GridSample (bilinear,
     align_corners=True). padding_mode "border" only matters where rounding puts a coordinate a
     hair outside [-1, 1] on the last row or column: it clamps there instead of blending in zero.
+    Half-precision inputs are cropped in fp32: the grid's integer numerators pass fp16's 65504
+    at S = 224, and an fp16 grid is off by up to 0.1 px.
     """
     size = images.shape[-1]
-    boxes = crop_boxes(tokens, top_k, patch, size).to(images.dtype)
+    work = torch.promote_types(images.dtype, torch.float32)  # a no-op (no Cast) for fp32 and fp64
+    boxes = crop_boxes(tokens, top_k, patch, size).to(work)
     grid = crop_grid(boxes, images.shape[-2], images.shape[-1], size)
-    crops = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=True)
-    return crops, boxes.to(torch.int64)
+    crops = F.grid_sample(images.to(work), grid, mode="bilinear", padding_mode="border", align_corners=True)
+    return crops.to(images.dtype), boxes.to(torch.int64)
 
 
 class StaticCrop(nn.Module):
