@@ -10,7 +10,39 @@ import typer
 from clca_deploy.errors import ClcaDeployError
 
 
+def print_fgir_summary(summary) -> None:
+    """An official ILA / GLSim checkpoint (settings from clca_deploy.model.fgir.FgirConfig.to_dict)."""
+    settings = summary.settings
+    family = settings["family"]
+    typer.echo(f"checkpoint   {summary.checkpoint} ({summary.format})")
+    label = {"ila": "ILA", "glsim": "GLSim"}.get(family, family)
+    typer.echo(f"model        {settings['model']}  [family {label}, {summary.backbone_kind} backbone]")
+    typer.echo(f"input        {settings['img_size']}px, {settings['num_classes']} classes")
+    typer.echo(f"preprocess   resize {settings['resize_size']} (bicubic, square), centre crop {settings['img_size']}")
+    if family == "ila":
+        ila = settings["ila"]
+        path = f" ({ila['adapter_path']} path)" if ila["adapter"] else ""
+        typer.echo(f"adapter      in blocks: {ila['adapter'] or 'none'}{path}, dim {ila['adapter_dim']}")
+        if ila["ila"]:
+            typer.echo(f"ILA          ila after blocks {ila['ila_locs']}, down-sampling ila_ds after {ila['ila_ds_locs']}")
+    else:
+        glsim = settings["glsim"]
+        typer.echo(f"crop         top {glsim['dynamic_top']} patches by cosine similarity to the class token -> box -> crop pass")
+        aggregator = f"{glsim['aggregator_num_hidden_layers']} block(s), norm {'on' if glsim['aggregator_norm'] else 'off'}"
+        typer.echo(f"aggregator   reducer {glsim['reducer']}; {aggregator if glsim['aggregator'] else 'none'}")
+    typer.echo("tokens       block: in -> out (after the adapter that follows it)")
+    for step in summary.schedule:
+        stage = "" if step["stage"] == "encoder" else f"{step['stage']} "
+        adapter = f"  {step['adapter']}" if step["adapter"] else ""
+        typer.echo(f"             {stage}{step['index']:>2}: {step['tokens_in']:>5} -> {step['tokens_out']:<5}{adapter}".rstrip())
+    typer.echo(f"parameters   {summary.parameters:,}")
+    typer.echo(f"GMACs        {summary.gmacs:.2f} at batch 1")
+
+
 def print_summary(summary) -> None:
+    if "family" in summary.settings:
+        print_fgir_summary(summary)
+        return
     settings = summary.settings
     typer.echo(f"checkpoint   {summary.checkpoint} ({summary.format})")
     typer.echo(f"model        {settings['model']}  [method {settings['method']}, {summary.backbone_kind} backbone]")

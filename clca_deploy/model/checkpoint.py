@@ -18,9 +18,11 @@ from typing import Any, Mapping
 
 import torch
 
-from clca_deploy.errors import CheckpointError, ClcaDeployError
+from clca_deploy.errors import CheckpointError, ClcaDeployError, ConfigError
 from clca_deploy.model.clca import ClcaModel
 from clca_deploy.model.config import ClcaConfig
+from clca_deploy.model.fgir.checkpoint import FgirModel, is_fgir_state_dict
+from clca_deploy.model.fgir.checkpoint import model_from_official as fgir_model_from_official
 
 SAFETENSORS_CONFIG_KEY = "clca_config"
 SAFETENSORS_CLASSES_KEY = "class_names"
@@ -101,7 +103,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
             args = vars(args)
         elif args is not None and not isinstance(args, Mapping):
             raise CheckpointError(f"{path}: 'args' is a {type(args).__name__}, expected argparse.Namespace or dict.")
-        extras = {k: obj[k] for k in ("epoch", "class_names") if k in obj}
+        # ILA/GLSim train.py store their args as 'config' (see clca_deploy.model.fgir).
+        extras = {k: obj[k] for k in ("epoch", "class_names", "config") if k in obj}
         return dict(obj["model"]), (dict(args) if args is not None else None), "official", extras
     if _is_state_dict(obj):
         return dict(obj), None, "state_dict", {}
@@ -156,14 +159,29 @@ def model_from_state_dict(
     return model.eval()
 
 
-def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel:
-    """Load a checkpoint as an eval-mode ``ClcaModel``.
+def _load_fgir(path: str | Path, state_dict: dict, fmt: str, extras: dict, settings: dict) -> FgirModel:
+    """An official ILA / GLSim checkpoint: its own 'config' decides everything."""
+    if settings:
+        raise ConfigError(
+            f"{path} is an official ILA/GLSim checkpoint; its settings come from its own config, so "
+            f"{', '.join(sorted(settings))} cannot be set (those options are for CLCA checkpoints)."
+        )
+    model = fgir_model_from_official(state_dict, extras.get("config"), source=str(path))
+    model.source = CheckpointInfo(path=str(path), format=fmt, epoch=extras.get("epoch"))
+    return model
+
+
+def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
+    """Load a checkpoint as an eval-mode ``ClcaModel``, or ``IlaModel`` / ``GlsimModel`` for
+    official ILA / GLSim checkpoints (see ``clca_deploy.model.fgir``).
 
     Settings come from the checkpoint's ``args`` (official ``train.py`` names: ``model``,
     ``input_size``, ``keep_rate``, ``reduction_loc``, ``clc``, ``num_clr``, ...); keyword
     ``settings`` override them, and are required for bare state dicts without metadata.
     """
     state_dict, args, fmt, extras = read_checkpoint(path)
+    if is_fgir_state_dict(state_dict):
+        return _load_fgir(path, state_dict, fmt, extras, settings)
     if "keep_rate" in settings and isinstance(settings["keep_rate"], (int, float)):
         settings["keep_rate"] = [settings["keep_rate"]]
     if args is None and not settings:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from clca_deploy.model.checkpoint import load_checkpoint
+from clca_deploy.model.fgir.config import FgirConfig
+from clca_deploy.model.fgir.flops import count_fgir_macs
 from clca_deploy.model.flops import count_macs
 
 
@@ -41,5 +43,6 @@ def summarize_checkpoint(path: str | Path, **settings: Any) -> ModelSummary:
         class_names=model.class_names,
         schedule=tuple(step.to_dict() for step in model.token_schedule()),
         parameters=sum(p.numel() for p in model.parameters()),
-        gmacs=count_macs(config).gmacs,
+        # ILA/GLSim settings carry "family" and their preprocessing's resize_size (int(1.34 * S)).
+        gmacs=(count_fgir_macs(config) if isinstance(config, FgirConfig) else count_macs(config)).gmacs,
     )
