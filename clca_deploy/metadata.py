@@ -36,6 +36,7 @@ class OnnxModelInfo:
     clca_config: dict[str, Any]
     clca_deploy_version: str
     precision: str
+    family: str = "clca"  # "clca" | "ila" | "glsim"; files from before the key are CLCA
 
 
 def build_metadata(
@@ -46,6 +47,7 @@ def build_metadata(
     props: dict[str, Any] = {
         FORMAT_KEY: FORMAT_VERSION,
         "clca_deploy.version": __version__,
+        "family": config.family,
         "model": config.model,
         "method": config.method,
         "backbone": config.backbone.name,
@@ -107,6 +109,7 @@ def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxMode
             clca_config=get("clca_config"),
             clca_deploy_version=props["clca_deploy.version"],
             precision=props.get("precision", "fp32"),
+            family=props.get("family", "clca"),
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ClcaDeployError(f"{source} has damaged clca-deploy metadata ({exc}); export it again.") from exc

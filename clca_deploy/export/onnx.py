@@ -17,6 +17,7 @@ from clca_deploy.export.verify import ExportVerificationError, ParityResult, che
 
 # LayerNormalization needs opset 17; the TensorRT 10 ONNX parser reads opsets 9 to 20.
 MIN_OPSET, MAX_OPSET = 17, 20
+GRID_SAMPLE_MAX_OPSET = 19  # opset 20 renamed GridSample's 'bilinear' to 'linear' (see ops.misread_grid_samples)
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
 
 
@@ -120,13 +121,14 @@ def _check_graph(onnx_model) -> None:
         )
 
 
-def _parity_images(config: ExportConfig, img_size: int):
+def _parity_images(config: ExportConfig, preprocess: dict):
     if config.data is None:
-        return synthetic_images(config.verify_images, img_size), "synthetic"
+        return synthetic_images(config.verify_images, preprocess["img_size"]), "synthetic"
     from clca_deploy.data import BatchReader, PreprocessConfig, open_dataset
 
     dataset = open_dataset(config.data)
-    reader = BatchReader(dataset, PreprocessConfig.for_size(img_size), batch_size=config.verify_images, limit=config.verify_images)
+    settings = PreprocessConfig.from_dict(preprocess)
+    reader = BatchReader(dataset, settings, batch_size=config.verify_images, limit=config.verify_images)
     import numpy as np
 
     images = np.concatenate([batch.images for batch in reader])
@@ -143,7 +145,6 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     import onnx
     import torch
 
-    from clca_deploy.data import PreprocessConfig
     from clca_deploy.model import load_checkpoint
     from clca_deploy.model.deploy import for_inference, with_input_size, with_keep_rate
 
@@ -151,6 +152,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     config.validate()
     output = check_output_path(output)
     trained = load_checkpoint(checkpoint)
+    if trained.config.family == "glsim" and config.opset > GRID_SAMPLE_MAX_OPSET:
+        raise ClcaDeployError(
+            f"GLSim's crop is a GridSample, which TensorRT's parser runs as nearest-neighbour from opset 20 on; "
+            f"use --opset {GRID_SAMPLE_MAX_OPSET} or lower (the default is 18)."
+        )
     model = trained
     notes = []
     if config.keep_rate is not None and (config.keep_rate,) != trained.config.keep_rate:
@@ -167,9 +173,9 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         )
     model = for_inference(model)
     img_size = model.config.img_size
-    preprocess = PreprocessConfig.for_size(img_size).to_dict()
+    preprocess = model.config.preprocess_settings()
     source_sha = sha256_file(checkpoint)
-    images, source = _parity_images(config, img_size)
+    images, source = _parity_images(config, preprocess)
     example = torch.from_numpy(images[: config.batch or 2])
     if len(example) < (config.batch or 2):
         example = example.repeat(config.batch or 2, 1, 1, 1)[: config.batch or 2]
@@ -180,7 +186,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         onnx_model = onnx.load(str(tmp))
         _check_graph(onnx_model)
         _drop_stack_traces(onnx_model)
-        onnx_model.doc_string = f"CLCA {model.config.model}, exported by clca-deploy"
+        onnx_model.doc_string = f"{model.config.family.upper()} {model.config.model}, exported by clca-deploy"
         write_metadata(onnx_model, build_metadata(model, preprocess, trained.config.keep_rate, source_sha))
         onnx.save(onnx_model, str(tmp))
         onnx.checker.check_model(str(tmp), full_check=True)

@@ -150,6 +150,16 @@ class ClcaConfig:
         rates = (keep_rate,) if isinstance(keep_rate, (int, float)) else tuple(keep_rate)
         return replace(self, keep_rate=rates)
 
+    @property
+    def family(self) -> str:
+        return "clca"
+
+    def preprocess_settings(self) -> dict[str, Any]:
+        """The official CLCA eval transform (resize int(S / 0.875), centre crop), as PreprocessConfig.from_dict takes it."""
+        from clca_deploy.data import PreprocessConfig
+
+        return PreprocessConfig.for_size(self.img_size).to_dict()
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("backbone")

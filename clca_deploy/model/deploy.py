@@ -30,6 +30,14 @@ def _refuse_if_counts_in_weights(model: ClcaModel, config: ClcaConfig, change: s
         )
 
 
+def _refuse_unless_clca(model, change: str) -> None:
+    if not isinstance(model, ClcaModel):
+        raise UnsupportedError(
+            f"{change} applies to CLCA token-reduction models; this {model.config.family.upper()} model is exported "
+            "at its trained settings: drop the option."
+        )
+
+
 def with_input_size(model: ClcaModel, img_size: int) -> ClcaModel:
     """A copy of ``model`` for a different square input size.
 
@@ -39,6 +47,7 @@ def with_input_size(model: ClcaModel, img_size: int) -> ClcaModel:
     """
     if img_size == model.config.img_size:
         return model
+    _refuse_unless_clca(model, f"input size {img_size}")
     from dataclasses import replace
 
     config: ClcaConfig = replace(model.config, img_size=img_size)
@@ -67,7 +76,10 @@ def with_input_size(model: ClcaModel, img_size: int) -> ClcaModel:
 
 def for_inference(model: ClcaModel) -> ClcaModel:
     """A copy ready for export: the CLA head's BatchNorms folded into its convolution (fewer
-    graph nodes). Refuses models whose official output is NaN (see ``BlockTokens.pools_nothing``)."""
+    graph nodes). Refuses models whose official output is NaN (see ``BlockTokens.pools_nothing``).
+    A GLSim copy crops with the static-shape GridSample instead of the per-image loop."""
+    if not isinstance(model, ClcaModel):
+        return model.for_inference()  # the fgir families know their own export form
     config = model.config
     empty = [step.index for step in model.token_schedule() if step.pools_nothing(config)]
     if empty:
@@ -88,6 +100,7 @@ def with_keep_rate(model: ClcaModel, keep_rate: float) -> ClcaModel:
     DynamicViT weights do not depend on it; SiT's and PatchMerger's do (refused)."""
     if (keep_rate,) == model.config.keep_rate:
         return model
+    _refuse_unless_clca(model, f"keep rate {keep_rate}")
     config = model.config.with_keep_rate(keep_rate)
     _refuse_if_counts_in_weights(model, config, f"keep rate {keep_rate}")
     variant = ClcaModel(config)

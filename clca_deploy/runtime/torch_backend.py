@@ -25,7 +25,6 @@ class TorchBackend:
             )
         import torch
 
-        from clca_deploy.data import PreprocessConfig
         from clca_deploy.model import load_checkpoint
         from clca_deploy.model.deploy import with_keep_rate
 
@@ -42,7 +41,7 @@ class TorchBackend:
             model=config.model,
             keep_rate=config.keep_rate,
             num_classes=config.num_classes,
-            preprocess=PreprocessConfig.for_size(config.img_size).to_dict(),
+            preprocess=config.preprocess_settings(),
             class_names=model.class_names,
             precision="fp32",
         )

@@ -234,6 +234,16 @@ class FgirConfig:
         return self.vit
 
     @property
+    def keep_rate(self) -> tuple[float, ...]:
+        """(1.0,): ILA and GLSim keep every token by keep rate (ILA's down-sampling is in the schedule)."""
+        return (1.0,)
+
+    @property
+    def reduction_loc(self) -> tuple[int, ...]:
+        """The blocks after which the token count falls: ILA's down-sampling adapters."""
+        return tuple(self.ila.ila_ds_locs) if self.ila is not None else ()
+
+    @property
     def grid_size(self) -> int:
         return self.image_size // self.vit.patch_size
 

@@ -18,11 +18,14 @@ loop, the faithful reference; a batched static-shape version can replace the met
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from clca_deploy.model.fgir.config import FgirConfig
+from clca_deploy.model.fgir.crop import StaticCrop
 from clca_deploy.model.fgir.vit import Block, Encoder, FgirVit, plain_blocks
 
 
@@ -72,9 +75,19 @@ class GlsimModel(FgirVit):
             if settings.aggregator_norm:
                 self.aggregator_norm = nn.LayerNorm(representation, eps=spec.layer_norm_eps)
         self.head = nn.Linear(representation, config.num_classes)
+        self.cropper: StaticCrop | None = None  # set by for_inference(); holds no weights
+
+    def for_inference(self) -> "GlsimModel":
+        """A copy for export that crops with the batched static-shape form (one GridSample) instead of
+        the per-image loop. Equal boxes; crops equal within float rounding (model/fgir/crop.py)."""
+        deployed = copy.deepcopy(self).eval()
+        deployed.cropper = StaticCrop(self.config.glsim.dynamic_top, self.config.vit.patch_size)
+        return deployed
 
     def crop(self, images: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(crops [b, 3, S, S], boxes [b, 4] as x0, x1, y0, y1) from the global pass's normed tokens."""
+        if self.cropper is not None:
+            return self.cropper(images, tokens)
         config = self.config
         indices = select_patches(tokens, config.glsim.dynamic_top)
         boxes = crop_boxes(indices, config.grid_size, config.vit.patch_size, images.shape[-1])

@@ -10,6 +10,8 @@ mode). Names equal the official state-dict keys, ``norm1.1`` / ``adapter_conv.1.
 
 from __future__ import annotations
 
+import copy
+
 import math
 
 import torch
@@ -134,6 +136,33 @@ class ILAdapter(nn.Module):
             residual = _join_grid(res_cls, ds_conv(res_patches))  # the class token's residual is kept as is
         return residual + x if self.geometry.residual else x
 
+    @torch.no_grad()
+    def fold_batchnorms(self) -> None:
+        """Fold every BatchNorm into the layer before it (eval statistics), in place: the same function
+        with fewer graph nodes. norm3 follows both branches (class token and patches), so it folds into
+        the last layer of each."""
+        norm1 = getattr(self, "norm1", None)
+        if norm1 is not None and isinstance(norm1[1], nn.BatchNorm1d):
+            _fold(self.adapter_down, norm1[1])
+            del self.norm1
+        if isinstance(self.adapter_conv, nn.Sequential) and isinstance(self.adapter_conv[1][0], nn.BatchNorm2d):
+            _fold(self.adapter_conv[0], self.adapter_conv[1][0])
+            self.adapter_conv[1][0] = nn.Identity()
+        norm3 = getattr(self, "norm3", None)
+        if norm3 is not None and isinstance(norm3[1], nn.BatchNorm1d):
+            last = self.adapter_conv[-1] if isinstance(self.adapter_conv, nn.Sequential) else self.adapter_conv
+            for layer in {id(m): m for m in (getattr(self, "adapter_cls", last), last)}.values():
+                _fold(layer, norm3[1])
+            del self.norm3
+
+
+def _fold(layer: nn.Linear | nn.Conv2d, norm: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
+    """``norm(layer(x))`` as one layer: scale each output channel's weights, shift its bias."""
+    scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+    layer.weight.mul_(scale.view(-1, *[1] * (layer.weight.dim() - 1)))
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(norm.running_mean)
+    layer.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+
 
 def ila_encoder(config: FgirConfig) -> Encoder:
     """The blocks (with ``--adapter`` bottlenecks if set) and the adapters after them."""
@@ -182,3 +211,11 @@ class IlaModel(FgirVit):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.encode(images))
+
+    def for_inference(self) -> "IlaModel":
+        """A copy for export, its adapters' BatchNorms folded into the layers before them."""
+        deployed = copy.deepcopy(self).eval()
+        for module in deployed.modules():
+            if isinstance(module, ILAdapter):
+                module.fold_batchnorms()
+        return deployed
