@@ -27,11 +27,17 @@ class Fp16Result:
 
 
 def score_path_nodes(model) -> set[str]:
-    """Nodes between each TopK and the Softmax whose attention row it ranks (CLS row, head mean)."""
+    """Nodes between each TopK and the Softmax whose attention row it ranks (CLS row, head mean),
+    and GLSim's whole crop step: similarity, TopK, box and grid arithmetic, GridSample (an fp16 grid
+    is off by up to 0.1 px and its integer numerators overflow fp16). The crop step's input is the
+    global pass's final LayerNorm (fp32 by op type), so no walk starts there: it would keep the
+    whole global encoder in fp32."""
+    from clca_deploy.calibration.qdq import in_crop_step
+
     producer = {out: node for node in model.graph.node for out in node.output}
-    keep: set[str] = set()
+    keep: set[str] = {node.name for node in model.graph.node if in_crop_step(node)}
     for node in model.graph.node:
-        if node.op_type != "TopK":
+        if node.op_type != "TopK" or in_crop_step(node):
             continue
         frontier = [node.input[0]]
         while frontier:

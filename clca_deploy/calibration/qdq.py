@@ -29,6 +29,18 @@ REDUCER_MODULE_NAMES = ("cluster_layers", "reducers", "score_predictor")
 _REDUCER_SCOPE = re.compile(r"/((?:%s)\.\d+): " % "|".join(REDUCER_MODULE_NAMES))
 
 
+# GLSim's crop step (model/fgir/crop.py, StaticCrop): similarity, TopK, box and grid arithmetic and the
+# GridSample. Written out, not imported (calibration needs no torch); a test checks it against
+# model.fgir.crop.CROP_SCOPE.
+CROP_MODULE = "clca_deploy.model.fgir.crop.StaticCrop"
+_CROP_SCOPE = re.compile(r"/([\w.]+): " + re.escape(CROP_MODULE))
+
+
+def in_crop_step(node) -> bool:
+    """True for a node of GLSim's crop step, which every precision keeps in fp32."""
+    return _CROP_SCOPE.search(_namespace(node)) is not None
+
+
 def reducer_scope(node) -> str | None:
     """The token reducer a node belongs to, e.g. ``score_predictor.0`` (DynamicViT's predictor),
     ``cluster_layers.1`` (DPC-KNN, SiT, PatchMerger) or ``reducers.3`` (EViT, Top-K, ToMe)."""

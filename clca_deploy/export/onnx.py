@@ -186,6 +186,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         onnx_model = onnx.load(str(tmp))
         _check_graph(onnx_model)
         _drop_stack_traces(onnx_model)
+        fold_weight_transposes(onnx_model)
         onnx_model.doc_string = f"{model.config.family.upper()} {model.config.model}, exported by clca-deploy"
         write_metadata(onnx_model, build_metadata(model, preprocess, trained.config.keep_rate, source_sha))
         onnx.save(onnx_model, str(tmp))
@@ -223,6 +224,50 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         seconds=round(time.perf_counter() - started, 2),
         notes=tuple(notes),
     )
+
+
+def fold_weight_transposes(onnx_model) -> int:
+    """Replace ``Transpose(weight)`` nodes by transposed weights; returns how many nodes went.
+
+    The exporter folds these itself, except for weights a model uses twice (GLSim runs one
+    encoder on the image and on the crop): there every use keeps a Transpose node, which hides
+    the weight from INT8 node selection (a MatMul on a weight) and from TensorRT's weight
+    handling. Each (weight, permutation) becomes one initializer, so shared weights stay shared.
+    """
+    from onnx import numpy_helper
+
+    graph = onnx_model.graph
+    initializers = {init.name: init for init in graph.initializer}
+    folded: dict[tuple[str, tuple[int, ...]], str] = {}
+    renamed: dict[str, str] = {}
+    keep = []
+    for node in graph.node:
+        if node.op_type != "Transpose" or node.input[0] not in initializers:
+            keep.append(node)
+            continue
+        perm = tuple(next((list(a.ints) for a in node.attribute if a.name == "perm"), []))
+        key = (node.input[0], perm)
+        if key not in folded:
+            array = numpy_helper.to_array(initializers[node.input[0]])
+            transposed = array.transpose(perm or None)
+            folded[key] = f"{node.input[0]}.transposed{len(folded)}"
+            graph.initializer.append(numpy_helper.from_array(transposed.copy(), folded[key]))
+        renamed[node.output[0]] = folded[key]
+    if not renamed:
+        return 0
+    del graph.node[:]
+    graph.node.extend(keep)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = renamed.get(name, name)
+    for output in graph.output:
+        if output.name in renamed:
+            raise ClcaDeployError("an exported output is a transposed weight; please report this with the model name.")
+    used = {name for node in graph.node for name in node.input}
+    unused = [init for init in graph.initializer if init.name not in used]
+    for init in unused:
+        graph.initializer.remove(init)
+    return len(renamed)
 
 
 def _drop_stack_traces(onnx_model) -> None:

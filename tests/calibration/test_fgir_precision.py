@@ -1,0 +1,75 @@
+"""FP16 and INT8 files of ILA and GLSim: GLSim's crop step stays fp32, the rest is converted."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from clca_deploy.calibration import CalibrationConfig, check_qdq_conventions, quantize_int8, to_fp16
+from clca_deploy.export import ExportConfig, export_onnx
+from tests.model.fgir_fixtures import load_fgir_golden
+
+
+def test_crop_module_name_matches_the_model():
+    """calibration spells the crop module's name out (no torch); it must be the model's."""
+    import re
+
+    from clca_deploy.calibration.qdq import CROP_MODULE
+    from clca_deploy.model.fgir.crop import CROP_SCOPE, StaticCrop
+
+    assert f"{StaticCrop.__module__}.{StaticCrop.__qualname__}" == CROP_MODULE
+    assert re.search(CROP_SCOPE, f"/cropper: {CROP_MODULE}/grid_sampler: aten.grid_sampler.default")
+
+
+@pytest.fixture(scope="module")
+def glsim_onnx(tmp_path_factory):
+    checkpoint, _, io = load_fgir_golden("glsim_t16_224")
+    folder = tmp_path_factory.mktemp("glsim")
+    path = export_onnx(checkpoint, folder / "glsim.onnx", ExportConfig(), log=lambda _: None).path
+    return folder, path, io
+
+
+def _types(model) -> dict[str, int]:
+    """Element type of every tensor the graph declares (inputs, initializers, value_info after inference)."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input)}
+    types.update({init.name: init.data_type for init in model.graph.initializer})
+    return types
+
+
+def test_glsim_fp16_keeps_the_crop_step_fp32_and_converts_the_encoders(glsim_onnx, leaves_dir):
+    import onnx
+
+    folder, path, _ = glsim_onnx
+    to_fp16(path, folder / "glsim.fp16.onnx", log=lambda _: None)
+    model = onnx.load(str(folder / "glsim.fp16.onnx"))
+    types = _types(model)
+    grid = next(node for node in model.graph.node if node.op_type == "GridSample")
+    assert [types[name] for name in grid.input] == [onnx.TensorProto.FLOAT] * 2  # image and grid in fp32
+    topk = next(node for node in model.graph.node if node.op_type == "TopK")
+    assert types[topk.input[0]] == onnx.TensorProto.FLOAT
+    # The encoders are converted: most weight matrices are fp16 (the score-path walk stays bounded).
+    weights = [init for init in model.graph.initializer if len(init.dims) == 2]
+    fp16 = sum(init.data_type == onnx.TensorProto.FLOAT16 for init in weights)
+    assert fp16 > 0.9 * len(weights)
+
+
+def test_glsim_int8_quantizes_both_passes(glsim_onnx, leaves_dir):
+    import onnx
+
+    folder, path, io = glsim_onnx
+    config = CalibrationConfig(data=leaves_dir / "train", num_images=16, use_cache=False)
+    result = quantize_int8(path, folder / "glsim.int8.onnx", config, log=lambda _: None)
+    model = onnx.load(result.path)
+    assert check_qdq_conventions(model) == []
+    ops = collections.Counter(node.op_type for node in model.graph.node)
+    # Weight GEMMs of the global and the crop pass (shared weights, transposes folded at export).
+    assert result.quantized_nodes > 100 and ops["GridSample"] == 1
+    import onnxruntime as ort
+
+    logits = ort.InferenceSession(result.path, providers=["CPUExecutionProvider"]).run(None, {"images": io["input"]})[0]
+    assert np.isfinite(logits).all()
