@@ -73,3 +73,34 @@ def test_glsim_int8_quantizes_both_passes(glsim_onnx, leaves_dir):
 
     logits = ort.InferenceSession(result.path, providers=["CPUExecutionProvider"]).run(None, {"images": io["input"]})[0]
     assert np.isfinite(logits).all()
+
+
+def _node(op, name, namespace, inputs):
+    from onnx import helper
+
+    node = helper.make_node(op, inputs, [f"{name}_out"], name=name)
+    entry = node.metadata_props.add()
+    entry.key, entry.value = "namespace", namespace
+    return node
+
+
+def test_int8_selection_keeps_ila_adapters_and_the_fgir_head_float():
+    """Namespaces as the dynamo exporter writes them for fgir_vit's ILA model (encoder.ila_ds.N, head.head)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from clca_deploy.calibration.qdq import select_int8_nodes
+
+    weights = [numpy_helper.from_array(np.ones((4, 4), np.float32), f"w{i}") for i in range(4)]
+    conv_weight = numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), "cw")
+    lin = ": torch.nn.modules.linear.Linear/linear: aten.linear.default"
+    nodes = [
+        _node("MatMul", "fc1", f": IlaModel/encoder: Encoder/encoder.blocks.0: Block/encoder.blocks.0.pwff.fc1{lin}", ["x", "w0"]),
+        _node("MatMul", "down", f": IlaModel/encoder: Encoder/encoder.ila_ds.0: ILAdapter/encoder.ila_ds.0.adapter_down{lin}", ["x", "w1"]),
+        _node("Conv", "ds", ": IlaModel/encoder: Encoder/encoder.ila_ds.1: ILAdapter/encoder.ila_ds.1.ds_conv: torch.nn.modules.conv.Conv2d/conv2d: aten.conv2d.default", ["x", "cw"]),
+        _node("Gemm", "head", f": IlaModel/head: ClsHead/head.head{lin}", ["x", "w2"]),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, None)], [], weights + [conv_weight])
+    quantize, kept = select_int8_nodes(helper.make_model(graph), ())
+    assert quantize == ["fc1"]
+    assert kept == ["down (encoder.ila_ds.0: ILA adapter)", "ds (encoder.ila_ds.1: ILA adapter)", "head (classifier head)"]
