@@ -58,7 +58,7 @@ def test_glsim_fp16_keeps_the_crop_step_fp32_and_converts_the_encoders(glsim_onn
     assert fp16 > 0.9 * len(weights)
 
 
-def test_glsim_int8_quantizes_both_passes(glsim_onnx, leaves_dir):
+def test_glsim_int8_quantizes_the_crop_pass_and_keeps_the_deciding_global_pass_float(glsim_onnx, leaves_dir):
     import onnx
 
     folder, path, io = glsim_onnx
@@ -67,8 +67,10 @@ def test_glsim_int8_quantizes_both_passes(glsim_onnx, leaves_dir):
     model = onnx.load(result.path)
     assert check_qdq_conventions(model) == []
     ops = collections.Counter(node.op_type for node in model.graph.node)
-    # Weight GEMMs of the global and the crop pass (shared weights, transposes folded at export).
-    assert result.quantized_nodes > 100 and ops["GridSample"] == 1
+    # The crop pass and the aggregator are int8 (their weights are shared with the global pass:
+    # transposes folded at export); the global pass, which decides the crop box, stays float.
+    global_pass = [reason for reason in result.kept_float if "GLSim global pass" in reason]
+    assert result.quantized_nodes > 60 and len(global_pass) > 60 and ops["GridSample"] == 1
     import onnxruntime as ort
 
     logits = ort.InferenceSession(result.path, providers=["CPUExecutionProvider"]).run(None, {"images": io["input"]})[0]
