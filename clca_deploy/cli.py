@@ -308,9 +308,12 @@ def sweep(
 def train(
     data: Path = typer.Argument(..., help="Leaf images: a root with train/ (and test/), or an ImageFolder train split."),
     output: Path = typer.Option(..., "-o", "--output", help="Checkpoint to write (official train.py format)."),
-    model: str = typer.Option("evit_vit_tiny_patch16_224", help="Official model string: <method>_<timm ViT name>."),
-    keep: float = typer.Option(0.1, help="Keep rate at each reduction location."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size (default: the model name's)."),
+    model: str = typer.Option(
+        "evit_vit_tiny_patch16_224",
+        help="CLCA: <method>_<timm ViT name>; ILA / GLSim: ila_<size> / glsim_<size>, size vit_t16, vit_s16, vit_b16, ...",
+    ),
+    keep: float = typer.Option(0.1, help="Keep rate at each reduction location (CLCA)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size (default: the model name's; ILA/GLSim 224)."),
     epochs: Optional[int] = typer.Option(None, help="Number of epochs."),
     minutes: Optional[float] = typer.Option(None, help="Time budget instead of --epochs: epochs are fitted to it."),
     test: Optional[Path] = typer.Option(None, help="Test split (default: test/ or val/ beside train/)."),
@@ -318,21 +321,27 @@ def train(
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default 1e-4 with --pretrained, else 1e-3)."),
     augment: str = typer.Option("weak", help="weak (official: crop+flip), medium (+TrivialAugment), strong (+rotations)."),
     pretrained: bool = typer.Option(False, help="Start from timm's pretrained backbone (needs the Hugging Face Hub)."),
-    init: Optional[Path] = typer.Option(None, help="Fine-tune from this CLCA checkpoint instead."),
+    init: Optional[Path] = typer.Option(
+        None, help="Start from this checkpoint: CLCA from CLCA; ILA/GLSim from a CLCA backbone (mapped) or ILA/GLSim."
+    ),
+    freeze_backbone: bool = typer.Option(
+        False, "--freeze-backbone", help="ILA/GLSim: train only adapters, head (and aggregator) as the official recipe."
+    ),
     plain: bool = typer.Option(False, help="Train the plain method: no cross-layer cache, linear head."),
     precision: str = typer.Option("auto", help="auto, fp32, bf16 (CPU with AMX/AVX512-BF16) or fp16 (CUDA)."),
     seed: int = typer.Option(1, help="Random seed."),
     resume: bool = typer.Option(False, help="Continue the run saved at -o."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run's summary as JSON here."),
 ) -> None:
-    """Train or fine-tune a CLCA model; writes a checkpoint the official code can load too."""
+    """Train or fine-tune a CLCA, ILA or GLSim model; writes a checkpoint the official code can load too."""
     from clca_deploy.train import TrainConfig, train as run_training
 
     if epochs is None and minutes is None:
         epochs = 30
     config = TrainConfig(
         model=model, keep_rate=keep, img_size=img_size, epochs=epochs, minutes=minutes, batch_size=batch_size, lr=lr,
-        augment=augment, pretrained=pretrained, clca=not plain, precision=precision, seed=seed,
+        augment=augment, pretrained=pretrained, freeze_backbone=freeze_backbone, clca=not plain, precision=precision,
+        seed=seed,
     )
     if json_out is not None:
         check_output_path(json_out)

@@ -168,7 +168,16 @@ def _load_fgir(path: str | Path, state_dict: dict, fmt: str, extras: dict, setti
         )
     model = fgir_model_from_official(state_dict, extras.get("config"), source=str(path))
     model.source = CheckpointInfo(path=str(path), format=fmt, epoch=extras.get("epoch"))
+    _attach_class_names(model, extras.get("class_names"), path)  # ours carry them; official ones do not
     return model
+
+
+def _attach_class_names(model, class_names, path: str | Path) -> None:
+    if class_names is None:
+        return
+    if len(class_names) != model.config.num_classes:
+        raise CheckpointError(f"{path}: {len(class_names)} class names for {model.config.num_classes} classes.")
+    model.class_names = tuple(str(c) for c in class_names)
 
 
 def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
@@ -196,11 +205,7 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
     except ClcaDeployError as exc:
         raise type(exc)(f"{path}: {exc}") from exc
     model = model_from_state_dict(config, state_dict, source=str(path))
-    class_names = extras.get("class_names")
-    if class_names is not None:
-        if len(class_names) != config.num_classes:
-            raise CheckpointError(f"{path}: {len(class_names)} class names for {config.num_classes} classes.")
-        model.class_names = tuple(str(c) for c in class_names)
+    _attach_class_names(model, extras.get("class_names"), path)
     model.source = CheckpointInfo(
         path=str(path),
         format=fmt,

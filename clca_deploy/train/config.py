@@ -42,6 +42,7 @@ class TrainConfig:
     precision: str = "auto"
     seed: int = 1
     pretrained: bool = False
+    freeze_backbone: bool = False  # ILA's recipe: train only adapters, head and class token (needs an init)
     # The CLCA settings of the official README recipe; ``clca=False`` trains the plain method.
     clca: bool = True
     num_clr: int = 1

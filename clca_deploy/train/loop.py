@@ -1,4 +1,8 @@
-"""The training loop: AdamW, warm-up + cosine, label smoothing, periodic evaluation, resumable."""
+"""The training loop: AdamW, warm-up + cosine, label smoothing, periodic evaluation, resumable.
+
+The same loop trains every family; what differs (model, init, checkpoint format) comes from
+``clca_deploy.train.family``: CLCA models, or ILA / GLSim (``ila_…`` / ``glsim_…`` names).
+"""
 
 from __future__ import annotations
 
@@ -9,19 +13,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from torch import nn
 
 from clca_deploy.artifacts import check_output_path
 from clca_deploy.data import PreprocessConfig, open_dataset
-from clca_deploy.data.preprocess import default_resize_size
 from clca_deploy.errors import ClcaDeployError, ConfigError
-from clca_deploy.model.clca import ClcaModel
-from clca_deploy.model.config import PLAIN_METHOD, ClcaConfig, split_model_name
-from clca_deploy.train.checkpoint import read_training_state, save_training_checkpoint
+from clca_deploy.train.checkpoint import read_training_state
 from clca_deploy.train.config import TrainConfig
 from clca_deploy.train.data import read_resized_split
 from clca_deploy.train.evaluate import eval_tensors, evaluate
-from clca_deploy.train.init import init_fresh, load_pretrained_backbone
+from clca_deploy.train.family import family_for, param_groups
 from clca_deploy.train.precision import resolve_device, resolve_precision
 from clca_deploy.train.schedule import evaluation_epochs
 from clca_deploy.train.stepper import Stepper
@@ -90,35 +90,6 @@ def resolve_splits(data: Path, test: Path | None) -> tuple[Path, Path | None]:
     return train_dir, (Path(test) if test is not None else None)
 
 
-def model_config(config: TrainConfig, num_classes: int) -> ClcaConfig:
-    method, timm_name, _ = split_model_name(config.model)
-    img_size = config.img_size or int(timm_name.rsplit("_", 1)[-1])
-    plain = method == PLAIN_METHOD
-    return ClcaConfig(
-        model=config.model,
-        img_size=img_size,
-        num_classes=num_classes,
-        keep_rate=(1.0,) if plain else (config.keep_rate,),
-        reduction_loc=config.reduction_loc,
-        clc=config.clca,
-        num_clr=config.num_clr if config.clca else 0,
-        ifa_head=config.clca,
-    )
-
-
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    # timm's convention: no weight decay on biases, norms and the token/position embeddings.
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if param.ndim <= 1 or name in ("pos_embed", "cls_token", "clr"):
-            no_decay.append(param)
-        else:
-            decay.append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
 def train(
     data: Path,
     output: Path,
@@ -130,27 +101,27 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or fine-tune) a CLCA model on an ImageFolder split and write an official-format checkpoint."""
+    """Train (or fine-tune) a CLCA, ILA or GLSim model on an ImageFolder split; writes an official-format checkpoint."""
     output = check_output_path(output)
     if resume and not output.is_file():
         raise ConfigError(f"--resume needs an existing checkpoint at {output}; none is there.")
     if not resume and output.exists():
         raise ConfigError(f"{output} exists; pass --resume to continue that run, or choose another -o.")
+    family = family_for(config, init, resume=resume)
     train_dir, test_dir = resolve_splits(data, test)
     train_set = open_dataset(train_dir)
     if train_set.class_names is None:
         raise ClcaDeployError(f"{train_dir} is not an ImageFolder split (<dir>/<class>/<image>); cannot train on it.")
     class_names = train_set.class_names
-    model_settings = model_config(config, len(class_names))
     torch.manual_seed(config.seed)  # the model's own initialisers draw from the global generator
-    model = ClcaModel(model_settings)
-    model.class_names = tuple(class_names)
+    model = family.build(class_names)
+    model_settings = model.config
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device.type)
-    preprocess = PreprocessConfig.for_size(model_settings.img_size)
+    preprocess = PreprocessConfig.from_dict(model_settings.preprocess_settings())  # the family's eval transform
 
     log(f"train    {train_dir}: {len(train_set)} images, {len(class_names)} classes")
-    split = read_resized_split(train_set, default_resize_size(model_settings.img_size))
+    split = read_resized_split(train_set, family.train_resize_size(model))
     skipped = [f"{s.path}: {s.reason}" for s in split.skipped]
     for line in skipped:
         log(f"skipped  {line}")
@@ -169,19 +140,10 @@ def train(
         log("test     none found (give --test DIR to evaluate during training)")
 
     generator = torch.Generator().manual_seed(config.seed)
-    if init is not None:
-        from clca_deploy.model import load_checkpoint
-
-        source = load_checkpoint(init)
-        _load_compatible(model, source, log)
-    elif config.pretrained:
-        fresh = load_pretrained_backbone(model)
-        log(f"init     timm pretrained backbone; new: {', '.join(k for k in fresh if not k.startswith('blocks'))}")
-    else:
-        init_fresh(model, generator)
+    family.initialise(model, generator, log)
     model.to(device).train()
 
-    optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.base_lr)
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, family.no_decay), lr=config.base_lr)
     steps_per_epoch = len(split) // config.batch_size
     if steps_per_epoch < 1:
         raise ConfigError(f"{len(split)} training images are fewer than one batch of {config.batch_size}; lower --batch-size.")
@@ -190,12 +152,12 @@ def train(
     history: list[EpochRecord] = []
     if resume:
         state = read_training_state(output)
-        _check_resumable(state, model, config)
-        model.load_state_dict(_model_weights(state["model"], model), strict=True)
+        family.check_resumable(state, model)
+        model.load_state_dict(family.resume_weights(state, model), strict=True)
         optimizer.load_state_dict(state["optimizer"])
         schedule = state["lr_scheduler"]
         epochs, step = int(schedule["epochs"]), int(schedule["step"])
-        start_epoch = resumed_from = int(state["epoch"]) + 1
+        start_epoch = resumed_from = family.next_epoch(state)
         history = [EpochRecord(**r) for r in schedule.get("history", [])]
         if "rng_state" in state:
             torch.set_rng_state(state["rng_state"])
@@ -211,6 +173,11 @@ def train(
         "seed": config.seed, "pretrained": config.pretrained, "augment": config.augment,
         "drop": 0.0, "drop_path": 0.0,
     }
+    run_facts = {  # what the ILA/GLSim config records besides the training arguments
+        "train_images": len(split), "test_images": 0 if eval_labels is None else len(eval_labels),
+        "device": str(device), "precision": precision, "steps_per_epoch": steps_per_epoch,
+        "results_dir": str(output.parent), "run_name": output.stem,
+    }
     budget = None if config.minutes is None else config.minutes * 60.0
     wall_start, cpu_start = time.perf_counter(), time.process_time()
     last_save = wall_start
@@ -218,8 +185,10 @@ def train(
 
     def save(done_epoch: int) -> None:
         nonlocal saved_epoch
-        save_training_checkpoint(
-            output, model, epoch=done_epoch, training_args=training_args | {"epochs": epochs}, optimizer=optimizer,
+        accuracy = next((r.test_top1 for r in reversed(history) if r.test_top1 is not None), None)
+        family.save(
+            output, model, epoch=done_epoch, accuracy=accuracy, training=training_args | {"epochs": epochs},
+            run=run_facts, optimizer=optimizer,
             scheduler_state={"epochs": epochs, "step": step, "history": [asdict(r) for r in history]},
             extra={"rng_state": torch.get_rng_state(), "generator_state": generator.get_state()},
         )
@@ -290,35 +259,3 @@ def _bar(enabled: bool, total: int, desc: str):
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="batch", leave=False)
-
-
-def _model_weights(state_dict: dict, model: ClcaModel) -> dict:
-    expected = model.state_dict()
-    return {k: v for k, v in state_dict.items() if k in expected}
-
-
-def _check_resumable(state: dict, model: ClcaModel, config: TrainConfig) -> None:
-    import argparse
-
-    args = state.get("args")
-    args = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
-    mine = model.config
-    checks = {"model": mine.model, "input_size": mine.img_size, "num_classes": mine.num_classes,
-              "keep_rate": list(mine.keep_rate)}
-    differing = [f"{k}: checkpoint {args.get(k)!r}, now {v!r}" for k, v in checks.items() if args.get(k) != v]
-    if differing:
-        raise ConfigError(f"cannot resume: the run's settings differ ({'; '.join(differing)}).")
-
-
-def _load_compatible(model: ClcaModel, source: ClcaModel, log: Callable[[str], None]) -> None:
-    """Fine-tuning from a CLCA checkpoint: every tensor whose name and shape match is copied
-    (a head for another number of classes stays new)."""
-    own = model.state_dict()
-    theirs = source.state_dict()
-    taken = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
-    if not taken:
-        raise ConfigError("the --init checkpoint shares no weights with this model; check --model and --img-size.")
-    model.load_state_dict(taken, strict=False)
-    fresh = sorted(set(own) - set(taken))
-    log(f"init     {len(taken)} tensors from {source.source.path if source.source else 'checkpoint'}"
-        + (f"; new: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}" if fresh else ""))
