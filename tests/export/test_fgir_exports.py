@@ -89,3 +89,17 @@ def test_with_keep_rate_is_a_no_op_at_the_trained_rate():
     checkpoint, _, _ = load_fgir_golden("ila_t16_readme_224")
     model = load_checkpoint(checkpoint)
     assert with_keep_rate(model, 1.0) is model
+
+
+def test_exported_fgir_files_run_behind_predict_and_triton_repo(fgir_onnx, leaves_dir, tmp_path):
+    """The runtime side needs nothing family-specific: preprocessing and names come from the metadata."""
+    from clca_deploy.runtime import open_backend, predict_images
+    from clca_deploy.serving import TritonRepoConfig, write_triton_repository
+
+    _, path, _, _ = fgir_onnx
+    with open_backend(path) as backend:
+        assert backend.description.preprocess["resize_size"] == 300
+        run = predict_images(backend, [leaves_dir / "test" / "Acer"], top_k=3, progress=False)
+    assert len(run.predictions) >= 1 and len(run.predictions[0].top) == 3
+    repository = write_triton_repository(path, tmp_path / "repo", TritonRepoConfig(device="cpu"))
+    assert (tmp_path / "repo" / f"{repository.model}_classifier" / "1" / "model.onnx").is_file()
