@@ -18,6 +18,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "safetensors": ("export", "PyTorch, timm and onnxscript"),
     "torchvision": ("train", "torchvision for the training augmentations"),
     "onnxruntime": ("cpu", "onnxruntime; [gpu] instead on an NVIDIA GPU machine, never both"),
+    "openvino": ("openvino", "Intel's OpenVINO runtime for x86 CPUs"),
     "matplotlib": ("plot", "matplotlib"),
     "pytriton": ("serve", "PyTriton and tritonclient"),
     "tritonclient": ("serve", "PyTriton and tritonclient"),

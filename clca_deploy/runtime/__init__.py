@@ -1,13 +1,15 @@
-"""Runtimes behind one protocol: torch (the reference), onnxruntime, tensorrt."""
+"""Runtimes behind one protocol: torch (the reference), onnxruntime, openvino, tensorrt."""
 
 from clca_deploy.runtime.base import (
     BACKENDS,
     Backend,
     InputSpec,
     ModelDescription,
+    RuntimeOptions,
     backend_for_path,
-    backend_options,
     open_backend,
+    parse_runtimes,
+    runtimes_for_path,
 )
 from clca_deploy.runtime.predictor import Prediction, PredictionRun, infer, predict_images
 
@@ -18,9 +20,11 @@ __all__ = [
     "ModelDescription",
     "Prediction",
     "PredictionRun",
+    "RuntimeOptions",
     "backend_for_path",
-    "backend_options",
     "infer",
     "open_backend",
+    "parse_runtimes",
     "predict_images",
+    "runtimes_for_path",
 ]

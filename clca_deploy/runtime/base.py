@@ -60,24 +60,52 @@ class Backend(Protocol):
 BACKENDS: dict[str, str] = {
     "torch": "clca_deploy.runtime.torch_backend:TorchBackend",
     "onnxruntime": "clca_deploy.runtime.onnxruntime_backend:OnnxRuntimeBackend",
+    "openvino": "clca_deploy.runtime.openvino_backend:OpenVinoBackend",
     "tensorrt": "clca_deploy.runtime.tensorrt_backend:TensorRTBackend",
 }
 
-SUFFIX_BACKENDS = {
-    ".pth": "torch", ".pt": "torch", ".bin": "torch", ".safetensors": "torch",
-    ".onnx": "onnxruntime",
-    ".engine": "tensorrt", ".plan": "tensorrt",
+# file suffix -> the runtimes that can open it, the default first.
+SUFFIX_RUNTIMES: dict[str, tuple[str, ...]] = {
+    ".pth": ("torch",), ".pt": ("torch",), ".bin": ("torch",), ".safetensors": ("torch",),
+    ".onnx": ("onnxruntime", "openvino"),
+    ".engine": ("tensorrt",), ".plan": ("tensorrt",),
 }
 
 
-def backend_for_path(path: str | Path) -> str:
+def runtimes_for_path(path: str | Path) -> tuple[str, ...]:
+    """The runtimes that can open ``path``, its default first; an error for a file no runtime reads."""
     suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_BACKENDS:
+    if suffix not in SUFFIX_RUNTIMES:
         raise ClcaDeployError(
             f"cannot tell which runtime runs {path}: expected a checkpoint (.pth, .pt, .safetensors), "
             "an ONNX file (.onnx) or a TensorRT engine (.engine, .plan)."
         )
-    return SUFFIX_BACKENDS[suffix]
+    return SUFFIX_RUNTIMES[suffix]
+
+
+def backend_for_path(path: str | Path, runtime: str | None = None) -> str:
+    """The runtime that opens ``path``: ``runtime`` if given and able to, else the file type's default."""
+    able = runtimes_for_path(path)
+    if runtime is None:
+        return able[0]
+    if runtime not in BACKENDS:
+        raise ClcaDeployError(f"unknown runtime '{runtime}'; choose one of {', '.join(BACKENDS)}.")
+    if runtime not in able:
+        raise ClcaDeployError(
+            f"{runtime} cannot open {Path(path).name}; {Path(path).suffix} files run on {' or '.join(able)}."
+        )
+    return runtime
+
+
+def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
+    """A comma-separated runtime list such as "onnxruntime,openvino"; None (each file's default) if empty."""
+    if not text:
+        return None
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in BACKENDS]
+    if unknown:
+        raise ClcaDeployError(f"unknown runtime {', '.join(unknown)}; choose from {', '.join(BACKENDS)}.")
+    return names or None
 
 
 def backend_factory(name: str) -> Callable[..., Backend]:
@@ -87,13 +115,47 @@ def backend_factory(name: str) -> Callable[..., Backend]:
     return getattr(importlib.import_module(module_name), attribute)
 
 
-def backend_options(kind: str, provider: str = "cpu", device: int = 0) -> dict[str, Any]:
-    """The options each backend takes from the command line: an onnxruntime provider, an engine's GPU."""
-    if kind == "onnxruntime":
-        return {"provider": provider}
-    if kind == "tensorrt":
-        return {"device": device}
-    return {}
+INFERENCE_PRECISIONS = ("f32", "bf16")
+PERFORMANCE_HINTS = ("latency", "throughput")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """Command-line settings of the runtimes; each backend takes only its own (``for_backend``)."""
+
+    provider: str = "cpu"  # onnxruntime execution provider
+    device: int = 0  # CUDA device of a TensorRT engine
+    threads: int | None = None  # CPU threads of onnxruntime and OpenVINO (None: the runtime's default)
+    inference_precision: str = "f32"  # OpenVINO float precision: f32, or bf16 where the CPU has it
+    performance_hint: str = "latency"  # OpenVINO: latency or throughput
+    cache_dir: Path | None = None  # OpenVINO compiled-model cache
+
+    def validate(self) -> None:
+        """Refuse values a runtime would reject, before any model is opened."""
+        if self.inference_precision not in INFERENCE_PRECISIONS:
+            raise ClcaDeployError(
+                f"unknown inference precision '{self.inference_precision}'; use {' or '.join(INFERENCE_PRECISIONS)}."
+            )
+        if self.performance_hint not in PERFORMANCE_HINTS:
+            raise ClcaDeployError(
+                f"unknown performance hint '{self.performance_hint}'; use {' or '.join(PERFORMANCE_HINTS)}."
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ClcaDeployError(f"--threads must be a positive integer, got {self.threads}.")
+        if self.device < 0:
+            raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+
+    def for_backend(self, kind: str) -> dict[str, Any]:
+        if kind == "onnxruntime":
+            return {"provider": self.provider, "threads": self.threads}
+        if kind == "openvino":
+            return {
+                "inference_precision": self.inference_precision, "performance_hint": self.performance_hint,
+                "threads": self.threads, "cache_dir": self.cache_dir,
+            }
+        if kind == "tensorrt":
+            return {"device": self.device}
+        return {}
 
 
 def open_backend(path: str | Path, backend: str | None = None, **options: Any) -> Backend:

@@ -2,7 +2,7 @@
 
 Clients call the ensemble ``<name>`` with encoded image bytes and get the top-k class ids,
 names and scores. Inside it: ``<name>_preprocess`` (Python backend, this project's eval
-preprocessing) -> ``<name>_classifier`` (the ONNX or TensorRT model) -> ``<name>_postprocess``
+preprocessing) -> ``<name>_classifier`` (the ONNX file on onnxruntime or OpenVINO, or the TensorRT engine) -> ``<name>_postprocess``
 (Python backend, softmax and top-k as `clca-deploy predict` computes them).
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS
 from clca_deploy.errors import ConfigError
+from clca_deploy.runtime.base import BACKENDS, RuntimeOptions, backend_for_path
 from clca_deploy.serving.pbtxt import Enum
 from clca_deploy.serving.spec import ClassifierSpec
 from clca_deploy.tensorrt.plan import profile_option, profile_reaching
@@ -38,6 +39,11 @@ class TritonRepoConfig:
     device: str = "gpu"  # where Triton runs the classifier: gpu, or cpu (ONNX only)
     top_k: int = 5
     max_queue_delay_us: int = 1000
+    # The classifier's runtime: None for the file's own (onnxruntime for .onnx, tensorrt for engines),
+    # or openvino for an .onnx on the CPU (Triton's OpenVINO backend; our runtime under `serve`).
+    runtime: str | None = None
+    threads: int | None = None  # CPU threads of onnxruntime / OpenVINO (None: the runtime's default)
+    inference_precision: str = "f32"  # OpenVINO: f32, or bf16 where the CPU has it
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -48,6 +54,11 @@ class TritonRepoConfig:
                 raise ConfigError(f"{field} must be a whole number of at least 1, got {value!r}.")
         if self.device not in ("gpu", "cpu"):
             raise ConfigError(f"device must be gpu or cpu, got {self.device!r}.")
+        RuntimeOptions(threads=self.threads, inference_precision=self.inference_precision).validate()
+        if self.runtime is not None and self.runtime not in BACKENDS:
+            raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(BACKENDS)}.")
+        if self.runtime == "openvino" and self.device != "cpu":
+            raise ConfigError("OpenVINO runs the classifier on the CPU: pass --device cpu with --runtime openvino.")
         if not isinstance(self.max_queue_delay_us, int) or self.max_queue_delay_us < 0:
             raise ConfigError(f"the queue delay must be a whole number of microseconds >= 0, got {self.max_queue_delay_us!r}.")
 
@@ -90,12 +101,16 @@ def _instances(count: int, kind: str) -> list[dict[str, Any]]:
 
 def classifier_config(spec: ClassifierSpec, names: ModelNames, config: TritonRepoConfig, max_batch: int,
                       runtime_model: str | None = None) -> dict[str, Any]:
-    """The classifier as a stock Triton model (onnxruntime or tensorrt_plan), or, given
+    """The classifier as a stock Triton model (onnxruntime, openvino or tensorrt_plan), or, given
     ``runtime_model`` (a model file path), as a Python-backend model running this tool's runtime."""
+    runtime = backend_for_path(spec.path, config.runtime)  # an error if that runtime cannot open the file
     message: dict[str, Any] = {"name": names.classifier}
     if runtime_model is not None:
         message["backend"] = "python"
-    elif spec.format == "onnx":
+    elif runtime == "openvino":
+        message["backend"] = "openvino"
+        message["default_model_filename"] = "model.onnx"  # the backend reads ONNX when told the file name
+    elif runtime == "onnxruntime":
         message["platform"] = "onnxruntime_onnx"
     else:
         if config.device == "cpu":
@@ -108,8 +123,23 @@ def classifier_config(spec: ClassifierSpec, names: ModelNames, config: TritonRep
     kind = "KIND_CPU" if runtime_model is not None or config.device == "cpu" else "KIND_GPU"
     message["instance_group"] = _instances(config.instances, kind)
     if runtime_model is not None:
-        message["parameters"] = _parameters({"model_path": runtime_model})
+        options = {"threads": config.threads, "inference_precision": config.inference_precision}
+        message["parameters"] = _parameters(
+            {"model_path": runtime_model, "runtime": runtime, "runtime_options": json.dumps(options, sort_keys=True)}
+        )
+    elif runtime == "openvino":
+        message["parameters"] = _parameters(_openvino_parameters(config))
     return message
+
+
+def _openvino_parameters(config: TritonRepoConfig) -> dict[str, str]:
+    """The OpenVINO backend's own keys (its README): one stream per instance, for latency."""
+    parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    if config.threads:
+        parameters["INFERENCE_NUM_THREADS"] = str(config.threads)
+    if config.inference_precision == "bf16":
+        parameters["HINT_BF16"] = "YES"
+    return parameters
 
 
 def preprocess_config(spec: ClassifierSpec, names: ModelNames, config: TritonRepoConfig, max_batch: int) -> dict[str, Any]:

@@ -20,7 +20,7 @@ HINTS = {
     "serve": 'pip install "clca-deploy[serve]"',
     "plot": 'pip install "clca-deploy[plot]"',
     "core": 'pip install "clca-deploy" (a core dependency is missing or broken)',
-    "openvino": "pip install openvino",
+    "openvino": 'pip install "clca-deploy[openvino]"',
     "trt_jetson": (
         "use JetPack's TensorRT: create the venv with --system-site-packages "
         "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"

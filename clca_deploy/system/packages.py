@@ -167,5 +167,13 @@ def probe_matplotlib(ctx: Context) -> Check:
 def probe_openvino(ctx: Context) -> Check:
     version = dist_version("openvino")
     if version is None:
-        return Check("openvino", "note", "not installed (an optional CPU runtime)", HINTS["openvino"])
-    return Check("openvino", "ok", version)
+        detail = "not installed (optional x86 CPU runtime: predict / bench / serve --runtime openvino)"
+        return Check("openvino", "note", detail, HINTS["openvino"])
+    try:
+        import openvino
+
+        capabilities = list(openvino.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    except Exception as exc:  # noqa: BLE001 - a broken install is this row's finding, not a crash
+        return Check("openvino", "error", f"{version} does not start: {str(exc).splitlines()[-1]}", HINTS["openvino"])
+    bf16 = "bf16 on this CPU" if "BF16" in capabilities else "no bf16 on this CPU (f32 and int8 only)"
+    return Check("openvino", "ok", f"{version}, {bf16}")

@@ -60,9 +60,29 @@ def test_missing_model_file(tmp_path):
         open_backend(tmp_path / "nope.onnx")
 
 
-def test_backend_options_give_each_runtime_only_what_it_takes():
-    from clca_deploy.runtime import backend_options
+def test_runtime_options_give_each_runtime_only_what_it_takes():
+    from clca_deploy.runtime import RuntimeOptions
 
-    assert backend_options("onnxruntime", "cuda", 2) == {"provider": "cuda"}
-    assert backend_options("tensorrt", "cuda", 2) == {"device": 2}
-    assert backend_options("torch", "cuda", 2) == {}
+    options = RuntimeOptions(provider="cuda", device=2, threads=3, inference_precision="bf16")
+    assert options.for_backend("onnxruntime") == {"provider": "cuda", "threads": 3}
+    assert options.for_backend("openvino") == {
+        "inference_precision": "bf16", "performance_hint": "latency", "threads": 3, "cache_dir": None,
+    }
+    assert options.for_backend("tensorrt") == {"device": 2}
+    assert options.for_backend("torch") == {}
+
+
+def test_runtime_choice_by_file_type_and_request():
+    from clca_deploy.runtime import parse_runtimes, runtimes_for_path
+
+    assert runtimes_for_path("m.onnx") == ("onnxruntime", "openvino")
+    assert backend_for_path("m.onnx", "openvino") == "openvino"
+    assert backend_for_path("m.int8.onnx", None) == "onnxruntime"
+    with pytest.raises(ClcaDeployError, match="openvino cannot open m.engine; .engine files run on tensorrt"):
+        backend_for_path("m.engine", "openvino")
+    with pytest.raises(ClcaDeployError, match="unknown runtime 'tvm'"):
+        backend_for_path("m.onnx", "tvm")
+    assert parse_runtimes("onnxruntime, openvino,onnxruntime") == ("onnxruntime", "openvino")
+    assert parse_runtimes("") is None
+    with pytest.raises(ClcaDeployError, match="unknown runtime ort"):
+        parse_runtimes("ort,openvino")

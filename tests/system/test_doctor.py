@@ -227,3 +227,14 @@ def test_cli_doctor_table(monkeypatch):
     assert result.output.startswith("clca-deploy doctor: ")
     assert "  missing  TensorRT       not installed: needed for build-trt and .engine files\n" in result.output
     assert f"-> {TRT_SERVER_HINT}\n" in result.output
+
+
+def test_openvino_row_names_its_extra_when_missing_and_its_bf16_when_present(monkeypatch):
+    ctx = Context(jetson=None, gpus=(), gpu_reason="no GPU")
+    monkeypatch.setattr(packages, "dist_version", lambda name: None)
+    missing = packages.probe_openvino(ctx)
+    assert missing.status == "note" and missing.fix == 'pip install "clca-deploy[openvino]"'
+    pytest.importorskip("openvino")
+    monkeypatch.setattr(packages, "dist_version", lambda name: "2026.4.1")
+    present = packages.probe_openvino(ctx)
+    assert present.status == "ok" and present.detail.startswith("2026.4.1, ") and "bf16" in present.detail

@@ -2,7 +2,8 @@
 
 `clca-deploy serve` uses it where Triton's onnxruntime and tensorrt backends are absent (the
 server PyTriton ships has only the Python backend): the model file named in the config's
-``model_path`` parameter runs on onnxruntime or TensorRT exactly as `clca-deploy predict` runs it.
+``model_path`` parameter runs on the ``runtime`` parameter's runtime (onnxruntime, OpenVINO or TensorRT)
+exactly as `clca-deploy predict` runs it.
 Needs clca-deploy installed in the server's Python.
 """
 
@@ -11,7 +12,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from clca_deploy.runtime import backend_for_path, backend_options, open_backend
+from clca_deploy.runtime import RuntimeOptions, backend_for_path, open_backend
 from clca_deploy.runtime.predictor import infer
 
 
@@ -24,7 +25,9 @@ class TritonPythonModel:
         model_path = parameters["model_path"]
         # Triton places each instance on a GPU; an engine must run on that one.
         device = int(args.get("model_instance_device_id", 0)) if args.get("model_instance_kind") == "GPU" else 0
-        self.backend = open_backend(model_path, **backend_options(backend_for_path(model_path), device=device))
+        runtime = backend_for_path(model_path, parameters.get("runtime") or None)
+        options = RuntimeOptions(device=device, **json.loads(parameters.get("runtime_options", "{}")))
+        self.backend = open_backend(model_path, runtime, **options.for_backend(runtime))
         self.backend.__enter__()
 
     def execute(self, requests):
