@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -94,7 +95,8 @@ def print_deployed(described) -> None:
 
 
 def render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
-    from clca_deploy.bench.report import plot_accuracy_latency, print_table
+    from clca_deploy.bench.plot import plot_accuracy_latency
+    from clca_deploy.bench.table import print_table
 
     print_table(report)
     for skipped in report.skipped_images:
@@ -108,3 +110,25 @@ def render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:
             typer.echo(f"wrote {plot}")
         except ClcaDeployError as exc:
             typer.echo(f"no plot: {exc}", err=True)
+
+
+def bench_failure(report) -> str | None:
+    """One line when a benchmark measured nothing, or some model failed; None when every row ran or was skipped."""
+    failed = [result.label for result in report.results if result.status == "failed"]
+    if failed:
+        return f"bench: {len(failed)} of {len(report.results)} rows failed ({'; '.join(failed)}); the table says why."
+    if not any(result.status == "ok" for result in report.results):
+        return "bench: no model ran (every row was skipped); the table says why."
+    return None
+
+
+def print_predictions(run, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(run.to_dict(), indent=2))
+        return
+    for prediction in run.predictions:
+        best = ", ".join(f"{s.name} {100 * s.probability:.1f}%" for s in prediction.top)
+        typer.echo(f"{prediction.path}: {best}")
+    for path, reason in run.skipped:
+        typer.echo(f"skipped {path}: {reason}", err=True)
+    typer.echo(f"{len(run.predictions)} classified, {len(run.skipped)} skipped", err=True)

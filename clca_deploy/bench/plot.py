@@ -12,7 +12,7 @@ from clca_deploy.artifacts import atomic_output, check_output_path
 from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError
 
-if TYPE_CHECKING:  # report.py imports this module to re-export the views
+if TYPE_CHECKING:  # annotations only; report.py (the results) imports no view
     from clca_deploy.bench.report import BackendResult, BenchReport
 
 

@@ -1,7 +1,7 @@
 """Benchmark results as frozen dataclasses and their versioned JSON form.
 
 The JSON file is the record; the terminal table (``bench.table``) and the PNG plot
-(``bench.plot``) are views of the same objects. A backend that failed or was skipped
+(``bench.plot``) are views of the same objects; they import this module, never the reverse. A backend that failed or was skipped
 keeps its row with a status and a reason.
 """
 
@@ -14,8 +14,6 @@ from pathlib import Path
 
 from clca_deploy.artifacts import atomic_output
 from clca_deploy.bench.latency import LatencyStats
-from clca_deploy.bench.plot import plot_accuracy_latency  # noqa: F401  the views, importable from here too
-from clca_deploy.bench.table import print_table, render_table  # noqa: F401
 from clca_deploy.errors import ClcaDeployError
 
 # Optional fields added later (the power fields of LatencyStats) keep version 1: readers of version 1
@@ -73,7 +71,7 @@ class BackendResult:
     """One row of a benchmark: a model file run by one backend at one precision."""
 
     label: str  # display name, e.g. "onnxruntime int8 (model.int8.onnx)"
-    backend: str  # "torch" | "onnxruntime" | "tensorrt"
+    backend: str  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
     model_path: str
     precision: str  # "fp32" | "fp16" | "int8"
     keep_rate: tuple[float, ...] | None
@@ -84,6 +82,8 @@ class BackendResult:
     latency: dict[int, LatencyStats] = field(default_factory=dict)  # batch size -> stats
     accuracy: AccuracyResult | None = None
     peak_rss_mb: float | None = None
+    # The precision float work ran in where the runtime chooses it (OpenVINO: f32 or bf16); None elsewhere.
+    inference_precision: str | None = None
 
     def __post_init__(self) -> None:
         # Wrong values here are programming errors in the benchmark code, hence ValueError.
@@ -116,6 +116,7 @@ class BackendResult:
             "latency": {str(b): stats.to_dict() for b, stats in sorted(self.latency.items())},
             "accuracy": None if self.accuracy is None else self.accuracy.to_dict(),
             "peak_rss_mb": self.peak_rss_mb,
+            "inference_precision": self.inference_precision,
         }
 
     @classmethod
@@ -133,6 +134,7 @@ class BackendResult:
             latency={int(b): LatencyStats.from_dict(s) for b, s in d.get("latency", {}).items()},
             accuracy=None if d.get("accuracy") is None else AccuracyResult.from_dict(d["accuracy"]),
             peak_rss_mb=d.get("peak_rss_mb"),
+            inference_precision=d.get("inference_precision"),
         )
 
 

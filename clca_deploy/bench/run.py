@@ -11,11 +11,14 @@ import numpy as np
 
 from clca_deploy.bench.accuracy import accuracy_against
 from clca_deploy.bench.environment import environment
+from clca_deploy.bench.labels import image_size_note, labels_for_model, reference_mismatch
 from clca_deploy.bench.latency import measure_latency
+from clca_deploy.bench.limits import MAX_BATCH, available_memory_bytes, batch_too_large
 from clca_deploy.bench.memory import peak_rss_mb, reset_peak_rss
 from clca_deploy.bench.report import BackendResult, BenchReport, utc_now
 from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
+from clca_deploy.runtime.base import RuntimeOptions, runtimes_for_path
 
 WHAT_WAS_TIMED = (
     "host-to-host: one call on a preprocessed float32 batch already in host memory, returning host "
@@ -34,8 +37,10 @@ class BenchConfig:
     limit: int | None = None  # images used for accuracy (all by default)
     csv: str | None = None  # official CSV split inside ``data``
     image_folder: str | None = None
-    provider: str = "cpu"  # onnxruntime execution provider
-    device: int = 0  # CUDA device of TensorRT engines
+    # Runtimes each model runs on, where it can (an .onnx on onnxruntime and openvino: two rows);
+    # None: each file on its type's default runtime.
+    runtimes: tuple[str, ...] | None = None
+    runtime_options: RuntimeOptions = RuntimeOptions()
     progress: bool = True
     power: bool = True  # sample board power over the timed calls where the machine has a sensor
 
@@ -44,6 +49,9 @@ class BenchConfig:
             raise ClcaDeployError("nothing to benchmark: give --reference and/or --model.")
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
             raise ClcaDeployError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}.")
+        if max(self.batch_sizes) > MAX_BATCH:
+            raise ClcaDeployError(f"batch size {max(self.batch_sizes)} is above {MAX_BATCH}; time smaller batches.")
+        self.runtime_options.validate()
         if self.warmup < 0 or self.iters < 1:
             raise ClcaDeployError("--warmup must be >= 0 and --iters >= 1.")
 
@@ -73,7 +81,11 @@ class _ImageCache:
 
 def _label(backend, path: Path) -> str:
     keep = format_keep(backend.description.keep_rate)
-    return f"{backend.name} {backend.description.precision} keep {keep} ({path.name})"
+    precision = backend.description.precision
+    compute = getattr(backend, "inference_precision", None)
+    if compute and compute != "f32":  # an fp32 file run in bf16 is not the fp32 row
+        precision = f"{precision} ({compute})"
+    return f"{backend.name} {precision} keep {keep} ({path.name})"
 
 
 def _logits(backend, images: np.ndarray, progress: bool) -> np.ndarray:
@@ -93,9 +105,14 @@ def _latency(backend, images: np.ndarray, config: BenchConfig) -> tuple[dict, li
 
     stats, notes = {}, []
     sampler, power_reason = power_sampler_for(backend) if config.power else (None, "not measured: power disabled")
+    available = available_memory_bytes()
     for size in config.batch_sizes:
         if backend.input_spec.batch not in (None, size):
             notes.append(f"batch {size} not timed: the model is fixed at batch {backend.input_spec.batch}")
+            continue
+        too_large = batch_too_large(size, backend.input_spec.img_size, available)
+        if too_large:
+            notes.append(f"batch {size} not timed: {too_large}")
             continue
         batch = np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size]
         stats[size] = measure_latency(
@@ -116,44 +133,73 @@ def _reference_notes(backend, path: Path) -> list[str]:
     return ["reference is the FP32 ONNX on onnxruntime, not PyTorch: it was checked against PyTorch when exported"]
 
 
-def _measure(path: Path, is_reference: bool, config: BenchConfig, cache: _ImageCache, reference, log) -> tuple[BackendResult, np.ndarray | None]:
-    from clca_deploy.runtime import backend_for_path, backend_options, open_backend
+@dataclass(frozen=True)
+class _Reference:
+    description: object  # the reference backend's ModelDescription
+    logits: np.ndarray
 
-    kind = backend_for_path(path)
+
+def _failed_row(path: Path, kind: str, status: str, reason: str, is_reference: bool) -> BackendResult:
+    return BackendResult(
+        label=f"{kind} ({path.name})", backend=kind, model_path=str(path), precision="-", keep_rate=None,
+        status=status, reason=reason, is_reference=is_reference,
+    )
+
+
+def _scored(backend, path: Path, config: BenchConfig, cache: _ImageCache, reference: _Reference | None, log):
+    """Logits, accuracy and notes of one open backend; raises ClcaDeployError where scoring is meaningless."""
+    description = backend.description
+    notes = []
+    if reference is not None:
+        mismatch = reference_mismatch(description, reference.description)
+        if mismatch:
+            raise ClcaDeployError(f"not compared with the reference: {mismatch}")
+        notes.append(image_size_note(description, reference.description))
+    images, data_labels = cache.get(description.preprocess)
+    labels = labels_for_model(data_labels, cache.dataset.class_names, description.class_names, description.num_classes)
+    if labels.failure:
+        raise ClcaDeployError(f"not scored: {labels.failure}")
+    log(f"{_label(backend, path)}: logits on {len(images)} images")
+    logits = _logits(backend, images, config.progress)
+    accuracy = accuracy_against(logits, labels.labels, reference.logits if reference is not None else None)
+    return images, logits, accuracy, [note for note in (labels.note, *notes) if note]
+
+
+def _measure(path: Path, kind: str, is_reference: bool, config: BenchConfig, cache: _ImageCache,
+             reference: _Reference | None, log) -> tuple[BackendResult, _Reference | None]:
+    from clca_deploy.runtime import open_backend
+
     reset_peak_rss()
     try:
-        with open_backend(path, kind, **backend_options(kind, config.provider, config.device)) as backend:
+        with open_backend(path, kind, **config.runtime_options.for_backend(kind)) as backend:
             reference_notes = _reference_notes(backend, path) if is_reference else []
-            images, labels = cache.get(backend.description.preprocess)
-            log(f"{_label(backend, path)}: logits on {len(images)} images")
-            logits = _logits(backend, images, config.progress)
-            ref_logits = reference[1] if reference is not None else None
-            accuracy = accuracy_against(logits, labels, ref_logits)
+            images, logits, accuracy, notes = _scored(backend, path, config, cache, reference, log)
             log(f"{_label(backend, path)}: latency at batch {list(config.batch_sizes)}")
-            latency, notes = _latency(backend, images, config)
+            latency, latency_notes = _latency(backend, images, config)
             result = BackendResult(
-                label=_label(backend, path),
-                backend=backend.name,
-                model_path=str(path),
-                precision=backend.description.precision,
-                keep_rate=tuple(backend.description.keep_rate),
-                status="ok",
-                reason="; ".join(reference_notes + notes) or None,
-                is_reference=is_reference,
-                providers=tuple(getattr(backend, "providers", ())),
-                latency=latency,
-                accuracy=accuracy,
-                peak_rss_mb=peak_rss_mb(),
+                label=_label(backend, path), backend=backend.name, model_path=str(path),
+                precision=backend.description.precision, keep_rate=tuple(backend.description.keep_rate), status="ok",
+                reason="; ".join(reference_notes + notes + latency_notes) or None, is_reference=is_reference,
+                providers=tuple(getattr(backend, "providers", ())), latency=latency, accuracy=accuracy,
+                peak_rss_mb=peak_rss_mb(), inference_precision=getattr(backend, "inference_precision", None),
             )
-            return result, logits
+            return result, _Reference(backend.description, logits)
     except ClcaDeployError as exc:
         status = "skipped" if isinstance(exc, UnsupportedError) else "failed"
-        log(f"{path}: {status}: {exc}")
-        result = BackendResult(
-            label=f"{kind} ({path.name})", backend=kind, model_path=str(path), precision="-", keep_rate=None,
-            status=status, reason=str(exc), is_reference=is_reference,
-        )
-        return result, None
+        log(f"{path} on {kind}: {status}: {exc}")
+        return _failed_row(path, kind, status, str(exc), is_reference), None
+
+
+def rows_to_measure(models: tuple[Path, ...], runtimes: tuple[str, ...] | None) -> list[tuple[Path, str | None]]:
+    """(model, runtime) pairs in order: each model on each listed runtime that opens it.
+
+    A model none of the listed runtimes opens keeps a row (runtime None) that says so."""
+    rows: list[tuple[Path, str | None]] = []
+    for path in models:
+        able = runtimes_for_path(path)
+        chosen = [runtime for runtime in runtimes if runtime in able] if runtimes else [able[0]]
+        rows.extend((Path(path), runtime) for runtime in chosen or [None])
+    return rows
 
 
 def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchReport:
@@ -161,17 +207,21 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchR
     from clca_deploy.data import open_dataset
 
     config.validate()
+    rows = rows_to_measure(config.models, config.runtimes)
+    reference_kind = runtimes_for_path(config.reference)[0] if config.reference is not None else None
     dataset = open_dataset(config.data, csv=config.csv, image_folder=config.image_folder)
     cache = _ImageCache(dataset, config.limit, config.progress)
     results: list[BackendResult] = []
     reference = None
     if config.reference is not None:
-        result, logits = _measure(Path(config.reference), True, config, cache, None, log)
+        result, reference = _measure(Path(config.reference), reference_kind, True, config, cache, None, log)
         results.append(result)
-        if logits is not None:
-            reference = (result, logits)
-    for path in config.models:
-        result, _ = _measure(Path(path), False, config, cache, reference, log)
+    for path, kind in rows:
+        if kind is None:
+            reason = f"none of the runtimes {', '.join(config.runtimes)} opens {path.suffix} files ({', '.join(runtimes_for_path(path))} do)"
+            results.append(_failed_row(path, runtimes_for_path(path)[0], "skipped", reason, False))
+            continue
+        result, _ = _measure(path, kind, False, config, cache, reference, log)
         results.append(result)
     num_readable = next(iter(cache.arrays.values()))[0].shape[0] if cache.arrays else 0
     return BenchReport(
@@ -182,6 +232,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchR
             "num_images": min(len(dataset), config.limit or len(dataset)),
             "num_readable": num_readable,
             "labelled": dataset.labelled,
+            "class_names": list(dataset.class_names) if dataset.class_names else None,
         },
         skipped_images=tuple({"path": str(s.path), "reason": s.reason} for s in cache.skipped),
         timing={

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from clca_deploy.errors import ClcaDeployError
 
-if TYPE_CHECKING:  # report.py imports this module to re-export the views
+if TYPE_CHECKING:  # annotations only; report.py (the results) imports no view
     from clca_deploy.bench.report import BackendResult, BenchReport
 
 STATUS_STYLES = {"ok": "green", "failed": "bold red", "skipped": "yellow"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -27,11 +28,12 @@ def test_bench_reference_and_onnx_on_real_leaves(plain_onnx, tmp_path, monkeypat
         ["clca-deploy", "bench", "--data", str(data), "--reference", str(checkpoint), "--model", str(onnx_path),
          "--model", str(missing), "--batch-sizes", "1,4", "--warmup", "1", "--iters", "3", "--out", str(out)],
     )
-    try:
+    with pytest.raises(SystemExit) as exit_info:
         cli.main()
-    except SystemExit as exc:
-        assert not exc.code
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
+    # The missing model fails its row, and the run says so with exit code 1 after writing the report.
+    assert exit_info.value.code == 1 and "1 of 3 rows failed" in captured.err
 
     report = load_report(out)
     reference, deployed, failed = report.results
@@ -90,3 +92,70 @@ def test_sweep_exports_each_keep_rate_and_reuses_them(tmp_path):
     lines = []
     run_sweep(config, log=lines.append)
     assert sum("reusing" in line for line in lines) == 2
+
+
+def _named_copy(onnx_path, tmp_path, names):
+    """The export with class names in its metadata, as `clca-deploy train` checkpoints give their exports."""
+    import onnx
+
+    from clca_deploy.metadata import metadata_props, write_metadata
+
+    model = onnx.load(str(onnx_path))
+    props = metadata_props(model)
+    props["class_names"] = json.dumps(list(names))
+    write_metadata(model, props)
+    path = tmp_path / "named.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_split_missing_a_class_scores_what_predict_names_imply(plain_onnx, tmp_path):
+    from clca_deploy.runtime import open_backend, predict_images
+
+    _, onnx_path = plain_onnx
+    leaves = require_shared(LEAVES_DIR / "test")
+    classes = sorted(p.name for p in leaves.iterdir() if p.is_dir())
+    named = _named_copy(onnx_path, tmp_path, classes)
+    split = tmp_path / "split"
+    for name in classes[1:]:  # the first class is missing: every folder position shifts by one
+        (split / name).mkdir(parents=True)
+        for image in sorted((leaves / name).iterdir())[:3]:
+            (split / name / image.name).symlink_to(image)
+    config = BenchConfig(models=(named,), data=split, batch_sizes=(1,), warmup=0, iters=1, progress=False, power=False)
+    row = run_bench(config, log=lambda _: None).results[0]
+    with open_backend(named) as backend:
+        run = predict_images(backend, [split], top_k=1, progress=False)
+    correct = sum(p.top[0].name == Path(p.path).parent.name for p in run.predictions)
+    assert row.status == "ok" and row.accuracy.num_images == len(run.predictions) == 42
+    assert row.accuracy.top1 == pytest.approx(100.0 * correct / len(run.predictions))
+    assert "1 of the model's classes have no images" in row.reason
+
+
+def test_renamed_class_folders_fail_the_row_instead_of_scoring_silently(plain_onnx, tmp_path):
+    _, onnx_path = plain_onnx
+    leaves = require_shared(LEAVES_DIR / "test")
+    classes = sorted(p.name for p in leaves.iterdir() if p.is_dir())
+    named = _named_copy(onnx_path, tmp_path, classes)
+    split = tmp_path / "renamed"
+    for position, name in enumerate(classes[:2]):
+        (split / f"class_{position}").mkdir(parents=True)
+        image = sorted((leaves / name).iterdir())[0]
+        (split / f"class_{position}" / image.name).symlink_to(image)
+    config = BenchConfig(models=(named,), data=split, batch_sizes=(1,), warmup=0, iters=1, progress=False, power=False)
+    row = run_bench(config, log=lambda _: None).results[0]
+    assert row.status == "failed" and "'class_0'" in row.reason and "not among the model's 15 classes" in row.reason
+
+
+def test_onnxruntime_and_openvino_rows_against_the_pytorch_reference(plain_onnx):
+    pytest.importorskip("openvino")
+    checkpoint, onnx_path = plain_onnx
+    data = require_shared(LEAVES_DIR / "test")
+    config = BenchConfig(
+        models=(onnx_path,), data=data, reference=checkpoint, batch_sizes=(2,), warmup=0, iters=1, limit=30,
+        runtimes=("onnxruntime", "openvino"), progress=False, power=False,
+    )
+    reference, ort, ov = run_bench(config, log=lambda _: None).results
+    assert (reference.backend, ort.backend, ov.backend) == ("torch", "onnxruntime", "openvino")
+    assert ov.status == "ok" and ov.inference_precision == "f32" and ort.inference_precision is None
+    assert ov.accuracy.top1_agreement == 100.0 and ov.accuracy.max_abs_logit_error < 2e-4
+    assert ov.accuracy.top1 == ort.accuracy.top1 == reference.accuracy.top1

@@ -15,9 +15,9 @@ from clca_deploy.bench.report import (
     BackendResult,
     BenchReport,
     load_report,
-    plot_accuracy_latency,
-    render_table,
 )
+from clca_deploy.bench.plot import plot_accuracy_latency
+from clca_deploy.bench.table import render_table
 from clca_deploy.errors import ClcaDeployError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -188,7 +188,7 @@ def test_numpy_scalars_and_tuples_survive_the_round_trip(tmp_path):
 
 
 def test_print_table_to_a_pipe_does_not_cut_numbers(capsys):
-    from clca_deploy.bench.report import print_table
+    from clca_deploy.bench.table import print_table
 
     report = make_report()
     print_table(report)  # stdout is captured, not a terminal: rich alone would assume 80 columns
