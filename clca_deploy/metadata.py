@@ -81,13 +81,13 @@ def write_metadata(onnx_model, props: dict[str, str]) -> None:
 def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxModelInfo:
     if FORMAT_KEY not in props:
         raise ClcaDeployError(
-            f"{source} has no clca-deploy metadata; export it with `clca-deploy export` "
-            "(or pass the preprocessing settings explicitly)."
+            f"{source} has no clca-deploy metadata (image size, preprocessing, classes); export the "
+            "checkpoint with `clca-deploy export`, which writes them into the file."
         )
     try:
         get = lambda key: json.loads(props[key])  # noqa: E731
         names = get("class_names") if "class_names" in props else None
-        return OnnxModelInfo(
+        info = OnnxModelInfo(
             model=props["model"],
             method=props["method"],
             backbone=props["backbone"],
@@ -113,6 +113,12 @@ def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxMode
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise ClcaDeployError(f"{source} has damaged clca-deploy metadata ({exc}); export it again.") from exc
+    if info.class_names is not None and len(info.class_names) != info.num_classes:
+        raise ClcaDeployError(
+            f"{source} names {len(info.class_names)} classes in its metadata for {info.num_classes} outputs; "
+            "the metadata was edited or damaged: export it again."
+        )
+    return info
 
 
 def load_onnx_structure(path: str | Path):
@@ -151,8 +157,18 @@ def onnx_input(onnx_path: Path) -> tuple[str, int | None, dict[str, str]]:
 
 
 def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
-    """Metadata of an exported ONNX file, read without loading its weights."""
-    return parse_metadata(metadata_props(load_onnx_structure(path)), source=str(path))
+    """Metadata of an exported ONNX file, read without loading its weights, checked against the graph's
+    output width (a runtime names each score by it)."""
+    model = load_onnx_structure(path)
+    info = parse_metadata(metadata_props(model), source=str(path))
+    dims = model.graph.output[0].type.tensor_type.shape.dim if len(model.graph.output) == 1 else ()
+    width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
+    if width is not None and width != info.num_classes:
+        raise ClcaDeployError(
+            f"{path} gives {width} scores per image but its metadata describes {info.num_classes} classes; "
+            "the file was edited or damaged: export it again."
+        )
+    return info
 
 
 def is_export_of(path: str | Path, checkpoint_sha256: str, keep_rate: float, precision: str = "fp32") -> bool:

@@ -27,6 +27,15 @@ def cache_dir() -> Path:
     return Path(root) / "calibration"
 
 
+def check_cache_folder() -> Path:
+    """The cache folder, refused in one line now if it cannot be made or written."""
+    from clca_deploy.artifacts import check_output_folder
+
+    return check_output_folder(
+        cache_dir(), "calibration cache folder", advice="set CLCA_DEPLOY_CACHE to another folder, or pass --no-cache"
+    )
+
+
 @dataclass(frozen=True)
 class CalibrationSet:
     images: np.ndarray  # [N, 3, S, S] float32, preprocessed
@@ -78,6 +87,8 @@ def calibration_images(
         with np.load(path) as cached:
             skipped = tuple(tuple(pair) for pair in json.loads(str(cached["skipped"])))
             return CalibrationSet(cached["images"], skipped, path, from_cache=True)
+    if use_cache:
+        check_cache_folder()  # before any image is decoded, not when the cache is written after them
     records = spread_order(dataset.records, num_images)
     subset = type(dataset)(records=records, class_names=dataset.class_names, root=dataset.root, kind=dataset.kind)
     reader = iter_batches(subset, PreprocessConfig.from_dict(preprocess), 32, limit=num_images, progress=progress)

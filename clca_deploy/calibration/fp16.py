@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from clca_deploy.artifacts import atomic_output, check_output_path
+from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs
 from clca_deploy.errors import ClcaDeployError
 
 # LayerNorm statistics and softmax sums overflow or lose precision in fp16; TopK decides
@@ -61,6 +61,7 @@ def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None
 
     started = time.perf_counter()
     output = check_output_path(output)
+    refuse_overwriting_inputs([output], [onnx_path])
     info = read_onnx_metadata(onnx_path)
     if info.precision != "fp32":
         raise ClcaDeployError(f"{onnx_path} is already {info.precision}; convert the FP32 export.")

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from clca_deploy.artifacts import atomic_output, check_output_path
+from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs
 from clca_deploy.calibration.batches import calibration_images
 from clca_deploy.calibration.qdq import check_qdq_conventions, select_int8_nodes
 from clca_deploy.errors import ClcaDeployError
@@ -100,6 +100,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     started = time.perf_counter()
     config.validate()
     output = check_output_path(output)
+    refuse_overwriting_inputs([output], [onnx_path, config.data])
     info = read_onnx_metadata(onnx_path)
     if info.precision != "fp32":
         raise ClcaDeployError(f"{onnx_path} is already {info.precision}; calibrate the FP32 export.")

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clca_deploy.artifacts import atomic_output, check_output_path, sha256_file
+from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs, sha256_file
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.metadata import build_metadata, write_metadata
 from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, misread_grid_samples, op_census
@@ -33,6 +33,7 @@ class ExportConfig:
     tolerance: float = 1e-3  # max abs logit error against PyTorch
     verify_images: int = 8
     data: Path | None = None  # real images for the parity check (else synthetic)
+    checkpoint_args: Path | None = None  # JSON of train.py args, for a checkpoint without them (bare state dict)
 
     def validate(self) -> None:
         if self.keep_rate is not None and not 0.0 < self.keep_rate <= 1.0:
@@ -146,12 +147,15 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     import torch
 
     from clca_deploy.model import load_checkpoint
+    from clca_deploy.model.checkpoint import read_settings_file
     from clca_deploy.model.deploy import for_inference, with_input_size, with_keep_rate
 
     started = time.perf_counter()
     config.validate()
     output = check_output_path(output)
-    trained = load_checkpoint(checkpoint)
+    refuse_overwriting_inputs([output], [checkpoint, config.data, config.checkpoint_args])
+    settings = read_settings_file(config.checkpoint_args) if config.checkpoint_args is not None else {}
+    trained = load_checkpoint(checkpoint, **settings)
     if trained.config.family == "glsim" and config.opset > GRID_SAMPLE_MAX_OPSET:
         raise ClcaDeployError(
             f"GLSim's crop is a GridSample, which TensorRT's parser runs as nearest-neighbour from opset 20 on; "

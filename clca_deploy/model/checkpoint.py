@@ -41,8 +41,50 @@ class CheckpointInfo:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# torch.save writes a zip archive, or in its legacy format a pickle that opens with the protocol
+# opcode 0x80; a file starting otherwise (text, an image, an ONNX graph) is not a checkpoint.
+_TORCH_SAVE_HEADS = (b"PK\x03\x04", b"\x80")
+_EXPECTED = "expected a .pth/.safetensors from train.py or `clca-deploy train`"
+
+
+def _not_a_checkpoint(path: Path, why: str, damaged: bool = False) -> CheckpointError:
+    advice = "; if it is one, it is damaged or incomplete: re-copy it" if damaged else ""
+    return CheckpointError(f"{path} is not a valid checkpoint ({why}): {_EXPECTED}{advice}.")
+
+
+def _describe_start(head: bytes) -> str:
+    if not head:
+        return "it is empty"
+    line = head.split(b"\n", 1)[0][:24]
+    text = line.decode("ascii", errors="replace")
+    if text.isprintable() and "\ufffd" not in text:
+        return f"it starts with the text {text!r}"
+    return f"it starts with the bytes {head[:8].hex(' ')}"
+
+
+def check_checkpoint_file(path: str | Path) -> Path:
+    """A cheap look (no unpickling) at whether ``path`` can be a checkpoint, so that a command taking
+    one as a later input (``train --init``) refuses a wrong file before its work, not after it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Check the path.")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}.") from exc
+    if path.suffix == ".safetensors":
+        return path  # its header is JSON; safetensors itself says what is wrong with it
+    if not head.startswith(_TORCH_SAVE_HEADS):
+        raise _not_a_checkpoint(path, _describe_start(head))
+    if head.startswith(b"PK") and not zipfile.is_zipfile(path):  # a zip cut short has no central directory
+        raise _not_a_checkpoint(path, "a zip archive without its end", damaged=True)
+    return path
+
+
 def read_pickled_checkpoint(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with only ``argparse.Namespace`` allowed, and clear errors."""
+    path = check_checkpoint_file(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
@@ -50,18 +92,18 @@ def read_pickled_checkpoint(path: Path) -> Any:
         message = str(exc)
         blocked = re.search(r"GLOBAL ([\w.]+)", message)
         if blocked is None and "global" not in message.lower():
-            raise CheckpointError(f"cannot read {path}: it is not a valid checkpoint (damaged pickle). Re-copy it.") from exc
+            raise _not_a_checkpoint(path, "a damaged pickle", damaged=True) from exc
         what = blocked.group(1) if blocked else "an unknown class"
         raise CheckpointError(
             f"refused to load {path}: its pickle holds {what}, and only tensors, plain containers and "
             "argparse.Namespace are allowed. Nothing in it was executed. Re-save the weights as a state "
             "dict or .safetensors from a trusted environment."
         ) from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise CheckpointError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Is the file complete? Re-copy or re-download it."
-        ) from exc
+    except MemoryError:
+        raise
+    except Exception as exc:  # torch.load raises IndexError, KeyError, RuntimeError... on bytes it cannot parse
+        first_sentence = str(exc).split(". ")[0].splitlines()[0][:120] if str(exc).strip() else "no details"
+        raise _not_a_checkpoint(path, f"{type(exc).__name__}: {first_sentence}", damaged=True) from exc
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -73,7 +115,14 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, st
             metadata = handle.metadata() or {}
         return load_file(str(path), device="cpu"), metadata
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"cannot read {path} as safetensors ({exc}). Is the file complete?") from exc
+        raise _not_a_checkpoint(path, f"not readable as safetensors: {exc}", damaged=True) from exc
+
+
+def _safetensors_json(path: Path, metadata: Mapping[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except ValueError as exc:
+        raise CheckpointError(f"{path}: its safetensors metadata '{key}' is not valid JSON ({exc}); re-save it.") from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -91,10 +140,12 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes). Re-copy it.")
     if path.suffix == ".safetensors":
         state_dict, metadata = _read_safetensors(path)
-        args = json.loads(metadata[SAFETENSORS_CONFIG_KEY]) if SAFETENSORS_CONFIG_KEY in metadata else None
+        args = _safetensors_json(path, metadata, SAFETENSORS_CONFIG_KEY) if SAFETENSORS_CONFIG_KEY in metadata else None
+        if args is not None and not isinstance(args, Mapping):
+            raise CheckpointError(f"{path}: its safetensors metadata '{SAFETENSORS_CONFIG_KEY}' is not a JSON object.")
         extras = {}
         if SAFETENSORS_CLASSES_KEY in metadata:
-            extras["class_names"] = json.loads(metadata[SAFETENSORS_CLASSES_KEY])
+            extras["class_names"] = _safetensors_json(path, metadata, SAFETENSORS_CLASSES_KEY)
         return state_dict, args, "safetensors", extras
     obj = read_pickled_checkpoint(path)
     if isinstance(obj, Mapping) and "model" in obj and _is_state_dict(obj["model"]):
@@ -108,8 +159,8 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         return dict(obj["model"]), (dict(args) if args is not None else None), "official", extras
     if _is_state_dict(obj):
         return dict(obj), None, "state_dict", {}
-    raise CheckpointError(
-        f"{path} is neither a train.py checkpoint ({{'model': state_dict, 'args': ...}}) nor a state dict."
+    raise _not_a_checkpoint(
+        path, f"it holds a {type(obj).__name__}, neither {{'model': state_dict, 'args': ...}} nor a state dict"
     )
 
 
@@ -160,8 +211,11 @@ def model_from_state_dict(
 
 
 def _load_fgir(path: str | Path, state_dict: dict, fmt: str, extras: dict, settings: dict) -> FgirModel:
-    """An official ILA / GLSim checkpoint: its own 'config' decides everything."""
-    if settings:
+    """An official ILA / GLSim checkpoint: its own 'config' decides everything (``settings`` stand in
+    for it only where the file has none: bare fgir_vit state dicts with ``--config``)."""
+    if settings and extras.get("config") is None:
+        extras = {**extras, "config": settings}
+    elif settings:
         raise ConfigError(
             f"{path} is an official ILA/GLSim checkpoint; its settings come from its own config, so "
             f"{', '.join(sorted(settings))} cannot be set (those options are for CLCA checkpoints)."
@@ -195,8 +249,10 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
         settings["keep_rate"] = [settings["keep_rate"]]
     if args is None and not settings:
         raise CheckpointError(
-            f"{path} holds weights only; pass the settings it was trained with "
-            "(at least model=..., num_classes=..., input_size=...)."
+            f"{path} holds weights only: pass the settings it was trained with as a JSON file of its train.py "
+            "args, --config ARGS.json (info, export; train takes --init-config), e.g. "
+            '{"model": "evit_vit_tiny_patch16_224", "input_size": 224, "num_classes": 10, "keep_rate": [0.1], '
+            '"clc": true, "num_clr": 1, "ifa_head": true}; predict and bench then take the .onnx that export writes.'
         )
     base = dict(args or {})
     overridden = tuple(k for k in settings if k in base and base[k] != settings[k])
@@ -214,3 +270,22 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
         epoch=extras.get("epoch"),
     )
     return model
+
+
+def read_settings_file(path: str | Path) -> dict[str, Any]:
+    """The settings a checkpoint was trained with, from a JSON object of official train.py args
+    (``--config ARGS.json``: what a bare state dict lacks). Unknown keys are ignored, so a dump
+    of ``vars(args)`` works as it is."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"settings file {path} not found; give a JSON file of the checkpoint's train.py args.") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"cannot read settings file {path} as JSON ({type(exc).__name__}: {exc}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"settings file {path} holds a JSON {type(data).__name__}; expected an object of train.py args "
+            'such as {"model": "evit_vit_tiny_patch16_224", "num_classes": 10, ...}.'
+        )
+    return data

@@ -7,6 +7,7 @@ serves it with numpy and pillow and nothing of this project installed.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clca_deploy import __version__
-from clca_deploy.artifacts import atomic_folder
+from clca_deploy.artifacts import atomic_folder, check_writable_folder
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.serving.pbtxt import to_pbtxt
@@ -35,6 +36,9 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # The clca_deploy modules each Python model runs, copied beside its model.py (package-relative paths).
 PREPROCESS_MODULES = ("errors.py", "data/images.py", "data/preprocess.py")
 POSTPROCESS_MODULES = ("runtime/scores.py",)
+# In every repository this tool writes: `--overwrite` replaces only folders holding it. Triton reads
+# only the model subfolders of a repository, so a file at its top is ignored there.
+REPOSITORY_MARKER = ".clca-deploy-triton-repo"
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,16 @@ def write_triton_repository(
     """
     spec = read_classifier_spec(model_path)
     output = Path(output)
-    _check_destination(output, overwrite)
+    _check_destination(output, overwrite, Path(model_path))
     max_batch = resolve_max_batch(spec, config.max_batch)
     names = ModelNames.for_name(config.name)
     with atomic_folder(output) as staging:
         _write_models(staging, spec, names, config, max_batch, runtime_classifier)
+        (staging / REPOSITORY_MARKER).write_text(
+            f"A Triton model repository written by clca-deploy {__version__} from {spec.path.name}.\n"
+            "`clca-deploy triton-repo --overwrite` replaces only folders holding this file.\n",
+            encoding="utf-8",
+        )
     return TritonRepository(
         path=str(output),
         model=names.ensemble,
@@ -145,10 +154,27 @@ def _copy_modules(version_dir: Path, modules: tuple[str, ...]) -> None:
             folder = folder.parent
 
 
-def _check_destination(output: Path, overwrite: bool) -> None:
-    if not output.parent.is_dir():
-        raise ClcaDeployError(f"folder {output.parent} does not exist; create it first (mkdir -p {output.parent}).")
+def _check_destination(output: Path, overwrite: bool, model_path: Path) -> None:
+    """Everything refused before a file is written: replacing a folder deletes all it holds, so only a
+    repository this tool wrote (it holds REPOSITORY_MARKER) is ever replaced, and never one holding the
+    model or the current folder."""
     if output.exists() and not output.is_dir():
         raise ClcaDeployError(f"{output} is a file; give a folder for the model repository.")
-    if output.is_dir() and any(output.iterdir()) and not overwrite:
+    absolute = Path(os.path.abspath(output))
+    target = absolute.resolve()
+    if Path.cwd().resolve().is_relative_to(target):
+        raise ClcaDeployError(f"{output} is the current folder or holds it; give a new folder for the model repository.")
+    if model_path.resolve().is_relative_to(target):
+        raise ClcaDeployError(
+            f"{output} holds the input model {model_path}; replacing it would delete that model. Give a new folder."
+        )
+    check_writable_folder(absolute.parent, "folder")  # the new repository is staged there
+    if not output.is_dir() or not any(output.iterdir()):
+        return
+    if not (output / REPOSITORY_MARKER).is_file():
+        raise ClcaDeployError(
+            f"{output} is not empty and has no {REPOSITORY_MARKER} file, so it is not a repository clca-deploy "
+            "wrote; --overwrite replaces only those. Choose a new folder (or empty this one yourself)."
+        )
+    if not overwrite:
         raise ClcaDeployError(f"{output} is not empty; choose a new folder, or pass --overwrite to replace it.")

@@ -10,13 +10,14 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
-from clca_deploy.artifacts import check_output_path
+from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.data import PreprocessConfig, open_dataset
 from clca_deploy.errors import ClcaDeployError, ConfigError
+from clca_deploy.model.checkpoint import check_checkpoint_file
 from clca_deploy.train.checkpoint import read_training_state
 from clca_deploy.train.config import TrainConfig
 from clca_deploy.train.data import read_resized_split
@@ -98,21 +99,26 @@ def train(
     test: Path | None = None,
     resume: bool = False,
     init: Path | None = None,
+    init_settings: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> TrainResult:
-    """Train (or fine-tune) a CLCA, ILA or GLSim model on an ImageFolder split; writes an official-format checkpoint."""
-    output = check_output_path(output)
-    if resume and not output.is_file():
-        raise ConfigError(f"--resume needs an existing checkpoint at {output}; none is there.")
-    if not resume and output.exists():
-        raise ConfigError(f"{output} exists; pass --resume to continue that run, or choose another -o.")
-    family = family_for(config, init, resume=resume)
+    """Train (or fine-tune) a CLCA, ILA or GLSim model on an ImageFolder split; writes an official-format checkpoint.
+
+    ``init_settings``: the train.py args of an ``init`` checkpoint that lacks them (a bare state dict).
+    """
+    output, state = _check_output_and_resume(output, resume, init)
+    family = family_for(config, init, resume=resume, init_settings=init_settings)
     train_dir, test_dir = resolve_splits(data, test)
     train_set = open_dataset(train_dir)
     if train_set.class_names is None:
         raise ClcaDeployError(f"{train_dir} is not an ImageFolder split (<dir>/<class>/<image>); cannot train on it.")
     class_names = train_set.class_names
+    if len(class_names) < 2:
+        raise ConfigError(
+            f"{train_dir} has {len(class_names)} class folder ({', '.join(class_names)}): a classifier needs at least two "
+            "classes, one per subfolder (<dir>/<class>/<image>); with one, every image is 'right' and nothing is learnt."
+        )
     torch.manual_seed(config.seed)  # the model's own initialisers draw from the global generator
     model = family.build(class_names)
     model_settings = model.config
@@ -122,6 +128,7 @@ def train(
 
     log(f"train    {train_dir}: {len(train_set)} images, {len(class_names)} classes")
     split = read_resized_split(train_set, family.train_resize_size(model))
+    _refuse_classes_without_images(split, class_names, train_dir)
     skipped = [f"{s.path}: {s.reason}" for s in split.skipped]
     for line in skipped:
         log(f"skipped  {line}")
@@ -150,8 +157,7 @@ def train(
     epochs = config.epochs
     start_epoch, step, resumed_from = 0, 0, None
     history: list[EpochRecord] = []
-    if resume:
-        state = read_training_state(output)
+    if state is not None:
         family.check_resumable(state, model)
         model.load_state_dict(family.resume_weights(state, model), strict=True)
         optimizer.load_state_dict(state["optimizer"])
@@ -241,6 +247,32 @@ def train(
         cpu_seconds=time.process_time() - cpu_start, precision=precision, device=str(device), test_top1=final_top1,
         history=tuple(history), settings=config.to_dict(),
     )
+
+
+def _check_output_and_resume(output: Path, resume: bool, init: Path | None) -> tuple[Path, dict[str, Any] | None]:
+    """Everything about the checkpoint paths that can be refused before a single image is read:
+    (the output, the run's state when resuming)."""
+    output = check_output_path(output)
+    refuse_overwriting_inputs([output], [init])
+    if resume and not output.is_file():
+        raise ConfigError(f"--resume needs an existing checkpoint at {output}; none is there.")
+    if not resume and output.exists():
+        raise ConfigError(f"{output} exists; pass --resume to continue that run, or choose another -o.")
+    if init is not None and not resume:
+        check_checkpoint_file(init)  # a wrong file is found now, not after the split is decoded
+    return output, (read_training_state(output) if resume else None)
+
+
+def _refuse_classes_without_images(split, class_names, train_dir: Path) -> None:
+    """Every class needs readable images: a class without any cannot be learnt, yet the run would report
+    its accuracy as if it could (its folder exists, so the class count is right)."""
+    present = set(split.labels.unique().tolist())
+    empty = [name for label, name in enumerate(class_names) if label not in present]
+    if empty:
+        raise ClcaDeployError(
+            f"class folder(s) {empty[:5]}{' ...' if len(empty) > 5 else ''} in {train_dir} have no readable images "
+            "(all were skipped); add images or remove the folder(s)."
+        )
 
 
 def _epochs_for_budget(budget: float, first_epoch: float, train_images: int, test_images: int, evaluations: int) -> int:

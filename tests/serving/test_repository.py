@@ -26,7 +26,9 @@ def test_repository_layout_and_configs(plain_onnx, tmp_path):
     result = _repository(plain_onnx, tmp_path, name="leaf", max_batch=4)
     root = Path(result.path)
     assert result.model == "leaf" and result.classifier_format == "onnx" and result.max_batch == 4
-    assert sorted(p.name for p in root.iterdir()) == ["leaf", "leaf_classifier", "leaf_postprocess", "leaf_preprocess"]
+    assert sorted(p.name for p in root.iterdir()) == [
+        ".clca-deploy-triton-repo", "leaf", "leaf_classifier", "leaf_postprocess", "leaf_preprocess"
+    ]
     for model in result.models:
         config = parse_model_config(root / model / "config.pbtxt")
         assert config.name == model and config.max_batch_size == 4
@@ -82,8 +84,12 @@ def test_existing_folders_are_kept_unless_overwrite(plain_onnx, tmp_path):
     with pytest.raises(ClcaDeployError, match="not empty.*--overwrite"):
         write_triton_repository(onnx_path, target)
     assert (target / "mine.txt").read_text() == "keep me"
-    write_triton_repository(onnx_path, target, overwrite=True)
-    assert not (target / "mine.txt").exists() and (target / "clca" / "config.pbtxt").is_file()
+    # A folder this tool did not write is never replaced, --overwrite or not (tests/test_outputs_safety.py).
+    (target / "mine.txt").unlink()
+    write_triton_repository(onnx_path, target, TritonRepoConfig(top_k=2))
+    before = (target / "clca_postprocess" / "config.pbtxt").read_text()
+    write_triton_repository(onnx_path, target, TritonRepoConfig(top_k=3), overwrite=True)
+    assert (target / "clca_postprocess" / "config.pbtxt").read_text() != before
     assert [p.name for p in tmp_path.iterdir()] == ["repo"]
 
 

@@ -102,7 +102,8 @@ def config_from_checkpoint(config: Any, source: str) -> FgirConfig:
     if not isinstance(config, Mapping):
         raise CheckpointError(
             f"{source} holds official fgir_vit (ILA/GLSim) weights but no 'config' Namespace; load the file "
-            "the official train.py saved, which carries its settings."
+            "the official train.py saved, which carries its settings, or give that config as a JSON object "
+            "(vars of its Namespace) with --config CONFIG.json."
         )
     try:
         return config_from_args(config)
