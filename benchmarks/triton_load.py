@@ -5,7 +5,8 @@ runtime once over the same images for the reference answers, then for each clien
 sends a bounded number of requests (one encoded image each, N clients each with its own HTTP
 connection and thread). Reports throughput, p50/p90/p99 latency per request (client-side,
 from sending the JPEG to holding the parsed answer), errors, the batch sizes Triton formed,
-and whether every answer equals the direct runtime's for that image.
+and whether every answer names the direct runtime's classes for that image with scores within
+the tolerance of the model's precision (serving/compare.py).
 
     python benchmarks/triton_load.py --model benchmarks/work/trained_leaves/leaves.int8.onnx \\
         --data ../shared/data/leaves/test --out benchmarks/results/triton_load.json
@@ -29,7 +30,8 @@ from clca_deploy.bench.environment import environment
 from clca_deploy.runtime.predictor import collect_images
 from clca_deploy.serving import ServeConfig, running_server
 from clca_deploy.serving.check import direct_answers
-from clca_deploy.serving.client import classify, matches
+from clca_deploy.serving.client import classify
+from clca_deploy.serving.compare import compare_answer, score_tolerance
 from clca_deploy.serving.server import free_port
 
 TOP_K = 5
@@ -42,7 +44,7 @@ def classifier_counts(client, model: str, token: str) -> tuple[int, int]:
     return int(entry["inference_count"]), int(entry["execution_count"])
 
 
-def load_run(url: str, model: str, images: list[Path], expected: dict, clients: int, requests: int) -> dict:
+def load_run(url: str, model: str, images: list[Path], expected: dict, tolerance: float, clients: int, requests: int) -> dict:
     import tritonclient.http as triton_http
 
     encoded = {path: path.read_bytes() for path in images}
@@ -74,8 +76,9 @@ def load_run(url: str, model: str, images: list[Path], expected: dict, clients: 
                 reference = expected[path]
                 with lock:
                     latencies.append(elapsed * 1000.0)
-                    if not matches(answer, reference):
-                        mismatches.append(f"{path.name}: served {answer.class_ids} vs direct {[s.index for s in reference]}")
+                    difference = compare_answer(path.name, answer, reference)
+                    if not (difference.same_top_k and difference.scores_within(tolerance)):
+                        mismatches.append(difference.describe())
 
     threads = [threading.Thread(target=client_loop) for _ in range(clients)]
     started = time.perf_counter()
@@ -116,7 +119,8 @@ def main() -> None:
 
     images = collect_images([args.data])
     started = time.perf_counter()
-    expected = direct_answers(args.model, images, TOP_K)
+    direct = direct_answers(args.model, images, TOP_K)
+    expected, tolerance = direct.top, score_tolerance(direct.precision)
     direct_seconds = time.perf_counter() - started
     print(f"direct runtime: {len(images)} images in {direct_seconds:.1f} s ({len(images) / direct_seconds:.1f} images/s, batch 16)")
     config = ServeConfig(port=free_port(), max_batch=args.max_batch, top_k=TOP_K, name="leaves")
@@ -128,7 +132,7 @@ def main() -> None:
             classify(admin, server.model, [images[0].read_bytes()])  # warm-up: first calls load lazily
             for clients in args.clients:
                 before = classifier_counts(admin, server.model, server.access_token)
-                run = load_run(server.http_url, server.model, images, expected, clients, args.requests)
+                run = load_run(server.http_url, server.model, images, expected, tolerance, clients, args.requests)
                 after = classifier_counts(admin, server.model, server.access_token)
                 executions = after[1] - before[1]
                 run["mean_classifier_batch"] = (after[0] - before[0]) / executions if executions else None
@@ -147,6 +151,7 @@ def main() -> None:
         "images": len(images),
         "max_batch": args.max_batch,
         "top_k": TOP_K,
+        "score_tolerance": {"precision": direct.precision, "max_abs_probability_difference": tolerance},
         "what_is_timed": "client side, one HTTP request per image: encoded JPEG sent -> answer parsed (loopback)",
         "direct_runtime": {"seconds": direct_seconds, "images_per_second": len(images) / direct_seconds},
         "runs": runs,

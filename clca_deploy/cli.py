@@ -10,8 +10,9 @@ from typing import Optional
 
 import typer
 
-from clca_deploy.artifacts import check_output_path
-from clca_deploy.cli_views import print_deployed, print_summary, render_report
+from clca_deploy import cli_options as opt
+from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
+from clca_deploy.cli_views import bench_failure, print_deployed, print_predictions, print_summary, render_report
 from clca_deploy.errors import ClcaDeployError
 
 app = typer.Typer(
@@ -44,6 +45,9 @@ def info(
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size, for files without args."),
     num_classes: Optional[int] = typer.Option(None, help="Number of classes, for files without args."),
     keep: Optional[float] = typer.Option(None, help="Keep rate to report instead of the checkpoint's."),
+    settings_file: Optional[Path] = typer.Option(
+        None, "--config", help="JSON of the checkpoint's train.py args, for a bare state dict (options above win)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """What a model file holds: a checkpoint's settings, token schedule, parameters and GMACs, or an export's metadata."""
@@ -56,9 +60,11 @@ def info(
         else:
             print_deployed(described)
         return
+    from clca_deploy.model.checkpoint import read_settings_file
     from clca_deploy.model.summary import summarize_checkpoint
 
-    settings = {
+    settings = read_settings_file(settings_file) if settings_file is not None else {}
+    settings |= {
         key: value
         for key, value in (("model", model), ("input_size", img_size), ("num_classes", num_classes), ("keep_rate", keep))
         if value is not None
@@ -81,13 +87,17 @@ def export(
     data: Optional[Path] = typer.Option(None, help="Images for the parity check (default: synthetic)."),
     simplify: bool = typer.Option(False, help="Simplify the graph with onnxslim (verified again)."),
     tolerance: float = typer.Option(1e-3, help="Max abs logit error against PyTorch."),
+    settings_file: Optional[Path] = typer.Option(
+        None, "--config", help="JSON of the checkpoint's train.py args, for a bare state dict."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Export a checkpoint to an ONNX graph with a fixed token schedule, verified against PyTorch."""
     from clca_deploy.export import ExportConfig, export_onnx
 
     config = ExportConfig(
-        keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data
+        keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data,
+        checkpoint_args=settings_file,
     )
     result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else typer.echo)
     if as_json:
@@ -183,24 +193,22 @@ def predict(
     model: Path = typer.Argument(..., help="A checkpoint, an exported .onnx file or an engine."),
     images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(5, "--top-k", help="How many classes to show per image."),
-    provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
-    device: int = typer.Option(0, help="CUDA device an engine runs on."),
+    runtime: Optional[str] = opt.RUNTIME,
+    provider: str = opt.PROVIDER,
+    device: int = opt.DEVICE,
+    threads: Optional[int] = opt.THREADS,
+    inference_precision: str = opt.INFERENCE_PRECISION,
+    openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Classify leaf images; unreadable files are skipped and named."""
-    from clca_deploy.runtime import backend_for_path, backend_options, open_backend, predict_images
+    from clca_deploy.runtime import backend_for_path, open_backend, predict_images
 
-    with open_backend(model, **backend_options(backend_for_path(model), provider, device)) as backend:
+    options = opt.runtime_options(provider, device, threads, inference_precision, openvino_cache=openvino_cache)
+    kind = backend_for_path(model, runtime)
+    with open_backend(model, kind, **options.for_backend(kind)) as backend:
         run = predict_images(backend, images, top_k=top_k, progress=not as_json)
-    if as_json:
-        typer.echo(json.dumps(run.to_dict(), indent=2))
-        return
-    for prediction in run.predictions:
-        best = ", ".join(f"{s.name} {100 * s.probability:.1f}%" for s in prediction.top)
-        typer.echo(f"{prediction.path}: {best}")
-    for path, reason in run.skipped:
-        typer.echo(f"skipped {path}: {reason}", err=True)
-    typer.echo(f"{len(run.predictions)} classified, {len(run.skipped)} skipped", err=True)
+    print_predictions(run, as_json)
 
 
 @app.command("triton-repo")
@@ -211,17 +219,23 @@ def triton_repo(
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="Largest batch Triton forms (default 16, or the engine's largest)."),
     instances: int = typer.Option(1, help="Classifier instances per GPU (or on the CPU)."),
     preprocess_instances: int = typer.Option(2, "--preprocess-instances", help="Image-decoding instances (CPU)."),
-    device: str = typer.Option("gpu", help="Where Triton runs the classifier: gpu, or cpu (ONNX only)."),
+    device: Optional[str] = typer.Option(
+        None, help="Where Triton runs the classifier: gpu (default), or cpu (ONNX only; the default for openvino)."
+    ),
+    runtime: Optional[str] = opt.RUNTIME,
+    threads: Optional[int] = opt.THREADS,
+    inference_precision: str = opt.INFERENCE_PRECISION,
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
-    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is not empty."),
+    overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is a repository this command wrote before."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """A Triton model repository: encoded images in, class ids, names and scores out (dynamic batching)."""
     from clca_deploy.serving import TritonRepoConfig, write_triton_repository
 
     config = TritonRepoConfig(
-        name=name, max_batch=max_batch, instances=instances, preprocess_instances=preprocess_instances, device=device,
-        top_k=top_k,
+        name=name, max_batch=max_batch, instances=instances, preprocess_instances=preprocess_instances,
+        device=device or ("cpu" if runtime == "openvino" else "gpu"), top_k=top_k, runtime=runtime, threads=threads,
+        inference_precision=inference_precision,
     )
     result = write_triton_repository(model, output, config, overwrite=overwrite)
     if as_json:
@@ -240,12 +254,18 @@ def serve(
     instances: int = typer.Option(1, help="Classifier instances."),
     name: str = typer.Option("clca", help="Model name clients call."),
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
+    runtime: Optional[str] = opt.RUNTIME,
+    threads: Optional[int] = opt.THREADS,
+    inference_precision: str = opt.INFERENCE_PRECISION,
     verbose: bool = typer.Option(False, help="Show the Triton server's own log."),
 ) -> None:
     """A local Triton Inference Server (through PyTriton) with dynamic batching, until Ctrl-C."""
     from clca_deploy.serving import ServeConfig, serve as run_server
 
-    config = ServeConfig(port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose)
+    config = ServeConfig(
+        port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose,
+        runtime=runtime, threads=threads, inference_precision=inference_precision,
+    )
     run_server(model, config, log=typer.echo)
 
 
@@ -262,8 +282,14 @@ def bench(
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
-    provider: str = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt."),
-    device: int = typer.Option(0, help="CUDA device engines run on."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="Runtimes to run each model on, e.g. onnxruntime,openvino (one row per pair that fits)."
+    ),
+    provider: str = opt.PROVIDER,
+    device: int = opt.DEVICE,
+    threads: Optional[int] = opt.THREADS,
+    inference_precision: str = opt.INFERENCE_PRECISION,
+    openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
     power: bool = typer.Option(
@@ -272,16 +298,25 @@ def bench(
 ) -> None:
     """Latency and accuracy of each model beside the reference, as a table, JSON and a plot."""
     from clca_deploy.bench.run import BenchConfig, run_bench
+    from clca_deploy.runtime import parse_runtimes
 
+    options = opt.runtime_options(provider, device, threads, inference_precision, openvino_cache=openvino_cache)
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
-        iters=iters, limit=limit, csv=csv, image_folder=image_folder, provider=provider, device=device, power=power,
+        iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
+        runtime_options=options, power=power,
     )
+    plot = plot or (out.with_suffix(".png") if out else None)
     for path in (out, plot):
         if path is not None:
             check_output_path(path)
+    refuse_overwriting_inputs([out, plot], [*model, reference, data])
     report = run_bench(config, log=lambda line: typer.echo(line, err=True))
-    render_report(report, out, plot or (out.with_suffix(".png") if out else None))
+    render_report(report, out, plot)
+    failure = bench_failure(report)
+    if failure:  # a script or CI job must see that nothing (or not everything) was measured
+        typer.echo(failure, err=True)
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -296,9 +331,17 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
 ) -> None:
     """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
+    from clca_deploy.artifacts import check_output_folder, refuse_overwriting_inputs
     from clca_deploy.bench.run import BenchConfig
     from clca_deploy.bench.sweep import SweepConfig, run_sweep
 
+    # Checked before the first export, not when the report is written minutes later.
+    check_output_folder(workdir, "sweep folder")
+    reports = [workdir / "sweep.json", workdir / "sweep.png"]
+    if workdir.is_dir():
+        for path in reports:
+            check_output_path(path)
+    refuse_overwriting_inputs(reports, [checkpoint, data])
     bench_config = BenchConfig(models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit)
     report = run_sweep(SweepConfig(checkpoint, tuple(keep), workdir, bench_config), log=lambda line: typer.echo(line, err=True))
     render_report(report, workdir / "sweep.json", workdir / "sweep.png")
@@ -324,6 +367,9 @@ def train(
     init: Optional[Path] = typer.Option(
         None, help="Start from this checkpoint: CLCA from CLCA; ILA/GLSim from a CLCA backbone (mapped) or ILA/GLSim."
     ),
+    init_config: Optional[Path] = typer.Option(
+        None, "--init-config", help="JSON of the --init checkpoint's train.py args, for a bare state dict."
+    ),
     freeze_backbone: bool = typer.Option(
         False, "--freeze-backbone", help="ILA/GLSim: train only adapters, head (and aggregator) as the official recipe."
     ),
@@ -334,6 +380,8 @@ def train(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run's summary as JSON here."),
 ) -> None:
     """Train or fine-tune a CLCA, ILA or GLSim model; writes a checkpoint the official code can load too."""
+    from clca_deploy.artifacts import refuse_overwriting_inputs
+    from clca_deploy.model.checkpoint import read_settings_file
     from clca_deploy.train import TrainConfig, train as run_training
 
     if epochs is None and minutes is None:
@@ -345,7 +393,15 @@ def train(
     )
     if json_out is not None:
         check_output_path(json_out)
-    result = run_training(data, output, config, test=test, resume=resume, init=init, log=typer.echo)
+        if json_out.resolve() == output.resolve():
+            raise ClcaDeployError(f"--json {json_out} is the checkpoint -o {output}; give the summary its own file.")
+        refuse_overwriting_inputs([json_out], [output, init, init_config, data, test])
+    if init_config is not None and init is None:
+        raise ClcaDeployError("--init-config gives the settings of an --init checkpoint; pass --init CKPT too.")
+    init_settings = read_settings_file(init_config) if init_config is not None else None
+    result = run_training(
+        data, output, config, test=test, resume=resume, init=init, init_settings=init_settings, log=typer.echo
+    )
     if json_out is not None:
         from clca_deploy.artifacts import write_json
 
@@ -362,7 +418,7 @@ def demo(
     keep: float = typer.Option(0.1, help="Static keep rate of the export."),
 ) -> None:
     """The whole pipeline on this machine: data, training, export, INT8, benchmark against PyTorch."""
-    from clca_deploy.bench.report import print_table
+    from clca_deploy.bench.table import print_table
     from clca_deploy.demo import DemoConfig, run_demo
 
     config = DemoConfig(workdir=workdir, data=data, epochs=epochs, img_size=img_size, keep_rate=keep)

@@ -12,9 +12,10 @@ import numpy as np
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image
 from clca_deploy.data.preprocess import PreprocessConfig, preprocess_into
+# IMAGE_EXTENSIONS, SkippedImage and is_image_file lived here before scan.py: still importable from here.
+from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, is_image_file, list_folder, scan_folder  # noqa: F401
 from clca_deploy.errors import ClcaDeployError, ConfigError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 # Folder names that mean "a dataset root holding splits", not "a class".
 SPLIT_NAMES = ("train", "test", "val", "valid", "validation", "trainval", "train_val")
 KINDS = ("imagefolder", "csv", "flat")
@@ -41,6 +42,9 @@ class ImageDataset:
     class_names: tuple[str, ...] | None
     root: Path
     kind: str
+    # Files the folder scan left out (a GIF, a broken or looping link...); readers list them
+    # first among their own skipped files, so that nothing disappears without a word.
+    skipped: tuple[SkippedImage, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -52,14 +56,6 @@ class ImageDataset:
     @property
     def labelled(self) -> bool:
         return bool(self.records) and all(record.label is not None for record in self.records)
-
-
-def is_image_file(name: str | os.PathLike) -> bool:
-    """True for a non-hidden file name with a known image extension (case-insensitive)."""
-    name = os.fspath(name)
-    base = os.path.basename(name)
-    # Hidden files include macOS '._x.jpg' AppleDouble files, which are not images.
-    return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
 def open_dataset(path: str | os.PathLike, csv: str | None = None, image_folder: str | None = None) -> ImageDataset:
@@ -77,10 +73,11 @@ def open_dataset(path: str | os.PathLike, csv: str | None = None, image_folder: 
 
 
 def _open_folder(root: Path) -> ImageDataset:
-    subfolders = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
-    top_images = sorted(entry.name for entry in os.scandir(root) if entry.is_file() and is_image_file(entry.name))
-    class_files = {name: _images_under(root / name) for name in subfolders}
-    classes = [name for name in subfolders if class_files[name]]
+    top = list_folder(root)
+    subfolders = [folder.name for folder in top.subfolders]
+    parents = (_identity(root),)
+    class_scans = {name: scan_folder(root / name, parents) for name in subfolders}
+    classes = [name for name in subfolders if class_scans[name].images]
 
     splits = [name for name in subfolders if name.lower() in SPLIT_NAMES and _has_image_subfolders(root / name)]
     if splits:
@@ -88,40 +85,47 @@ def _open_folder(root: Path) -> ImageDataset:
             f"{root} holds split folders ({', '.join(splits)}), not classes; pass the split folder itself, "
             f"e.g. {root / splits[0]}."
         )
-    if classes and top_images:
+    if classes and top.images:
         raise ClcaDeployError(
-            f"{root} mixes {len(top_images)} images at its top level with class subfolders; "
+            f"{root} mixes {len(top.images)} images at its top level with class subfolders; "
             f"move them into a class folder or point at a folder with only one layout ({LAYOUTS_HELP})."
         )
     if classes:
-        empty = [name for name in subfolders if not class_files[name]]
+        empty = [name for name in subfolders if not class_scans[name].images]
         if empty:
             # Dropping them would shift every later label index against a model trained with them.
             raise ClcaDeployError(
-                f"class folder(s) {empty} in {root} contain no images; remove them or add images, "
-                "as every subfolder is a class and its sorted position is its label."
+                f"class folder(s) {empty} in {root} contain no images{_left_out(class_scans[empty[0]].skipped)}; "
+                "remove them or add images, as every subfolder is a class and its sorted position is its label."
             )
-        records = tuple(ImageRecord(file, label) for label, name in enumerate(subfolders) for file in class_files[name])
-        return ImageDataset(records, tuple(subfolders), root, "imagefolder")
-    if top_images:
-        return ImageDataset(tuple(ImageRecord(root / name, None) for name in top_images), None, root, "flat")
+        records = tuple(ImageRecord(file, label) for label, name in enumerate(subfolders) for file in class_scans[name].images)
+        skipped = top.skipped + tuple(skip for name in subfolders for skip in class_scans[name].skipped)
+        return ImageDataset(records, tuple(subfolders), root, "imagefolder", skipped)
+    if top.images:
+        # Subfolders without images hold nothing read here; what they hold that is not an image is named.
+        skipped = top.skipped + tuple(skip for name in subfolders for skip in class_scans[name].skipped)
+        return ImageDataset(tuple(ImageRecord(path, None) for path in top.images), None, root, "flat", skipped)
+    everything = top.skipped + tuple(skip for scan in class_scans.values() for skip in scan.skipped)
     raise ClcaDeployError(
-        f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root} or its subfolders; {LAYOUTS_HELP}."
+        f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root} or its subfolders{_left_out(everything)}; {LAYOUTS_HELP}."
     )
 
 
-def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere under ``folder``, in torchvision ImageFolder's order (sorted walk, sorted names)."""
-    found = []
-    for dirpath, _, filenames in sorted(os.walk(folder, followlinks=True)):
-        if any(part.startswith(".") for part in Path(dirpath).relative_to(folder).parts):
-            continue
-        found.extend(Path(dirpath) / name for name in sorted(filenames) if is_image_file(name))
-    return found
+def _identity(folder: Path) -> tuple[int, int]:
+    info = os.stat(folder)
+    return info.st_dev, info.st_ino
+
+
+def _left_out(skipped: tuple[SkippedImage, ...]) -> str:
+    if not skipped:
+        return ""
+    first = skipped[0]
+    files = "1 file" if len(skipped) == 1 else f"{len(skipped)} files"
+    return f" ({files} left out, e.g. {first.path.name}: {first.reason})"
 
 
 def _has_image_subfolders(folder: Path) -> bool:
-    return any(entry.is_dir() and _images_under(Path(entry.path)) for entry in os.scandir(folder))
+    return any(scan_folder(sub).images for sub in list_folder(folder).subfolders)
 
 
 def _open_csv(root: Path, csv_path: Path, image_folder: str) -> ImageDataset:
@@ -179,14 +183,6 @@ class Batch:
         return len(self.paths)
 
 
-@dataclass(frozen=True)
-class SkippedImage:
-    """A file left out of the batches, and why."""
-
-    path: Path
-    reason: str
-
-
 @dataclass
 class BatchReader:
     """Iterates a dataset in preprocessed batches; ``skipped`` lists unreadable files after iteration.
@@ -214,7 +210,7 @@ class BatchReader:
         return len(self.dataset) if self.limit is None else min(self.limit, len(self.dataset))
 
     def __iter__(self) -> Iterator[Batch]:
-        self.skipped = []
+        self.skipped = list(self.dataset.skipped)
         bar = self._progress_bar()
         size = self.config.img_size
         labelled = self.dataset.labelled

@@ -51,19 +51,9 @@ def infer(backend: Backend, images: np.ndarray) -> np.ndarray:
 
 def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
     """Files as given, folders searched recursively for image files (sorted)."""
-    from clca_deploy.data import is_image_file
+    from clca_deploy.data.scan import find_images
 
-    found: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found.extend(sorted(p for p in item.rglob("*") if p.is_file() and is_image_file(p.name)))
-        elif item.exists():
-            found.append(item)
-        else:
-            raise ClcaDeployError(f"{item} does not exist.")
-    if not found:
-        raise ClcaDeployError(f"no image files in {', '.join(map(str, inputs))} (looked for .jpg, .png, .tif, ...).")
-    return found
+    return list(find_images(inputs).images)
 
 
 def predict_images(
@@ -79,9 +69,13 @@ def predict_images(
 
     if top_k < 1:
         raise ClcaDeployError(f"--top-k must be at least 1, got {top_k}.")
-    paths = collect_images(list(inputs))
+    from clca_deploy.data.scan import find_images
+
+    scan = find_images(list(inputs))  # files left out of the folders are named with the unreadable ones
+    paths = list(scan.images)
     root = Path(os.path.commonpath([p.resolve() for p in paths]))
-    dataset = ImageDataset(records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=root, kind="flat")
+    dataset = ImageDataset(records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=root,
+                           kind="flat", skipped=tuple(scan.skipped))
     config = PreprocessConfig.from_dict(backend.description.preprocess)
     reader = iter_batches(
         dataset, config, batch_size=batch_size, progress=progress, max_pixels=max_pixels or DEFAULT_MAX_PIXELS

@@ -9,17 +9,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from clca_deploy.serving.client import answers, image_request, matches
+from clca_deploy.serving.client import answers, image_request
+from clca_deploy.serving.compare import AnswerAgreement, compare_answers
 from clca_deploy.serving.server import ServeConfig, free_port, running_server
 
 
 @dataclass(frozen=True)
 class ServingCheck:
-    """``images`` sent through the server with ``clients`` requests in flight; how many answers equal the runtime's."""
+    """``images`` sent through the server with ``clients`` requests in flight, and how their answers agree with the runtime's."""
 
     images: int
     clients: int
-    equal: int
+    agreement: AnswerAgreement  # of the answered images: classes and scores counted apart
     errors: tuple[str, ...]
     seconds: float  # from the first request sent to the last answer parsed
 
@@ -28,15 +29,24 @@ class ServingCheck:
         return self.images / self.seconds if self.seconds else 0.0
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "images_per_second": self.images_per_second}
+        return {**asdict(self), "agreement": self.agreement.to_dict(), "images_per_second": self.images_per_second}
 
 
-def direct_answers(model_path: str | Path, images: Sequence[Path], top_k: int = 5) -> dict[Path, tuple]:
-    """`clca-deploy predict`'s top classes (``Prediction.top``) for each readable image, by path."""
+@dataclass(frozen=True)
+class DirectAnswers:
+    """`clca-deploy predict`'s top classes (``Prediction.top``) by image path, and the model's precision."""
+
+    top: dict[Path, tuple]
+    precision: str  # from the model's metadata (ONNX) or sidecar (engine)
+
+
+def direct_answers(model_path: str | Path, images: Sequence[Path], top_k: int = 5) -> DirectAnswers:
+    """`clca-deploy predict`'s answers for each readable image of ``images``."""
     from clca_deploy.runtime import open_backend, predict_images
 
     with open_backend(model_path) as backend:
-        return {Path(p.path): p.top for p in predict_images(backend, images, top_k=top_k).predictions}
+        run = predict_images(backend, images, top_k=top_k)
+        return DirectAnswers({Path(p.path): p.top for p in run.predictions}, backend.description.precision)
 
 
 def check_served(model_path: str | Path, images: Sequence[Path], clients: int = 4, top_k: int = 5) -> ServingCheck:
@@ -44,8 +54,8 @@ def check_served(model_path: str | Path, images: Sequence[Path], clients: int = 
     import tritonclient.http as triton_http
 
     direct = direct_answers(model_path, images, top_k)
-    readable = [path for path in images if Path(path) in direct]
-    equal, errors = 0, []
+    readable = [Path(path) for path in images if Path(path) in direct.top]
+    served, errors = {}, []
     # PyTriton echoes the server's console ("Signal (2) received." when it stops) to our stdout;
     # its log proper goes to a file, and failures come back as exceptions.
     with contextlib.redirect_stdout(io.StringIO()), running_server(model_path, ServeConfig(port=free_port(), top_k=top_k)) as server:
@@ -55,8 +65,9 @@ def check_served(model_path: str | Path, images: Sequence[Path], clients: int = 
             pending = [(path, client.async_infer(server.model, image_request([path.read_bytes()]))) for path in readable]
             for path, request in pending:
                 try:
-                    equal += matches(answers(request.get_result())[0], direct[Path(path)])
+                    served[str(path)] = answers(request.get_result())[0]
                 except Exception as exc:  # noqa: BLE001 - every failed request is counted and named
                     errors.append(f"{path.name}: {exc}")
             seconds = time.perf_counter() - started
-    return ServingCheck(len(readable), clients, equal, tuple(errors), seconds)
+    agreement = compare_answers(served, {str(path): top for path, top in direct.top.items()}, direct.precision)
+    return ServingCheck(len(readable), clients, agreement, tuple(errors), seconds)

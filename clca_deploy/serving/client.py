@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+from clca_deploy.serving.compare import compare_answer
 from clca_deploy.serving.triton_config import CLASS_ID, CLASS_NAME, IMAGE, SCORE
 
 
@@ -43,11 +44,8 @@ def answers(result) -> list[ServedAnswer]:
     ]
 
 
-def matches(answer: ServedAnswer, top: Sequence, atol: float = 1e-4) -> bool:
-    """True if a served answer equals the direct runtime's top classes (``Prediction.top``):
-    same ids and names in the same order, scores within ``atol``."""
-    return (
-        list(answer.class_ids) == [score.index for score in top]
-        and list(answer.class_names) == [score.name for score in top]
-        and bool(np.allclose(answer.scores, [score.probability for score in top], atol=atol))
-    )
+def matches(answer: ServedAnswer, top: Sequence, tolerance: float) -> bool:
+    """True if a served answer names the direct runtime's top classes (``Prediction.top``) in the same
+    order with scores within ``tolerance`` (``compare.score_tolerance`` of the model's precision)."""
+    difference = compare_answer("", answer, top)
+    return difference.same_top_k and difference.scores_within(tolerance)

@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Callable, Iterator, Mapping
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.serving.repository import TritonRepository, write_triton_repository
 from clca_deploy.serving.triton_config import TritonRepoConfig
+from clca_deploy.serving.workdir import private_umask, private_workdir, remove_stale_workdirs, restrict_shared_memory
 
 INSTALL_HINT = 'install the serving extra: pip install "clca-deploy[serve]"'
 
@@ -39,6 +39,9 @@ class ServeConfig:
     top_k: int = 5
     name: str = "clca"
     verbose: bool = False
+    runtime: str | None = None  # the classifier's runtime; None: the file's own
+    threads: int | None = None
+    inference_precision: str = "f32"  # OpenVINO only
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 1 <= self.port <= 65533:
@@ -57,7 +60,10 @@ class RunningServer:
     model: str  # the ensemble clients call
     repository: TritonRepository
     # PyTriton guards the statistics, logging, trace, shared-memory and repository APIs with a token
-    # made per start; send it as the `triton-access-token` header to use them.
+    # made per start; send it as the `triton-access-token` header to use them. PyTriton (0.7) hands
+    # it to tritonserver on its command line (--http-restricted-api=...:triton-access-token=<token>),
+    # the only way tritonserver takes it: local users can read it with `ps`. Nothing here can
+    # change that; /proc mounted with hidepid=2 hides other users' command lines.
     access_token: str
 
 
@@ -151,10 +157,13 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
     for port in config.ports.values():
         check_port_free(config.host, port)
     repo_config = TritonRepoConfig(
-        name=config.name, max_batch=config.max_batch, instances=config.instances, device="cpu", top_k=config.top_k
+        name=config.name, max_batch=config.max_batch, instances=config.instances, device="cpu", top_k=config.top_k,
+        runtime=config.runtime, threads=config.threads, inference_precision=config.inference_precision,
     )
-    _check_model_loads(model_path)
-    with tempfile.TemporaryDirectory(prefix="clca-serve-") as workdir:
+    _check_model_loads(model_path, repo_config)
+    for stale in remove_stale_workdirs():
+        log(f"removed      {stale} (left by a server that was killed)")
+    with private_workdir() as workdir:
         repository = write_triton_repository(model_path, Path(workdir) / "repository", repo_config, runtime_classifier=True)
         log(f"repository   {repository.path} ({', '.join(repository.models)})")
         log_file = Path(workdir) / "tritonserver.log"
@@ -168,7 +177,9 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
         started = time.perf_counter()
         triton = Triton(config=triton_config, workspace=Path(workdir) / "pytriton")
         try:
-            with _environment(_this_python_stub_environment()):
+            # Triton and its Python-backend stubs inherit the umask: what they create (the log...) is
+            # this user's only. Not their /dev/shm regions: Boost sets those to 0644 (see below).
+            with _environment(_this_python_stub_environment()), private_umask():
                 triton.run()
         except Exception as exc:  # noqa: BLE001 - PyTriton reports a failed start with several types
             triton.stop()
@@ -177,6 +188,8 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
             triton.stop()
             raise
         try:
+            # Every model's stub has made its region by now (models load during run()).
+            restrict_shared_memory(pytriton_shm_prefix())
             log(f"ready        in {time.perf_counter() - started:.1f} s")
             host = "localhost" if config.host in ("127.0.0.1", "0.0.0.0") else config.host
             yield RunningServer(
@@ -188,14 +201,22 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
             triton.stop()
 
 
-def _check_model_loads(model_path: str | Path) -> None:
+def pytriton_shm_prefix(pid: int | None = None) -> str:
+    """The name prefix of the /dev/shm regions of the servers PyTriton starts from process ``pid``
+    (``Triton._shm_prefix``: 'pytrtion' as PyTriton spells it, the PID, '-', a random hex part)."""
+    return f"pytrtion{os.getpid() if pid is None else pid}-"
+
+
+def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) -> None:
     """Open the model here first: a damaged file or an engine built for another GPU is then one
     clear error at once. Inside the server the same failure stops Triton, but PyTriton only
     notices when its 120 s start-up timeout runs out."""
-    from clca_deploy.runtime import open_backend
+    from clca_deploy.runtime import RuntimeOptions, backend_for_path, open_backend
 
+    runtime = backend_for_path(model_path, repo_config.runtime)
+    options = RuntimeOptions(threads=repo_config.threads, inference_precision=repo_config.inference_precision)
     try:
-        with open_backend(model_path):
+        with open_backend(model_path, runtime, **options.for_backend(runtime)):
             pass
     except ClcaDeployError:
         raise

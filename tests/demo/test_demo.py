@@ -29,8 +29,9 @@ def test_demo_makes_every_artefact_and_reports_what_it_wrote(first_run):
         assert any(line.startswith(f"[{names.index(step.name) + 1}/7] {step.name}") and step.path in line for line in lines)
     served = next(step for step in result.steps if step.name == "triton")
     assert (config.workdir / "triton-repo" / "leaves" / "config.pbtxt").is_file()
-    counts = re.search(r"(\d+) test images served .* (\d+)/(\d+) answers equal to the direct runtime$", served.detail)
-    assert counts and int(counts[1]) > 0 and counts[1] == counts[2] == counts[3], served.detail
+    counts = re.search(r"^(\d+) test images served .*: top-1 equal (\d+)/(\d+), top-5 equal (\d+)/(\d+), "
+                       r"scores within [\d.e-]+ \(int8\) (\d+)/(\d+), largest difference [\d.e+-]+$", served.detail)
+    assert counts and int(counts[1]) > 0 and len(set(counts.groups())) == 1, served.detail
     saved = json.loads((config.workdir / "bench.json").read_text())
     labels = [row["label"] for row in saved["results"]]
     assert len(labels) == 3 and any("int8" in label for label in labels)
