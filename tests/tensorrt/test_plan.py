@@ -215,7 +215,7 @@ def test_profile_for():
         profile_for(4, BatchProfile(1, 8, 32))
 
 
-def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypatch, capsys):
+def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypatch, capsys, plain_onnx):
     """No TensorRT/GPU here: one line naming what is missing and how to install it; nothing written."""
     import sys
 
@@ -225,7 +225,7 @@ def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypa
     if tensorrt_skip_reason() is None:
         pytest.skip("TensorRT and a GPU are present")
     model = tmp_path / "m.onnx"
-    model.write_bytes(b"not even read")
+    model.write_bytes(plain_onnx[1].read_bytes())  # a real export: its checks pass, TensorRT's does not
     monkeypatch.setattr(sys, "argv", ["clca-deploy", "build-trt", str(model), "--int8", "--data", str(tmp_path)])
     with pytest.raises(SystemExit) as exit_info:
         cli.main()
