@@ -331,7 +331,7 @@ def sweep(
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
 ) -> None:
     """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
-    from clca_deploy.artifacts import check_output_folder, refuse_overwriting_inputs
+    from clca_deploy.artifacts import check_output_folder
     from clca_deploy.bench.run import BenchConfig
     from clca_deploy.bench.sweep import SweepConfig, run_sweep
 
@@ -380,7 +380,6 @@ def train(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run's summary as JSON here."),
 ) -> None:
     """Train or fine-tune a CLCA, ILA or GLSim model; writes a checkpoint the official code can load too."""
-    from clca_deploy.artifacts import refuse_overwriting_inputs
     from clca_deploy.model.checkpoint import read_settings_file
     from clca_deploy.train import TrainConfig, train as run_training
 

@@ -218,8 +218,9 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchR
         results.append(result)
     for path, kind in rows:
         if kind is None:
-            reason = f"none of the runtimes {', '.join(config.runtimes)} opens {path.suffix} files ({', '.join(runtimes_for_path(path))} do)"
-            results.append(_failed_row(path, runtimes_for_path(path)[0], "skipped", reason, False))
+            able = runtimes_for_path(path)
+            reason = f"none of the runtimes {', '.join(config.runtimes)} opens {path.suffix} files ({', '.join(able)} do)"
+            results.append(_failed_row(path, able[0], "skipped", reason, False))
             continue
         result, _ = _measure(path, kind, False, config, cache, reference, log)
         results.append(result)

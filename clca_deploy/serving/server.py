@@ -211,12 +211,11 @@ def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) ->
     """Open the model here first: a damaged file or an engine built for another GPU is then one
     clear error at once. Inside the server the same failure stops Triton, but PyTriton only
     notices when its 120 s start-up timeout runs out."""
-    from clca_deploy.runtime import RuntimeOptions, backend_for_path, open_backend
+    from clca_deploy.runtime import backend_for_path, open_backend
 
     runtime = backend_for_path(model_path, repo_config.runtime)
-    options = RuntimeOptions(threads=repo_config.threads, inference_precision=repo_config.inference_precision)
     try:
-        with open_backend(model_path, runtime, **options.for_backend(runtime)):
+        with open_backend(model_path, runtime, **repo_config.runtime_options().for_backend(runtime)):
             pass
     except ClcaDeployError:
         raise

@@ -45,6 +45,10 @@ class TritonRepoConfig:
     threads: int | None = None  # CPU threads of onnxruntime / OpenVINO (None: the runtime's default)
     inference_precision: str = "f32"  # OpenVINO: f32, or bf16 where the CPU has it
 
+    def runtime_options(self) -> RuntimeOptions:
+        """The classifier's runtime settings, as `predict` and `bench` take them."""
+        return RuntimeOptions(threads=self.threads, inference_precision=self.inference_precision)
+
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(f"model name {self.name!r} must start with a letter and hold only letters, digits, _ and - (64 at most).")
@@ -54,7 +58,7 @@ class TritonRepoConfig:
                 raise ConfigError(f"{field} must be a whole number of at least 1, got {value!r}.")
         if self.device not in ("gpu", "cpu"):
             raise ConfigError(f"device must be gpu or cpu, got {self.device!r}.")
-        RuntimeOptions(threads=self.threads, inference_precision=self.inference_precision).validate()
+        self.runtime_options().validate()
         if self.runtime is not None and self.runtime not in BACKENDS:
             raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(BACKENDS)}.")
         if self.runtime == "openvino" and self.device != "cpu":

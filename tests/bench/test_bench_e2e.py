@@ -109,20 +109,34 @@ def _named_copy(onnx_path, tmp_path, names):
     return path
 
 
+def _named_leaf_model(plain_onnx, tmp_path):
+    """The real test leaves, their class names, and the export carrying those names."""
+    leaves = require_shared(LEAVES_DIR / "test")
+    classes = sorted(p.name for p in leaves.iterdir() if p.is_dir())
+    return leaves, classes, _named_copy(plain_onnx[1], tmp_path, classes)
+
+
+def _linked_split(root, leaves, folders, per_class):
+    """An ImageFolder at ``root``: each folder (key) links the first images of a leaf class (value)."""
+    for folder, leaf_class in folders.items():
+        (root / folder).mkdir(parents=True)
+        for image in sorted((leaves / leaf_class).iterdir())[:per_class]:
+            (root / folder / image.name).symlink_to(image)
+    return root
+
+
+def _bench_row(model, data):
+    config = BenchConfig(models=(model,), data=data, batch_sizes=(1,), warmup=0, iters=1, progress=False, power=False)
+    return run_bench(config, log=lambda _: None).results[0]
+
+
 def test_a_split_missing_a_class_scores_what_predict_names_imply(plain_onnx, tmp_path):
     from clca_deploy.runtime import open_backend, predict_images
 
-    _, onnx_path = plain_onnx
-    leaves = require_shared(LEAVES_DIR / "test")
-    classes = sorted(p.name for p in leaves.iterdir() if p.is_dir())
-    named = _named_copy(onnx_path, tmp_path, classes)
-    split = tmp_path / "split"
-    for name in classes[1:]:  # the first class is missing: every folder position shifts by one
-        (split / name).mkdir(parents=True)
-        for image in sorted((leaves / name).iterdir())[:3]:
-            (split / name / image.name).symlink_to(image)
-    config = BenchConfig(models=(named,), data=split, batch_sizes=(1,), warmup=0, iters=1, progress=False, power=False)
-    row = run_bench(config, log=lambda _: None).results[0]
+    leaves, classes, named = _named_leaf_model(plain_onnx, tmp_path)
+    # The first class is missing: every folder position shifts by one.
+    split = _linked_split(tmp_path / "split", leaves, {name: name for name in classes[1:]}, per_class=3)
+    row = _bench_row(named, split)
     with open_backend(named) as backend:
         run = predict_images(backend, [split], top_k=1, progress=False)
     correct = sum(p.top[0].name == Path(p.path).parent.name for p in run.predictions)
@@ -132,17 +146,9 @@ def test_a_split_missing_a_class_scores_what_predict_names_imply(plain_onnx, tmp
 
 
 def test_renamed_class_folders_fail_the_row_instead_of_scoring_silently(plain_onnx, tmp_path):
-    _, onnx_path = plain_onnx
-    leaves = require_shared(LEAVES_DIR / "test")
-    classes = sorted(p.name for p in leaves.iterdir() if p.is_dir())
-    named = _named_copy(onnx_path, tmp_path, classes)
-    split = tmp_path / "renamed"
-    for position, name in enumerate(classes[:2]):
-        (split / f"class_{position}").mkdir(parents=True)
-        image = sorted((leaves / name).iterdir())[0]
-        (split / f"class_{position}" / image.name).symlink_to(image)
-    config = BenchConfig(models=(named,), data=split, batch_sizes=(1,), warmup=0, iters=1, progress=False, power=False)
-    row = run_bench(config, log=lambda _: None).results[0]
+    leaves, classes, named = _named_leaf_model(plain_onnx, tmp_path)
+    renamed = {f"class_{position}": name for position, name in enumerate(classes[:2])}
+    row = _bench_row(named, _linked_split(tmp_path / "renamed", leaves, renamed, per_class=1))
     assert row.status == "failed" and "'class_0'" in row.reason and "not among the model's 15 classes" in row.reason
 
 
