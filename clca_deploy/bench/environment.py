@@ -18,6 +18,22 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction sets that decide which CPU kernels run: VNNI/AMX-INT8 for INT8, AVX512-BF16/AMX
+# for bf16. Two CPUs with the same name string can differ here (virtual machines mask flags).
+CPU_ISA_FLAGS = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_int8")
+
+
+def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
+    """The CPU_ISA_FLAGS this CPU reports, in that order; empty where /proc/cpuinfo is absent."""
+    if not cpuinfo.exists():
+        return []
+    for line in cpuinfo.read_text(errors="replace").splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return [flag for flag in CPU_ISA_FLAGS if flag in flags]
+    return []
+
+
 def _version(package: str) -> str | None:
     try:
         return importlib.metadata.version(package)
@@ -33,12 +49,13 @@ def environment() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
+        "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         "clca_deploy": _version("clca-deploy"),
     }
     packages = (
         "torch", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "cuda-python", "cuda-bindings",
-        "nvidia-ml-py", "numpy",
+        "nvidia-ml-py", "openvino", "nncf", "numpy",
     )
     for package in packages:
         info[package] = _version(package)
