@@ -115,3 +115,31 @@ def test_without_openvino_the_runtime_names_its_extra(plain_onnx, monkeypatch, c
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and 'pip install "clca-deploy[openvino]"' in error
+
+
+def _predict_json(argv, monkeypatch, capsys) -> dict:
+    import json
+    import sys
+
+    from clca_deploy import cli
+
+    monkeypatch.setattr(sys, "argv", ["clca-deploy", "predict", *argv, "--json"])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code in (0, None)
+    return json.loads(capsys.readouterr().out)
+
+
+def test_predict_on_openvino_classifies_like_onnxruntime(plain_onnx, monkeypatch, capsys):
+    from tests.conftest import LEAVES_DIR, require_shared
+
+    _, onnx_path = plain_onnx
+    images = str(require_shared(LEAVES_DIR / "test" / "Acer"))
+    runs = {runtime: _predict_json([str(onnx_path), images, "--runtime", runtime, "--top-k", "3"], monkeypatch, capsys)
+            for runtime in ("onnxruntime", "openvino")}
+    ort, ov = runs["onnxruntime"]["predictions"], runs["openvino"]["predictions"]
+    assert len(ov) == len(ort) >= 10
+    for a, b in zip(ort, ov):
+        assert a["path"] == b["path"]
+        assert [s["name"] for s in a["top"]] == [s["name"] for s in b["top"]]
+        assert np.allclose([s["probability"] for s in a["top"]], [s["probability"] for s in b["top"]], atol=1e-5)
