@@ -237,10 +237,12 @@ def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Call
     """Run the server until Ctrl-C or SIGTERM (how `docker stop` and Kubernetes end a process), or until it stops."""
     _stop_on_sigterm()
     with running_server(model_path, config, log) as server:
-        log(f"serving      model '{server.model}': HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}")
-        log(f"admin token  {server.access_token} (header triton-access-token, for statistics and logging)")
-        log("stop with    Ctrl-C")
+        # The lines are inside the try: a stop that arrives while they print (a supervisor
+        # that sends SIGTERM as soon as it reads them) is a clean stop too, not an interrupted start.
         try:
+            log(f"serving      model '{server.model}': HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}")
+            log(f"admin token  {server.access_token} (header triton-access-token, for statistics and logging)")
+            log("stop with    Ctrl-C")
             while True:
                 time.sleep(1.0)
         except KeyboardInterrupt:
