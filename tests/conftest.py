@@ -8,6 +8,21 @@ from pathlib import Path
 
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Parallel workers share the cores: one math thread each, or their thread pools fight
+    # (two 2-thread torch processes on 2 cores run 20-50x slower). Set before torch loads.
+    for _variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_variable, "1")
+
+# Test modules share expensive module fixtures (ONNX exports of 20-120 s), so the README runs
+# them with --dist loadscope; more than 4 workers would mostly repeat the session-wide exports.
+MAX_TEST_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    return max(1, min(os.cpu_count() or 1, MAX_TEST_WORKERS))
+
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CLCA_SHARED_DIR", REPO_ROOT.parent / "shared"))
 GOLDEN_DIR = SHARED / "fixtures" / "clca_golden"
