@@ -1,0 +1,95 @@
+"""The measuring commands, `bench` and `sweep`; cli.py registers them on its app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from clca_deploy import cli_options as opt
+from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
+from clca_deploy.cli_views import bench_failure, render_report
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers such as 1,8, got {text!r}") from None
+
+
+def bench(
+    data: Path = typer.Option(..., help="Images: an ImageFolder tree, a flat folder, or a CSV split root."),
+    model: list[Path] = typer.Option([], "--model", help="A model to measure (.onnx, .engine, .pth); repeatable."),
+    reference: Optional[Path] = typer.Option(
+        None, help="The reference: the checkpoint (PyTorch), or the FP32 .onnx where PyTorch is not installed."
+    ),
+    batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes to time."),
+    warmup: int = typer.Option(3, help="Untimed warm-up calls per batch size."),
+    iters: int = typer.Option(20, help="Timed calls per batch size."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+    csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
+    image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", help="Runtimes to run each model on, e.g. onnxruntime,openvino (one row per pair that fits)."
+    ),
+    provider: str = opt.PROVIDER,
+    device: int = opt.DEVICE,
+    threads: Optional[int] = opt.THREADS,
+    inference_precision: str = opt.INFERENCE_PRECISION,
+    openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
+    out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+    plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
+    power: bool = typer.Option(
+        True, "--power/--no-power", help="Board power and energy per image during the timed calls (tegrastats on Jetson, NVML)."
+    ),
+) -> None:
+    """Latency and accuracy of each model beside the reference, as a table, JSON and a plot."""
+    from clca_deploy.bench.run import BenchConfig, run_bench
+    from clca_deploy.runtime import parse_runtimes
+
+    options = opt.runtime_options(provider, device, threads, inference_precision, openvino_cache=openvino_cache)
+    config = BenchConfig(
+        models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
+        iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
+        runtime_options=options, power=power,
+    )
+    plot = plot or (out.with_suffix(".png") if out else None)
+    for path in (out, plot):
+        if path is not None:
+            check_output_path(path)
+    refuse_overwriting_inputs([out, plot], [*model, reference, data])
+    report = run_bench(config, log=lambda line: typer.echo(line, err=True))
+    render_report(report, out, plot)
+    failure = bench_failure(report)
+    if failure:  # a script or CI job must see that nothing (or not everything) was measured
+        typer.echo(failure, err=True)
+        raise typer.Exit(1)
+
+
+def sweep(
+    checkpoint: Path = typer.Argument(..., help="The trained checkpoint (also the reference)."),
+    keep: list[float] = typer.Option(..., "--keep", help="Keep rates; repeat --keep for each."),
+    data: Path = typer.Option(..., help="Images with labels for accuracy."),
+    workdir: Path = typer.Option(Path("sweep"), help="Where the exported ONNX files and the report go."),
+    batch_sizes: str = typer.Option("1", help="Comma-separated batch sizes to time."),
+    warmup: int = typer.Option(2, help="Untimed warm-up calls per batch size."),
+    iters: int = typer.Option(10, help="Timed calls per batch size."),
+    limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+) -> None:
+    """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
+    from clca_deploy.artifacts import check_output_folder
+    from clca_deploy.bench.run import BenchConfig
+    from clca_deploy.bench.sweep import SweepConfig, run_sweep
+
+    # Checked before the first export, not when the report is written minutes later.
+    check_output_folder(workdir, "sweep folder")
+    reports = [workdir / "sweep.json", workdir / "sweep.png"]
+    if workdir.is_dir():
+        for path in reports:
+            check_output_path(path)
+    refuse_overwriting_inputs(reports, [checkpoint, data])
+    bench_config = BenchConfig(models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit)
+    report = run_sweep(SweepConfig(checkpoint, tuple(keep), workdir, bench_config), log=lambda line: typer.echo(line, err=True))
+    render_report(report, workdir / "sweep.json", workdir / "sweep.png")
