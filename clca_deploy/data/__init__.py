@@ -1,17 +1,8 @@
 """The one eval preprocessing, image reading and dataset readers (ImageFolder, official CSV, flat)."""
 
-from clca_deploy.data.datasets import (
-    IMAGE_EXTENSIONS,
-    Batch,
-    BatchReader,
-    ImageDataset,
-    ImageRecord,
-    SkippedImage,
-    is_image_file,
-    iter_batches,
-    open_dataset,
-)
+from clca_deploy.data.datasets import Batch, BatchReader, ImageDataset, ImageRecord, iter_batches, open_dataset
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, load_image, to_rgb
+from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, is_image_file
 from clca_deploy.data.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,

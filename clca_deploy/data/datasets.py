@@ -12,8 +12,7 @@ import numpy as np
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image
 from clca_deploy.data.preprocess import PreprocessConfig, preprocess_into
-# IMAGE_EXTENSIONS, SkippedImage and is_image_file lived here before scan.py: still importable from here.
-from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, is_image_file, list_folder, scan_folder  # noqa: F401
+from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, list_folder, scan_folder
 from clca_deploy.errors import ClcaDeployError, ConfigError
 
 # Folder names that mean "a dataset root holding splits", not "a class".
