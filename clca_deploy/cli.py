@@ -193,12 +193,15 @@ def predict(
     threads: Optional[int] = opt.THREADS,
     inference_precision: str = opt.INFERENCE_PRECISION,
     openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
+    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """Classify leaf images; unreadable files are skipped and named."""
     from clca_deploy.runtime import backend_for_path, open_backend, predict_images
 
-    options = opt.runtime_options(provider, device, threads, inference_precision, openvino_cache=openvino_cache)
+    options = opt.runtime_options(
+        provider, device, threads, inference_precision, openvino_cache=openvino_cache, checkpoint_args=checkpoint_args
+    )
     kind = backend_for_path(model, runtime)
     with open_backend(model, kind, **options.for_backend(kind)) as backend:
         run = predict_images(backend, images, top_k=top_k, progress=not as_json)

@@ -39,6 +39,7 @@ def bench(
     threads: Optional[int] = opt.THREADS,
     inference_precision: str = opt.INFERENCE_PRECISION,
     openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
+    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
     power: bool = typer.Option(
@@ -49,7 +50,9 @@ def bench(
     from clca_deploy.bench.run import BenchConfig, run_bench
     from clca_deploy.runtime import parse_runtimes
 
-    options = opt.runtime_options(provider, device, threads, inference_precision, openvino_cache=openvino_cache)
+    options = opt.runtime_options(
+        provider, device, threads, inference_precision, openvino_cache=openvino_cache, checkpoint_args=checkpoint_args
+    )
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
         iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
@@ -59,7 +62,7 @@ def bench(
     for path in (out, plot):
         if path is not None:
             check_output_path(path)
-    refuse_overwriting_inputs([out, plot], [*model, reference, data])
+    refuse_overwriting_inputs([out, plot], [*model, reference, data, checkpoint_args])
     report = run_bench(config, log=lambda line: typer.echo(line, err=True))
     render_report(report, out, plot)
     failure = bench_failure(report)

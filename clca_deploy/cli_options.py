@@ -23,15 +23,19 @@ OPENVINO_CACHE = typer.Option(
     None, "--openvino-cache", help="OpenVINO: folder for compiled models, so later starts skip compiling."
 )
 
+CHECKPOINT_ARGS = typer.Option(
+    None, "--config", help="JSON of train.py args for a .pth without them (bare state dict); applies to every .pth run here."
+)
+
 
 def runtime_options(
     provider: str = "cpu", device: int = 0, threads: Optional[int] = None, inference_precision: str = "f32",
-    performance_hint: str = "latency", openvino_cache: Optional[Path] = None,
+    performance_hint: str = "latency", openvino_cache: Optional[Path] = None, checkpoint_args: Optional[Path] = None,
 ) -> RuntimeOptions:
     """The options as one validated RuntimeOptions (an error before any model is opened)."""
     options = RuntimeOptions(
         provider=provider, device=device, threads=threads, inference_precision=inference_precision,
-        performance_hint=performance_hint, cache_dir=openvino_cache,
+        performance_hint=performance_hint, cache_dir=openvino_cache, checkpoint_args=checkpoint_args,
     )
     options.validate()
     return options

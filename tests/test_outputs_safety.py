@@ -497,6 +497,40 @@ def test_export_takes_the_settings_of_a_bare_state_dict(bare_state_dict, tmp_pat
     assert loaded["model"] == TINY["model"]
 
 
+def test_predict_and_bench_run_a_bare_state_dict_with_its_settings(tmp_path, images):
+    """The same weights bare (+ --config) and as an official checkpoint: the same answers."""
+    model = tiny_model()
+    bare, full, args = tmp_path / "bare.pth", tmp_path / "full.pth", tmp_path / "args.json"
+    torch.save(model.state_dict(), bare)
+    torch.save(official_dict(model), full)
+    args.write_text(json.dumps(TINY))
+    refused(["predict", bare, images], "--config ARGS.json", "predict")
+    answers = {}
+    for name, extra in (("bare", ["--config", str(args)]), ("full", [])):
+        done = runner.invoke(app, ["predict", str(tmp_path / f"{name}.pth"), str(images), "--json", *extra])
+        assert done.exit_code == 0, done.output
+        answers[name] = [(p["path"], [(s["name"], s["probability"]) for s in p["top"]])
+                         for p in json.loads(done.output)["predictions"]]
+    assert answers["bare"] == answers["full"] and len(answers["full"]) == 6
+
+    out = tmp_path / "bench.json"
+    done = runner.invoke(app, ["bench", "--data", str(images), "--reference", str(bare), "--config", str(args),
+                               "--model", str(full), "--batch-sizes", "1", "--warmup", "0", "--iters", "1",
+                               "--no-power", "--out", str(out)])
+    assert done.exit_code == 0, done.output
+    rows = json.loads(out.read_text())["results"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[1]["accuracy"]["top1_agreement"] == 100.0 and rows[1]["accuracy"]["max_abs_logit_error"] == 0.0
+
+
+def test_a_missing_settings_file_is_refused_before_any_model_opens(bare_state_dict, tmp_path, images):
+    weights, _ = bare_state_dict
+    for command in (["predict", weights, images], ["bench", "--data", images, "--reference", weights]):
+        before = tree_digest(tmp_path)
+        refused([*command, "--config", tmp_path / "absent.json"], "--config", "not found")
+        assert tree_digest(tmp_path) == before
+
+
 def test_a_bad_settings_file_is_one_line(bare_state_dict, tmp_path):
     weights, _ = bare_state_dict
     (tmp_path / "list.json").write_text("[1, 2]")

@@ -250,9 +250,9 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
     if args is None and not settings:
         raise CheckpointError(
             f"{path} holds weights only: pass the settings it was trained with as a JSON file of its train.py "
-            "args, --config ARGS.json (info, export; train takes --init-config), e.g. "
+            "args, --config ARGS.json (info, export, predict, bench; train takes --init-config), e.g. "
             '{"model": "evit_vit_tiny_patch16_224", "input_size": 224, "num_classes": 10, "keep_rate": [0.1], '
-            '"clc": true, "num_clr": 1, "ifa_head": true}; predict and bench then take the .onnx that export writes.'
+            '"clc": true, "num_clr": 1, "ifa_head": true}.'
         )
     base = dict(args or {})
     overridden = tuple(k for k in settings if k in base and base[k] != settings[k])

@@ -129,6 +129,7 @@ class RuntimeOptions:
     inference_precision: str = "f32"  # OpenVINO float precision: f32, or bf16 where the CPU has it
     performance_hint: str = "latency"  # OpenVINO: latency or throughput
     cache_dir: Path | None = None  # OpenVINO compiled-model cache
+    checkpoint_args: Path | None = None  # PyTorch: JSON of train.py args, for a bare state dict
 
     def validate(self) -> None:
         """Refuse values a runtime would reject, before any model is opened."""
@@ -144,6 +145,10 @@ class RuntimeOptions:
             raise ClcaDeployError(f"--threads must be a positive integer, got {self.threads}.")
         if self.device < 0:
             raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+        if self.checkpoint_args is not None and not Path(self.checkpoint_args).is_file():
+            raise ClcaDeployError(
+                f"--config {self.checkpoint_args} not found; give a JSON file of the checkpoint's train.py args."
+            )
 
     def for_backend(self, kind: str) -> dict[str, Any]:
         if kind == "onnxruntime":
@@ -155,6 +160,8 @@ class RuntimeOptions:
             }
         if kind == "tensorrt":
             return {"device": self.device}
+        if kind == "torch" and self.checkpoint_args is not None:
+            return {"settings_file": self.checkpoint_args}
         return {}
 
 

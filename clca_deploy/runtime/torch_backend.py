@@ -15,7 +15,11 @@ from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: str | Path, device: str = "cpu", keep_rate: float | None = None, **settings: Any):
+    def __init__(
+        self, path: str | Path, device: str = "cpu", keep_rate: float | None = None,
+        settings_file: str | Path | None = None, **settings: Any,
+    ):
+        """``settings_file``: JSON of train.py args for a bare state dict; ``settings`` override it."""
         from clca_deploy.extras import install_line
 
         if not all(has_module(name) for name in ("torch", "timm")):
@@ -26,10 +30,13 @@ class TorchBackend:
         import torch
 
         from clca_deploy.model import load_checkpoint
+        from clca_deploy.model.checkpoint import read_settings_file
         from clca_deploy.model.deploy import with_keep_rate
 
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ClcaDeployError(f"device {device} requested but no CUDA GPU is available; use --device cpu.")
+        if settings_file is not None:
+            settings = read_settings_file(settings_file) | settings
         model = load_checkpoint(path, **settings)
         if keep_rate is not None:
             model = with_keep_rate(model, keep_rate)
