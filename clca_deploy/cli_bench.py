@@ -80,6 +80,7 @@ def sweep(
     warmup: int = typer.Option(2, help="Untimed warm-up calls per batch size."),
     iters: int = typer.Option(10, help="Timed calls per batch size."),
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
 ) -> None:
     """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
     from clca_deploy.artifacts import check_output_folder
@@ -92,7 +93,10 @@ def sweep(
     if workdir.is_dir():
         for path in reports:
             check_output_path(path)
-    refuse_overwriting_inputs(reports, [checkpoint, data])
-    bench_config = BenchConfig(models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit)
+    refuse_overwriting_inputs(reports, [checkpoint, data, checkpoint_args])
+    bench_config = BenchConfig(
+        models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit,
+        runtime_options=opt.runtime_options(checkpoint_args=checkpoint_args),
+    )
     report = run_sweep(SweepConfig(checkpoint, tuple(keep), workdir, bench_config), log=lambda line: typer.echo(line, err=True))
     render_report(report, workdir / "sweep.json", workdir / "sweep.png")

@@ -523,9 +523,23 @@ def test_predict_and_bench_run_a_bare_state_dict_with_its_settings(tmp_path, ima
     assert rows[1]["accuracy"]["top1_agreement"] == 100.0 and rows[1]["accuracy"]["max_abs_logit_error"] == 0.0
 
 
+def test_sweep_exports_and_benches_a_bare_state_dict_with_its_settings(bare_state_dict, tmp_path, images):
+    weights, args = bare_state_dict
+    workdir = tmp_path / "sweep"
+    refused(["sweep", weights, "--keep", "1.0", "--data", images, "--workdir", workdir], "--config ARGS.json")
+    done = runner.invoke(app, ["sweep", str(weights), "--keep", "1.0", "--data", str(images), "--workdir", str(workdir),
+                               "--config", str(args), "--iters", "1", "--warmup", "0"])
+    assert done.exit_code == 0, done.output
+    rows = json.loads((workdir / "sweep.json").read_text())["results"]
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert rows[1]["accuracy"]["top1_agreement"] == 100.0
+
+
 def test_a_missing_settings_file_is_refused_before_any_model_opens(bare_state_dict, tmp_path, images):
     weights, _ = bare_state_dict
-    for command in (["predict", weights, images], ["bench", "--data", images, "--reference", weights]):
+    commands = (["predict", weights, images], ["bench", "--data", images, "--reference", weights],
+                ["sweep", weights, "--keep", "0.5", "--data", images, "--workdir", tmp_path / "sweep"])
+    for command in commands:
         before = tree_digest(tmp_path)
         refused([*command, "--config", tmp_path / "absent.json"], "--config", "not found")
         assert tree_digest(tmp_path) == before

@@ -36,13 +36,16 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> BenchR
         raise ClcaDeployError(f"checkpoint not found: {config.checkpoint}. Check the path.")
     config.workdir.mkdir(parents=True, exist_ok=True)
     checkpoint_sha = sha256_file(config.checkpoint)
+    # A bare state dict's settings live outside the checkpoint (--config), where the reuse check
+    # (the checkpoint's hash in the export) cannot see them: its exports are always made afresh.
+    settings_file = config.bench.runtime_options.checkpoint_args
     models = []
     for keep in config.keep_rates:
         path = _exported_path(config.workdir, config.checkpoint, keep)
-        if is_export_of(path, checkpoint_sha, keep):
+        if settings_file is None and is_export_of(path, checkpoint_sha, keep):
             log(f"keep {keep:g}: reusing {path}")
         else:
-            export_onnx(config.checkpoint, path, ExportConfig(keep_rate=keep), log=log)
+            export_onnx(config.checkpoint, path, ExportConfig(keep_rate=keep, checkpoint_args=settings_file), log=log)
         models.append(path)
     bench = replace(config.bench, models=tuple(models), reference=config.checkpoint)
     return run_bench(bench, log=log)
