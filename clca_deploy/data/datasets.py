@@ -12,7 +12,9 @@ import numpy as np
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image
 from clca_deploy.data.preprocess import PreprocessConfig, preprocess_into
-from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, list_folder, scan_folder
+from clca_deploy.data.scan import (
+    IMAGE_EXTENSIONS, SkippedImage, file_identity, left_out_summary, list_folder, scan_folder,
+)
 from clca_deploy.errors import ClcaDeployError, ConfigError
 
 # Folder names that mean "a dataset root holding splits", not "a class".
@@ -74,9 +76,12 @@ def open_dataset(path: str | os.PathLike, csv: str | None = None, image_folder: 
 def _open_folder(root: Path) -> ImageDataset:
     top = list_folder(root)
     subfolders = [folder.name for folder in top.subfolders]
-    parents = (_identity(root),)
+    parents = (file_identity(os.stat(root)),)
     class_scans = {name: scan_folder(root / name, parents) for name in subfolders}
     classes = [name for name in subfolders if class_scans[name].images]
+    # Files left out anywhere, top level first: a flat folder's subfolders hold nothing read, but
+    # what they hold that is not an image is named as well.
+    skipped = top.skipped + tuple(skip for name in subfolders for skip in class_scans[name].skipped)
 
     splits = [name for name in subfolders if name.lower() in SPLIT_NAMES and _has_image_subfolders(root / name)]
     if splits:
@@ -98,29 +103,16 @@ def _open_folder(root: Path) -> ImageDataset:
                 "remove them or add images, as every subfolder is a class and its sorted position is its label."
             )
         records = tuple(ImageRecord(file, label) for label, name in enumerate(subfolders) for file in class_scans[name].images)
-        skipped = top.skipped + tuple(skip for name in subfolders for skip in class_scans[name].skipped)
         return ImageDataset(records, tuple(subfolders), root, "imagefolder", skipped)
     if top.images:
-        # Subfolders without images hold nothing read here; what they hold that is not an image is named.
-        skipped = top.skipped + tuple(skip for name in subfolders for skip in class_scans[name].skipped)
         return ImageDataset(tuple(ImageRecord(path, None) for path in top.images), None, root, "flat", skipped)
-    everything = top.skipped + tuple(skip for scan in class_scans.values() for skip in scan.skipped)
     raise ClcaDeployError(
-        f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root} or its subfolders{_left_out(everything)}; {LAYOUTS_HELP}."
+        f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root} or its subfolders{_left_out(skipped)}; {LAYOUTS_HELP}."
     )
 
 
-def _identity(folder: Path) -> tuple[int, int]:
-    info = os.stat(folder)
-    return info.st_dev, info.st_ino
-
-
 def _left_out(skipped: tuple[SkippedImage, ...]) -> str:
-    if not skipped:
-        return ""
-    first = skipped[0]
-    files = "1 file" if len(skipped) == 1 else f"{len(skipped)} files"
-    return f" ({files} left out, e.g. {first.path.name}: {first.reason})"
+    return f" ({left_out_summary(skipped)})" if skipped else ""
 
 
 def _has_image_subfolders(folder: Path) -> bool:

@@ -52,8 +52,17 @@ def is_image_file(name: str | os.PathLike) -> bool:
     return not base.startswith(".") and base.lower().endswith(IMAGE_EXTENSIONS)
 
 
-def _identity(info: os.stat_result) -> tuple[int, int]:
+def file_identity(info: os.stat_result) -> tuple[int, int]:
+    """(device, inode): what a folder is, whichever link or path led to it."""
     return info.st_dev, info.st_ino
+
+
+def left_out_summary(skipped: Sequence[SkippedImage]) -> str:
+    """E.g. '2 files left out, e.g. leaf.gif: unsupported image format .gif (...)'; '' when nothing was."""
+    if not skipped:
+        return ""
+    files = "1 file" if len(skipped) == 1 else f"{len(skipped)} files"
+    return f"{files} left out, e.g. {skipped[0].path.name}: {skipped[0].reason}"
 
 
 def list_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> FolderListing:
@@ -61,7 +70,7 @@ def list_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> Folder
     above it, so that a link back to one of them is named as a loop instead of followed forever."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-        here = _identity(os.stat(folder))
+        here = file_identity(os.stat(folder))
     except OSError as exc:
         return FolderListing((), (), (SkippedImage(Path(folder), f"cannot list folder ({exc.strerror or exc})"),))
     above = {*parents, here}
@@ -76,7 +85,7 @@ def list_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> Folder
             skipped.append(SkippedImage(path, _unreachable_reason(path, exc)))
             continue
         if stat.S_ISDIR(target.st_mode):
-            if _identity(target) in above:
+            if file_identity(target) in above:
                 skipped.append(SkippedImage(path, f"symlink loop: leads back to its own parent folder {os.path.realpath(path)}"))
             else:
                 subfolders.append(path)
@@ -119,7 +128,7 @@ def scan_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> ImageS
         listing = list_folder(current, above)
         found.append((str(current), listing))
         try:
-            here = _identity(os.stat(current))
+            here = file_identity(os.stat(current))
         except OSError:
             continue  # list_folder named it
         pending.extend((sub, above | {here}) for sub in listing.subfolders)
@@ -145,7 +154,6 @@ def find_images(inputs: Sequence[str | os.PathLike]) -> ImageScan:
         else:
             raise ClcaDeployError(f"{item} does not exist.")
     if not images:
-        files = "1 file" if len(skipped) == 1 else f"{len(skipped)} files"
-        left_out = f"; {files} left out, e.g. {skipped[0].path.name}: {skipped[0].reason}" if skipped else ""
+        left_out = f"; {left_out_summary(skipped)}" if skipped else ""
         raise ClcaDeployError(f"no image files in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_EXTENSIONS)}){left_out}.")
     return ImageScan(tuple(images), tuple(skipped))

@@ -250,7 +250,7 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
     if args is None and not settings:
         raise CheckpointError(
             f"{path} holds weights only: pass the settings it was trained with as a JSON file of its train.py "
-            "args, --config ARGS.json (info, export, predict, bench; train takes --init-config), e.g. "
+            "args, --config ARGS.json (info, export, predict, bench, sweep; train takes --init-config), e.g. "
             '{"model": "evit_vit_tiny_patch16_224", "input_size": 224, "num_classes": 10, "keep_rate": [0.1], '
             '"clc": true, "num_clr": 1, "ifa_head": true}.'
         )

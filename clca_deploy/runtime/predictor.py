@@ -66,11 +66,10 @@ def predict_images(
 ) -> PredictionRun:
     """Top-k classes for every readable image; unreadable ones are named in ``skipped``."""
     from clca_deploy.data import DEFAULT_MAX_PIXELS, ImageDataset, ImageRecord, PreprocessConfig, iter_batches
+    from clca_deploy.data.scan import find_images
 
     if top_k < 1:
         raise ClcaDeployError(f"--top-k must be at least 1, got {top_k}.")
-    from clca_deploy.data.scan import find_images
-
     scan = find_images(list(inputs))  # files left out of the folders are named with the unreadable ones
     paths = list(scan.images)
     root = Path(os.path.commonpath([p.resolve() for p in paths]))
