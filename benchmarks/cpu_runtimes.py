@@ -116,8 +116,17 @@ class _IrRunner:
         self.request = None
 
 
+def speed_checkpoint(work: Path) -> Path:
+    """The random-weight ViT-B/16 448 checkpoint the speed part exports, written once into ``work``."""
+    path = work / "random_clip_b16_448.pth"
+    if path.exists():
+        return path
+    work.mkdir(parents=True, exist_ok=True)
+    return write_checkpoint(work)
+
+
 def speed(args, work: Path) -> list[dict]:
-    checkpoint = write_checkpoint(work) if not (work / "random_clip_b16_448.pth").exists() else work / "random_clip_b16_448.pth"
+    checkpoint = speed_checkpoint(work)
     rows = []
     for keep in args.keep:
         files = prepare(checkpoint, work, keep, args.data / "train", args.calibration_images)

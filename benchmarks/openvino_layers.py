@@ -21,8 +21,7 @@ from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 from clca_deploy.export.verify import synthetic_images
 
-from cpu_runtimes import VARIANTS, prepare
-from export_latency import write_checkpoint
+from cpu_runtimes import VARIANTS, prepare, speed_checkpoint
 
 # Layers that carry the multiply-accumulate work; everything else is data movement or eltwise.
 GEMM_TYPES = ("FullyConnected", "FullyConnectedQuantizedLegacy", "MatMul", "Convolution", "GroupConvolution")
@@ -87,9 +86,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/openvino_layers.json"))
     args = parser.parse_args()
 
-    checkpoint = args.workdir / "random_clip_b16_448.pth"
-    if not checkpoint.exists():
-        checkpoint = write_checkpoint(args.workdir)
+    checkpoint = speed_checkpoint(args.workdir)
     batch = synthetic_images(args.batch_size, 448, seed=1)
     report = {"benchmark": "openvino_layers", "version": 1, "batch_size": args.batch_size, "iters": args.iters,
               "what_was_timed": "OpenVINO PERF_COUNT real time per executed layer, mean over iters",
