@@ -1,10 +1,11 @@
 """Our TensorRT and CUDA calls against the real bindings' names, and the fakes' strictness.
 
-The fakes (tests/tensorrt/fakes.py) record every name our code touches while build_engine and the
+The fakes (tests/tensorrt/fakes/) record every name our code touches while build_engine and the
 backend run on them; those recorded names must exist in the real TensorRT release of that path, in
-pycuda and in cuda-python (name sets from tests/tensorrt/bindings.py). A renamed or removed call in the
-library then fails here, on a machine without a GPU. The second half checks that the fakes refuse
-what the real libraries refuse, so the tests of test_build_and_backend.py mean something.
+pycuda and in cuda-python (name lists committed in tests/tensorrt/binding_names/, written by
+tools/binding_names.py). A renamed or removed call in the library then fails here, on a machine
+without a GPU (CI included). The second half checks that the fakes refuse what the real libraries
+refuse, so the tests of test_build_and_backend.py mean something.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from clca_deploy.runtime import open_backend
 from clca_deploy.tensorrt.build import EngineConfig, build_engine
 from clca_deploy.tensorrt.cuda import CudaPythonBinding, PyCudaBinding, current, open_binding
 from clca_deploy.tensorrt.plan import BatchProfile
-from tests.tensorrt import bindings, fakes
+from tests.tensorrt import binding_names as bindings
+from tests.tensorrt import fakes
 from tests.tensorrt.fakes import expected_logits, tiny_onnx
 
 V10_3, V10_13, V11_4 = bindings.TENSORRT_VERSIONS
