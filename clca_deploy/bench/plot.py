@@ -135,9 +135,10 @@ def plot_accuracy_latency(
 ) -> Path:
     """Write a PNG of top-1 (or agreement, without labels) against p50 latency at ``batch_size``."""
     try:
+        # Every part of matplotlib this needs, up front: a missing one fails here, with the install hint.
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
-        from matplotlib.ticker import FuncFormatter, LogLocator
+        from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: F401  (used by _scale_axes)
     except ImportError:
         raise ClcaDeployError(
             "plotting needs matplotlib: pip install matplotlib (or pip install 'clca-deploy[plot]')."
@@ -156,7 +157,22 @@ def plot_accuracy_latency(
     fig = Figure(figsize=(9, 6), dpi=130)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    placed: list[tuple[PlotPoint, bool, str]] = []  # point, on a curve, colour
+    placed = _draw_groups(ax, points)
+    _scale_axes(ax, [p.latency_ms for p in points])
+    _describe_axes(fig, ax, report, batch_size, title, left_out)
+    # Labels last: their placement needs the final axes size and scale.
+    _annotate_all(fig, ax, placed)
+    ax.legend(fontsize=7, loc="best")  # after the labels, so "best" can avoid them
+
+    with atomic_output(path) as tmp:
+        # The temporary name ends in .tmp, so the format must be explicit.
+        fig.savefig(tmp, format="png", bbox_inches="tight")
+    return Path(path)
+
+
+def _draw_groups(ax, points: list[PlotPoint]) -> list[tuple[PlotPoint, bool, str]]:
+    """Draw each group as a curve or as markers, in its own colour; returns (point, on a curve, colour) per point."""
+    placed: list[tuple[PlotPoint, bool, str]] = []
     for index, group in enumerate(_groups(points)):
         color = f"C{index % 10}"
         curve = _is_curve(group)
@@ -168,8 +184,13 @@ def plot_accuracy_latency(
         else:
             ax.scatter(xs, ys, color=color, label=name, zorder=3)
         placed += [(point, curve, color) for point in group]
+    return placed
 
-    latencies = [p.latency_ms for p in points]
+
+def _scale_axes(ax, latencies: list[float]) -> None:
+    """A log latency axis when the latencies span more than 10x; margins, and accuracy capped just above 100 %."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
     # CPU torch next to a TensorRT engine spans orders of magnitude; a linear axis would crush one end.
     if min(latencies) > 0 and max(latencies) / min(latencies) > 10:
         ax.set_xscale("log")
@@ -182,6 +203,10 @@ def plot_accuracy_latency(
     ax.autoscale_view()
     if ax.get_ylim()[1] > 100.5:  # no accuracy or agreement is above 100 %
         ax.set_ylim(top=100.5)
+
+
+def _describe_axes(fig, ax, report: BenchReport, batch_size: int, title: str | None, left_out: list[str]) -> None:
+    """Grid, axis labels, the title (with the device), and a footnote naming the results left out."""
     ax.grid(True, alpha=0.3)
     ax.set_xlabel(f"p50 latency per batch of {batch_size} (ms, host to host)")
     if report.labelled:
@@ -195,11 +220,3 @@ def plot_accuracy_latency(
         note = textwrap.fill("not plotted: " + "; ".join(left_out), width=150)
         fig.text(0.01, 0.005, note, fontsize=6.5, va="bottom", ha="left", color="dimgray")
         fig.subplots_adjust(bottom=0.1 + 0.025 * note.count("\n"))
-    # Labels last: their placement needs the final axes size and scale.
-    _annotate_all(fig, ax, placed)
-    ax.legend(fontsize=7, loc="best")  # after the labels, so "best" can avoid them
-
-    with atomic_output(path) as tmp:
-        # The temporary name ends in .tmp, so the format must be explicit.
-        fig.savefig(tmp, format="png", bbox_inches="tight")
-    return Path(path)

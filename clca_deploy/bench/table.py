@@ -128,43 +128,60 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
     table = Table(title=title, caption_justify="left")
     # Power columns only where some row has a reading: most machines have no sensor.
     power = any(stats.power_w is not None for stats in _power_stats(report, sizes))
+    notes: list[str] = []
+    rows: list[tuple[list[str | Text], bool]] = []
+    for result in report.results:
+        note = None
+        if result.reason:
+            notes.append(f"{result.label}: {result.reason}")
+            note = len(notes)
+        rows.append((_row_cells(result, note, sizes, power), result.is_reference))
+    _add_columns(table, _headers(sizes, power), rows)
+    for cells, is_reference in rows:
+        table.add_row(*cells, style="bold" if is_reference else None)
+    table.caption = _caption(report, notes, sizes)
+    return table
+
+
+def _headers(sizes, power: bool) -> list[str]:
+    """The headers after label and status: latency (and power) per batch size, then accuracy and memory."""
     headers = ["precision", "keep"]
     for size in sizes:
         headers += [f"p50 ms b{size}", f"img/s b{size}"]
         if power:
             headers += [f"W b{size}", f"mJ/img b{size}"]
     headers += ["top-1 %", "top-5 %", "agree %", "max |Δlogit|", "RSS MB"]
+    return headers
 
-    notes: list[str] = []
-    rows: list[tuple[list[str | Text], bool]] = []
-    for result in report.results:
-        ok = result.status == "ok"
-        note = None
-        if result.reason:
-            notes.append(f"{result.label}: {result.reason}")
-            note = len(notes)
-        cells: list[str | Text] = [_label(result), _status(result, note)]
-        cells += [result.precision, format_keep(result.keep_rate)]
-        for size in sizes:
-            stats = result.latency.get(size)
-            cells.append(_cell(None if stats is None else stats.p50_ms, format_ms, ok))
-            cells.append(_cell(None if stats is None else stats.images_per_second, format_ips, ok))
-            if power:
-                cells.append(_cell(None if stats is None else stats.power_w, format_watts, ok))
-                cells.append(_cell(None if stats is None else stats.energy_mj_per_image, format_mj, ok))
-        acc = result.accuracy
-        agreement = _cell(None if acc is None else acc.top1_agreement, format_pct, ok)
-        if ok and result.is_reference and acc is not None and acc.top1_agreement is None:
-            agreement = "ref"
-        cells += [
-            _cell(None if acc is None else acc.top1, format_pct, ok),
-            _cell(None if acc is None else acc.top5, format_pct, ok),
-            agreement,
-            _cell(None if acc is None else acc.max_abs_logit_error, format_err, ok),
-            _cell(result.peak_rss_mb, format_mb, ok),
-        ]
-        rows.append((cells, result.is_reference))
 
+def _row_cells(result: BackendResult, note: int | None, sizes, power: bool) -> list[str | Text]:
+    """One result's cells, in the order of ``_headers`` after label and status."""
+    ok = result.status == "ok"
+    cells: list[str | Text] = [_label(result), _status(result, note)]
+    cells += [result.precision, format_keep(result.keep_rate)]
+    for size in sizes:
+        stats = result.latency.get(size)
+        cells.append(_cell(None if stats is None else stats.p50_ms, format_ms, ok))
+        cells.append(_cell(None if stats is None else stats.images_per_second, format_ips, ok))
+        if power:
+            cells.append(_cell(None if stats is None else stats.power_w, format_watts, ok))
+            cells.append(_cell(None if stats is None else stats.energy_mj_per_image, format_mj, ok))
+    acc = result.accuracy
+    agreement = _cell(None if acc is None else acc.top1_agreement, format_pct, ok)
+    if ok and result.is_reference and acc is not None and acc.top1_agreement is None:
+        agreement = "ref"
+    cells += [
+        _cell(None if acc is None else acc.top1, format_pct, ok),
+        _cell(None if acc is None else acc.top5, format_pct, ok),
+        agreement,
+        _cell(None if acc is None else acc.max_abs_logit_error, format_err, ok),
+        _cell(result.peak_rss_mb, format_mb, ok),
+    ]
+    return cells
+
+
+def _add_columns(table: Table, headers: list[str], rows: list[tuple[list[str | Text], bool]]) -> None:
+    """The label and status columns, then one per header, each as wide as its widest cell or header word."""
     # Fixed widths for everything but the label: rich then narrows only the label column on a
     # small terminal (headers wrap), instead of cutting numbers to "3.2e-…".
     def width(index: int, header: str) -> int:
@@ -174,10 +191,6 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
     table.add_column("status", width=width(1, "status"))
     for index, header in enumerate(headers, start=2):
         table.add_column(header, justify="right" if index > 3 else "left", width=width(index, header))
-    for cells, is_reference in rows:
-        table.add_row(*cells, style="bold" if is_reference else None)
-    table.caption = _caption(report, notes, sizes)
-    return table
 
 
 def print_table(report: BenchReport, console: Console | None = None, batch_size: int | None = None) -> None:

@@ -93,9 +93,9 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
 
     require("onnxruntime", "INT8 calibration (onnxruntime's quantizer)")
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod
 
-    from clca_deploy.metadata import metadata_props, read_onnx_metadata, write_metadata
+    from clca_deploy.metadata import read_onnx_metadata
 
     started = time.perf_counter()
     config.validate()
@@ -111,52 +111,15 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
         config.data, info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
         progress=sys.stderr.isatty(),
     )
-    log(
-        f"calibration: {len(calibration.images)} images"
-        + (f" (cached: {calibration.cache_path})" if calibration.from_cache else "")
-        + (f", {len(calibration.skipped)} unreadable skipped" if calibration.skipped else "")
-    )
-    for path, reason in calibration.skipped:
-        log(f"skipped {path}: {reason}")
+    _log_calibration(calibration, log)
     reducing_blocks = tuple(i for i, (n_in, n_out) in enumerate(info.token_schedule) if n_out != n_in)
     quantize, kept = select_int8_nodes(model, reducing_blocks)
     method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
               "minmax": CalibrationMethod.MinMax}[config.method]
     with atomic_output(output) as tmp, _quiet_root_logger():
-        quantize_static(
-            str(onnx_path),
-            str(tmp),
-            _Reader(calibration.images, model.graph.input[0].name, fixed_batch),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["MatMul", "Conv", "Gemm"],  # also limits what the calibrator collects
-            nodes_to_quantize=quantize,
-            calibrate_method=method,
-            calibration_cache_path=None,
-            extra_options={
-                "ActivationSymmetric": True,  # TensorRT: zero point 0
-                "WeightSymmetric": True,
-                "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of [in, out] weights
-                "MatMulConstBOnly": False,  # attention matmuls of non-reducing blocks too
-                # Q/DQ on GEMM inputs only, as TensorRT expects; softmax keeps float logits.
-                "OpTypesToExcludeOutputQuantization": ["MatMul", "Conv", "Gemm"],
-                "QuantizeBias": False,  # TensorRT fuses float biases itself
-            },
-        )
-        quantized = onnx.load(str(tmp))
-        violations = check_qdq_conventions(quantized)
-        if violations:
-            raise ClcaDeployError(
-                f"the quantized graph breaks TensorRT's Q/DQ conventions ({len(violations)}: "
-                f"{violations[0].node}: {violations[0].problem}); nothing was written. Please report this."
-            )
-        props = metadata_props(model)
-        props["precision"] = "int8"
-        props["calibration"] = json.dumps({"method": config.method, "images": int(len(calibration.images))})
-        write_metadata(quantized, props)
-        onnx.save(quantized, str(tmp))
+        reader = _Reader(calibration.images, model.graph.input[0].name, fixed_batch)
+        _quantize_qdq(onnx_path, tmp, reader, quantize, method)
+        _check_and_tag_int8(tmp, model, config.method, int(len(calibration.images)))
     return QuantizeResult(
         path=str(output),
         precision="int8",
@@ -168,3 +131,62 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
         kept_float=tuple(kept),
         seconds=round(time.perf_counter() - started, 2),
     )
+
+
+def _log_calibration(calibration, log: Callable[[str], None]) -> None:
+    """One line for the calibration set, one per image left out of it."""
+    log(
+        f"calibration: {len(calibration.images)} images"
+        + (f" (cached: {calibration.cache_path})" if calibration.from_cache else "")
+        + (f", {len(calibration.skipped)} unreadable skipped" if calibration.skipped else "")
+    )
+    for path, reason in calibration.skipped:
+        log(f"skipped {path}: {reason}")
+
+
+def _quantize_qdq(onnx_path: str | Path, output: Path, reader: _Reader, nodes: list[str], method) -> None:
+    """Run onnxruntime's static quantizer with Q/DQ placed as TensorRT expects, on ``nodes`` only."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(onnx_path),
+        str(output),
+        reader,
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=["MatMul", "Conv", "Gemm"],  # also limits what the calibrator collects
+        nodes_to_quantize=nodes,
+        calibrate_method=method,
+        calibration_cache_path=None,
+        extra_options={
+            "ActivationSymmetric": True,  # TensorRT: zero point 0
+            "WeightSymmetric": True,
+            "QDQOpTypePerChannelSupportToAxis": {"MatMul": 1},  # output channels of [in, out] weights
+            "MatMulConstBOnly": False,  # attention matmuls of non-reducing blocks too
+            # Q/DQ on GEMM inputs only, as TensorRT expects; softmax keeps float logits.
+            "OpTypesToExcludeOutputQuantization": ["MatMul", "Conv", "Gemm"],
+            "QuantizeBias": False,  # TensorRT fuses float biases itself
+        },
+    )
+
+
+def _check_and_tag_int8(path: Path, source_model, method: str, images: int) -> None:
+    """Refuse the quantized graph unless it keeps TensorRT's Q/DQ conventions; else tag it int8 in its metadata."""
+    import onnx
+
+    from clca_deploy.metadata import metadata_props, write_metadata
+
+    quantized = onnx.load(str(path))
+    violations = check_qdq_conventions(quantized)
+    if violations:
+        raise ClcaDeployError(
+            f"the quantized graph breaks TensorRT's Q/DQ conventions ({len(violations)}: "
+            f"{violations[0].node}: {violations[0].problem}); nothing was written. Please report this."
+        )
+    props = metadata_props(source_model)
+    props["precision"] = "int8"
+    props["calibration"] = json.dumps({"method": method, "images": images})
+    write_metadata(quantized, props)
+    onnx.save(quantized, str(path))

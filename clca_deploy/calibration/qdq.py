@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -78,6 +79,18 @@ def crop_decision_nodes(model) -> set[str]:
     return found
 
 
+@dataclass(frozen=True)
+class _GraphFacts:
+    """What the per-node INT8 choice looks up about the whole graph."""
+
+    model: Any
+    score_blocks: tuple[int, ...]
+    score_qkv: frozenset[str]  # the qkv projections of the reducing blocks
+    initializers: frozenset[str]
+    producers: dict[str, str]  # tensor name -> op type of the node that computes it
+    crop_deciders: frozenset[str]
+
+
 def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], list[str]]:
     """(nodes to quantize, nodes kept in float with the reason).
 
@@ -93,56 +106,72 @@ def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], 
     the small classifier heads, ILA's inter-layer adapters and GLSim's global pass (see the
     comments below).
     """
-    initializers = {init.name for init in model.graph.initializer}
-    producers = {output: node.op_type for node in model.graph.node for output in node.output}
-    score_qkv = {f"blocks.{i}.attn.qkv" for i in score_blocks}
-    crop_deciders = crop_decision_nodes(model)
+    facts = _GraphFacts(
+        model=model,
+        score_blocks=score_blocks,
+        score_qkv=frozenset(f"blocks.{i}.attn.qkv" for i in score_blocks),
+        initializers=frozenset(init.name for init in model.graph.initializer),
+        producers={output: node.op_type for node in model.graph.node for output in node.output},
+        crop_deciders=frozenset(crop_decision_nodes(model)),
+    )
     quantize, kept = [], []
     for node in model.graph.node:
-        weights = [name for name in node.input if name in initializers]
-        if node.name in crop_deciders and node.op_type in ("MatMul", "Gemm", "Conv"):
-            # GLSim's global pass decides the crop box, as CLCA's scores decide the surviving tokens:
-            # on the trained leaf GLSim model, int8 there moved the box on 5.6% of images (0.6% kept float).
-            kept.append(f"{node.name} (GLSim global pass: decides the crop)")
-            continue
-        if node.op_type in ("MatMul", "Gemm"):
-            scope = reducer_scope(node)
-            if scope is not None:
-                kept.append(f"{node.name} ({scope}: token reduction)")
-                continue
-        adapter = ila_adapter_scope(node) if node.op_type in ("MatMul", "Gemm", "Conv") else None
-        if adapter is not None:
-            # The down-sampling residual sums 3x3 neighbourhoods (activations grow ~9x per adapter)
-            # and the 8-channel bottleneck leaves int8 no headroom; the adapters are a few percent of
-            # the MACs. On the trained leaf ILA model, keeping them (and the head) float took INT8
-            # agreement with FP32 from 97.8% to 99.4% (docs/precision.md).
-            kept.append(f"{node.name} ({adapter}: ILA adapter)")
-            continue
-        if node.op_type == "Conv" and weights:
-            dims = next(i.dims for i in model.graph.initializer if i.name == node.input[1])
-            (quantize if len(dims) == 4 else kept).append(node.name)
-        elif node.op_type == "MatMul" and not weights:
-            block = attention_block(node)
-            if block is None:
-                continue
-            if block in score_blocks:
-                kept.append(f"{node.name} (blocks.{block} attention: token scores)")
-            elif producers.get(node.input[0]) == "Softmax":
-                # attn @ v: TensorRT's symmetric int8 spends half its range on negative
-                # probabilities that never occur and rounds the many small ones to zero; on the
-                # trained leaf model this alone cut INT8 agreement with FP32 from 100% to 95%.
-                kept.append(f"{node.name} (blocks.{block} attention probabilities)")
-            else:
-                quantize.append(node.name)
-        elif node.op_type in ("MatMul", "Gemm") and weights:
-            path = module_path(node)
-            if path in score_qkv:
-                kept.append(f"{node.name} ({path}: token scores)")
-            elif path == "head" or (path or "").startswith("head."):  # CLCA's head, fgir_vit's head.head
-                kept.append(f"{node.name} (classifier head)")
-            else:
-                quantize.append(node.name)
+        choice = _int8_choice(node, facts)
+        if choice is not None:
+            to_int8, entry = choice
+            (quantize if to_int8 else kept).append(entry)
     return quantize, kept
+
+
+def _int8_choice(node, facts: _GraphFacts) -> tuple[bool, str] | None:
+    """(True, name) to quantize, (False, "name (why)") to keep float, None for a node that is no candidate."""
+    scope = _float_scope(node, facts.crop_deciders)
+    if scope is not None:
+        return False, f"{node.name} ({scope})"
+    weights = [name for name in node.input if name in facts.initializers]
+    if node.op_type == "Conv" and weights:
+        dims = next(i.dims for i in facts.model.graph.initializer if i.name == node.input[1])
+        return len(dims) == 4, node.name
+    if node.op_type == "MatMul" and not weights:
+        block = attention_block(node)
+        if block is None:
+            return None
+        if block in facts.score_blocks:
+            return False, f"{node.name} (blocks.{block} attention: token scores)"
+        if facts.producers.get(node.input[0]) == "Softmax":
+            # attn @ v: TensorRT's symmetric int8 spends half its range on negative
+            # probabilities that never occur and rounds the many small ones to zero; on the
+            # trained leaf model this alone cut INT8 agreement with FP32 from 100% to 95%.
+            return False, f"{node.name} (blocks.{block} attention probabilities)"
+        return True, node.name
+    if node.op_type in ("MatMul", "Gemm") and weights:
+        path = module_path(node)
+        if path in facts.score_qkv:
+            return False, f"{node.name} ({path}: token scores)"
+        if path == "head" or (path or "").startswith("head."):  # CLCA's head, fgir_vit's head.head
+            return False, f"{node.name} (classifier head)"
+        return True, node.name
+    return None
+
+
+def _float_scope(node, crop_deciders: frozenset[str]) -> str | None:
+    """Why a GEMM stays float for the part of the model it is in (crop decision, token reducer, ILA adapter)."""
+    if node.name in crop_deciders and node.op_type in ("MatMul", "Gemm", "Conv"):
+        # GLSim's global pass decides the crop box, as CLCA's scores decide the surviving tokens:
+        # on the trained leaf GLSim model, int8 there moved the box on 5.6% of images (0.6% kept float).
+        return "GLSim global pass: decides the crop"
+    if node.op_type in ("MatMul", "Gemm"):
+        scope = reducer_scope(node)
+        if scope is not None:
+            return f"{scope}: token reduction"
+    adapter = ila_adapter_scope(node) if node.op_type in ("MatMul", "Gemm", "Conv") else None
+    if adapter is not None:
+        # The down-sampling residual sums 3x3 neighbourhoods (activations grow ~9x per adapter)
+        # and the 8-channel bottleneck leaves int8 no headroom; the adapters are a few percent of
+        # the MACs. On the trained leaf ILA model, keeping them (and the head) float took INT8
+        # agreement with FP32 from 97.8% to 99.4% (docs/precision.md).
+        return f"{adapter}: ILA adapter"
+    return None
 
 
 @dataclass(frozen=True)
