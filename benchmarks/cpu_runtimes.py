@@ -93,8 +93,7 @@ def open_variant(files: dict[str, Path], name: str):
     if runtime == "openvino" and kind == "nncf":
         # An IR file: opened with OpenVINO directly (the runtime reads .onnx; NNCF writes IR).
         return _IrRunner(files[kind], precision)
-    options = RuntimeOptions(inference_precision=precision or "f32").for_backend(runtime)
-    return open_backend(files[kind], runtime, **options)
+    return open_backend(files[kind], runtime, RuntimeOptions.from_values(inference_precision=precision or "f32"))
 
 
 class _IrRunner:
@@ -156,7 +155,7 @@ def accuracy(args, work: Path) -> list[dict]:
         config = BenchConfig(
             models=(files["fp32"], files["int8"]), data=args.data / "test", reference=args.trained,
             batch_sizes=(1,), warmup=0, iters=1, runtimes=("onnxruntime", "openvino") if precision == "f32" else ("openvino",),
-            runtime_options=RuntimeOptions(inference_precision=precision), progress=False, power=False,
+            runtime_options=RuntimeOptions.from_values(inference_precision=precision), progress=False, power=False,
         )
         report = run_bench(config, log=lambda _: None)
         rows += [r.to_dict() for r in report.results if not (precision == "bf16" and r.is_reference)]

@@ -141,7 +141,7 @@ def _latency(checkpoint: Path, engines: dict[str, Path], onnx_fp32: Path, data: 
 def _power(backend, images: np.ndarray) -> dict[str, Any]:
     """Board power and energy per image of the INT8 engine at batch 8, through bench's own harness."""
     from clca_deploy.bench.latency import measure_latency
-    from clca_deploy.bench.power import power_sampler_for
+    from clca_deploy.bench.power.picker import power_sampler_for
 
     sampler, reason = power_sampler_for(backend)
     batch = np.ascontiguousarray(np.resize(images, (8, *images.shape[1:])))

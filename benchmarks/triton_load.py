@@ -27,7 +27,7 @@ import numpy as np
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.runtime.predictor import collect_images
+from clca_deploy.data import image_paths
 from clca_deploy.serving import ServeConfig, running_server
 from clca_deploy.serving.check import direct_answers
 from clca_deploy.serving.client import classify
@@ -117,7 +117,7 @@ def main() -> None:
     if not args.model.is_file():
         raise SystemExit(f"{args.model} not found: run benchmarks/trained_leaves.py first, or pass --model.")
 
-    images = collect_images([args.data])
+    images = image_paths([args.data])
     started = time.perf_counter()
     direct = direct_answers(args.model, images, TOP_K)
     expected, tolerance = direct.top, score_tolerance(direct.precision)

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from clca_deploy import cli_options as opt
-from clca_deploy.cli_bench import bench, sweep
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
+from clca_deploy.cli_bench import bench, sweep
+from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import print_deployed, print_predictions, print_summary
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.runtime.registry import RuntimeOptions
 
 app = typer.Typer(
     help="Deploy CLCA token-reduction ViTs: load, export to ONNX, quantize, build TensorRT engines, benchmark.",
@@ -46,25 +46,25 @@ def info(
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Input size, for files without args."),
     num_classes: Optional[int] = typer.Option(None, help="Number of classes, for files without args."),
     keep: Optional[float] = typer.Option(None, help="Keep rate to report instead of the checkpoint's."),
-    settings_file: Optional[Path] = typer.Option(
+    train_args: Optional[Path] = typer.Option(
         None, "--config", help="JSON of the checkpoint's train.py args, for a bare state dict (options above win)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
 ) -> None:
     """What a model file holds: a checkpoint's settings, token schedule, parameters and GMACs, or an export's metadata."""
-    from clca_deploy.runtime.describe import DEPLOYED_SUFFIXES, describe_model_file
+    from clca_deploy.runtime.describe import is_deployed_file, describe_model_file
 
-    if checkpoint.suffix.lower() in DEPLOYED_SUFFIXES:
+    if is_deployed_file(checkpoint):
         described = describe_model_file(checkpoint)
         if as_json:
             typer.echo(json.dumps(described.to_dict(), indent=2))
         else:
             print_deployed(described)
         return
-    from clca_deploy.model.checkpoint import read_settings_file
+    from clca_deploy.model.checkpoint import read_train_args
     from clca_deploy.model.summary import summarize_checkpoint
 
-    settings = read_settings_file(settings_file) if settings_file is not None else {}
+    settings = read_train_args(train_args) if train_args is not None else {}
     settings |= {
         key: value
         for key, value in (("model", model), ("input_size", img_size), ("num_classes", num_classes), ("keep_rate", keep))
@@ -88,7 +88,7 @@ def export(
     data: Optional[Path] = typer.Option(None, help="Images for the parity check (default: synthetic)."),
     simplify: bool = typer.Option(False, help="Simplify the graph with onnxslim (verified again)."),
     tolerance: float = typer.Option(1e-3, help="Max abs logit error against PyTorch."),
-    settings_file: Optional[Path] = typer.Option(
+    train_args: Optional[Path] = typer.Option(
         None, "--config", help="JSON of the checkpoint's train.py args, for a bare state dict."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
@@ -98,7 +98,7 @@ def export(
 
     config = ExportConfig(
         keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data,
-        checkpoint_args=settings_file,
+        train_args=train_args,
     )
     result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else typer.echo)
     if as_json:
@@ -160,21 +160,16 @@ def build_trt(
     ),
 ) -> None:
     """Build a TensorRT engine plus its sidecar JSON; the precision comes from the ONNX file."""
-    from clca_deploy.metadata import read_onnx_metadata
     from clca_deploy.pipeline.build_trt import build_trt as build
     from clca_deploy.tensorrt.build import EngineConfig
     from clca_deploy.tensorrt.plan import parse_batch_profile
 
     if fp16 and int8:
         raise ClcaDeployError("choose one of --fp16 and --int8.")
-    precision = "int8" if int8 else "fp16" if fp16 else None
     config = EngineConfig(
-        precision=precision or "fp32", batch=parse_batch_profile(batch) if batch else None, workspace_gib=workspace,
-        timing_cache=timing_cache, device=device, weak_typing=weak_typing,
+        precision="int8" if int8 else "fp16" if fp16 else None, batch=parse_batch_profile(batch) if batch else None,
+        workspace_gib=workspace, timing_cache=timing_cache, device=device, weak_typing=weak_typing,
     )
-    config.validate()
-    if precision is None and model.is_file():
-        config = replace(config, precision=read_onnx_metadata(model).precision)
     result = build(model, output, config, data=data, num_images=num_images, log=typer.echo)
     for note in result.notes:
         typer.echo(f"note: {note}")
@@ -183,32 +178,25 @@ def build_trt(
 
 
 @app.command()
+@with_runtime_options()
 def predict(
     model: Path = typer.Argument(..., help="A checkpoint, an exported .onnx file or an engine."),
     images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     top_k: int = typer.Option(5, "--top-k", help="How many classes to show per image."),
-    runtime: Optional[str] = opt.RUNTIME,
-    provider: str = opt.PROVIDER,
-    device: int = opt.DEVICE,
-    threads: Optional[int] = opt.THREADS,
-    inference_precision: str = opt.INFERENCE_PRECISION,
-    openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
-    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    runtime: Optional[str] = None,
+    runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Classify leaf images; unreadable files are skipped and named."""
-    from clca_deploy.runtime import backend_for_path, open_backend, predict_images
+    from clca_deploy.runtime import open_backend, predict_images
 
-    options = opt.runtime_options(
-        provider, device, threads, inference_precision, openvino_cache=openvino_cache, checkpoint_args=checkpoint_args
-    )
-    kind = backend_for_path(model, runtime)
-    with open_backend(model, kind, **options.for_backend(kind)) as backend:
+    with open_backend(model, runtime, runtime_options) as backend:
         run = predict_images(backend, images, top_k=top_k, progress=not as_json)
     print_predictions(run, as_json)
 
 
 @app.command("triton-repo")
+@with_runtime_options(triton_only=True)
 def triton_repo(
     model: Path = typer.Argument(..., help="An exported .onnx file, or an engine from `clca-deploy build-trt`."),
     output: Path = typer.Option(..., "-o", "--output", help="The model repository folder to write."),
@@ -217,22 +205,20 @@ def triton_repo(
     instances: int = typer.Option(1, help="Classifier instances per GPU (or on the CPU)."),
     preprocess_instances: int = typer.Option(2, "--preprocess-instances", help="Image-decoding instances (CPU)."),
     device: Optional[str] = typer.Option(
-        None, help="Where Triton runs the classifier: gpu (default), or cpu (ONNX only; the default for openvino)."
+        None, help="Where Triton runs the classifier: gpu or cpu (default: the runtime's own first choice)."
     ),
-    runtime: Optional[str] = opt.RUNTIME,
-    threads: Optional[int] = opt.THREADS,
-    inference_precision: str = opt.INFERENCE_PRECISION,
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is a repository this command wrote before."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    runtime: Optional[str] = None,
+    runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """A Triton model repository: encoded images in, class ids, names and scores out (dynamic batching)."""
     from clca_deploy.serving import TritonRepoConfig, write_triton_repository
 
     config = TritonRepoConfig(
         name=name, max_batch=max_batch, instances=instances, preprocess_instances=preprocess_instances,
-        device=device or ("cpu" if runtime == "openvino" else "gpu"), top_k=top_k, runtime=runtime, threads=threads,
-        inference_precision=inference_precision,
+        device=device, top_k=top_k, runtime=runtime, runtime_options=runtime_options,
     )
     result = write_triton_repository(model, output, config, overwrite=overwrite)
     if as_json:
@@ -243,6 +229,7 @@ def triton_repo(
 
 
 @app.command()
+@with_runtime_options(triton_only=True)
 def serve(
     model: Path = typer.Argument(..., help="An exported .onnx file, or an engine from `clca-deploy build-trt`."),
     port: int = typer.Option(8000, help="HTTP port; gRPC and metrics listen on the next two."),
@@ -251,17 +238,16 @@ def serve(
     instances: int = typer.Option(1, help="Classifier instances."),
     name: str = typer.Option("clca", help="Model name clients call."),
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
-    runtime: Optional[str] = opt.RUNTIME,
-    threads: Optional[int] = opt.THREADS,
-    inference_precision: str = opt.INFERENCE_PRECISION,
     verbose: bool = typer.Option(False, help="Show the Triton server's own log."),
+    runtime: Optional[str] = None,
+    runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """A local Triton Inference Server (through PyTriton) with dynamic batching, until Ctrl-C."""
     from clca_deploy.serving import ServeConfig, serve as run_server
 
     config = ServeConfig(
         port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose,
-        runtime=runtime, threads=threads, inference_precision=inference_precision,
+        runtime=runtime, runtime_options=runtime_options,
     )
     run_server(model, config, log=typer.echo)
 
@@ -290,7 +276,7 @@ def train(
     init: Optional[Path] = typer.Option(
         None, help="Start from this checkpoint: CLCA from CLCA; ILA/GLSim from a CLCA backbone (mapped) or ILA/GLSim."
     ),
-    init_config: Optional[Path] = typer.Option(
+    init_train_args: Optional[Path] = typer.Option(
         None, "--init-config", help="JSON of the --init checkpoint's train.py args, for a bare state dict."
     ),
     freeze_backbone: bool = typer.Option(
@@ -303,7 +289,7 @@ def train(
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run's summary as JSON here."),
 ) -> None:
     """Train or fine-tune a CLCA, ILA or GLSim model; writes a checkpoint the official code can load too."""
-    from clca_deploy.model.checkpoint import read_settings_file
+    from clca_deploy.model.checkpoint import read_train_args
     from clca_deploy.train import TrainConfig, train as run_training
 
     if epochs is None and minutes is None:
@@ -317,12 +303,12 @@ def train(
         check_output_path(json_out)
         if json_out.resolve() == output.resolve():
             raise ClcaDeployError(f"--json {json_out} is the checkpoint -o {output}; give the summary its own file.")
-        refuse_overwriting_inputs([json_out], [output, init, init_config, data, test])
-    if init_config is not None and init is None:
+        refuse_overwriting_inputs([json_out], [output, init, init_train_args, data, test])
+    if init_train_args is not None and init is None:
         raise ClcaDeployError("--init-config gives the settings of an --init checkpoint; pass --init CKPT too.")
-    init_settings = read_settings_file(init_config) if init_config is not None else None
     result = run_training(
-        data, output, config, test=test, resume=resume, init=init, init_settings=init_settings, log=typer.echo
+        data, output, config, test=test, resume=resume, init=init,
+        init_train_args=read_train_args(init_train_args) if init_train_args is not None else None, log=typer.echo,
     )
     if json_out is not None:
         from clca_deploy.artifacts import write_json
@@ -341,7 +327,7 @@ def demo(
 ) -> None:
     """The whole pipeline on this machine: data, training, export, INT8, benchmark against PyTorch."""
     from clca_deploy.bench.table import print_table
-    from clca_deploy.demo import DemoConfig, run_demo
+    from clca_deploy.pipeline.demo import DemoConfig, run_demo
 
     config = DemoConfig(workdir=workdir, data=data, epochs=epochs, img_size=img_size, keep_rate=keep)
     result, report = run_demo(config, log=typer.echo)
@@ -355,7 +341,7 @@ def demo(
 @app.command()
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
     """What this machine can run (runtimes, TensorRT, GPU, Jetson), what is missing and how to install it."""
-    from clca_deploy.system.doctor import format_report, run_doctor
+    from clca_deploy.doctor.report import format_report, run_doctor
 
     report = run_doctor()
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))

@@ -7,9 +7,10 @@ from typing import Optional
 
 import typer
 
-from clca_deploy import cli_options as opt
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
+from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import bench_failure, render_report
+from clca_deploy.runtime.registry import RuntimeOptions
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -19,6 +20,7 @@ def _int_list(text: str) -> tuple[int, ...]:
         raise typer.BadParameter(f"expected comma-separated integers such as 1,8, got {text!r}") from None
 
 
+@with_runtime_options(runtime_list=True)
 def bench(
     data: Path = typer.Option(..., help="Images: an ImageFolder tree, a flat folder, or a CSV split root."),
     model: list[Path] = typer.Option([], "--model", help="A model to measure (.onnx, .engine, .pth); repeatable."),
@@ -31,38 +33,28 @@ def bench(
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
-    runtime: Optional[str] = typer.Option(
-        None, "--runtime", help="Runtimes to run each model on, e.g. onnxruntime,openvino (one row per pair that fits)."
-    ),
-    provider: str = opt.PROVIDER,
-    device: int = opt.DEVICE,
-    threads: Optional[int] = opt.THREADS,
-    inference_precision: str = opt.INFERENCE_PRECISION,
-    openvino_cache: Optional[Path] = opt.OPENVINO_CACHE,
-    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
     out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
     plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
     power: bool = typer.Option(
         True, "--power/--no-power", help="Board power and energy per image during the timed calls (tegrastats on Jetson, NVML)."
     ),
+    runtime: Optional[str] = None,
+    runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Latency and accuracy of each model beside the reference, as a table, JSON and a plot."""
     from clca_deploy.bench.run import BenchConfig, run_bench
-    from clca_deploy.runtime import parse_runtimes
+    from clca_deploy.runtime.registry import parse_runtimes
 
-    options = opt.runtime_options(
-        provider, device, threads, inference_precision, openvino_cache=openvino_cache, checkpoint_args=checkpoint_args
-    )
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
         iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
-        runtime_options=options, power=power,
+        runtime_options=runtime_options, power=power,
     )
     plot = plot or (out.with_suffix(".png") if out else None)
     for path in (out, plot):
         if path is not None:
             check_output_path(path)
-    refuse_overwriting_inputs([out, plot], [*model, reference, data, checkpoint_args])
+    refuse_overwriting_inputs([out, plot], [*model, reference, data, *runtime_options.paths()])
     report = run_bench(config, log=lambda line: typer.echo(line, err=True))
     render_report(report, out, plot)
     failure = bench_failure(report)
@@ -71,6 +63,7 @@ def bench(
         raise typer.Exit(1)
 
 
+@with_runtime_options(only=("train_args",))
 def sweep(
     checkpoint: Path = typer.Argument(..., help="The trained checkpoint (also the reference)."),
     keep: list[float] = typer.Option(..., "--keep", help="Keep rates; repeat --keep for each."),
@@ -80,12 +73,12 @@ def sweep(
     warmup: int = typer.Option(2, help="Untimed warm-up calls per batch size."),
     iters: int = typer.Option(10, help="Timed calls per batch size."),
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
-    checkpoint_args: Optional[Path] = opt.CHECKPOINT_ARGS,
+    runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
     from clca_deploy.artifacts import check_output_folder
     from clca_deploy.bench.run import BenchConfig
-    from clca_deploy.bench.sweep import SweepConfig, run_sweep
+    from clca_deploy.pipeline.sweep import SweepConfig, run_sweep
 
     # Checked before the first export, not when the report is written minutes later.
     check_output_folder(workdir, "sweep folder")
@@ -93,10 +86,11 @@ def sweep(
     if workdir.is_dir():
         for path in reports:
             check_output_path(path)
-    refuse_overwriting_inputs(reports, [checkpoint, data, checkpoint_args])
+    refuse_overwriting_inputs(reports, [checkpoint, data, *runtime_options.paths()])
     bench_config = BenchConfig(
         models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit,
-        runtime_options=opt.runtime_options(checkpoint_args=checkpoint_args),
+        runtime_options=runtime_options,
     )
-    report = run_sweep(SweepConfig(checkpoint, tuple(keep), workdir, bench_config), log=lambda line: typer.echo(line, err=True))
+    sweep_config = SweepConfig(checkpoint, tuple(keep), workdir, bench_config, runtime_options.values.get("train_args"))
+    report = run_sweep(sweep_config, log=lambda line: typer.echo(line, err=True))
     render_report(report, workdir / "sweep.json", workdir / "sweep.png")

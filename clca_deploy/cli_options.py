@@ -1,41 +1,83 @@
-"""Command-line options shared by the commands that run a model (predict, bench, serve, triton-repo)."""
+"""The runtime options of the commands that run a model, read from the runtime registry when typer asks.
+
+A command written as ``def predict(..., runtime_options: RuntimeOptions)`` and decorated with
+:func:`with_runtime_options` shows ``--runtime`` and every registered runtime's own options (each
+runtime's options dataclass declares them, Polygraphy-style), and receives them as one validated
+``RuntimeOptions``. The signature is computed each time typer builds the command, so a runtime
+registered after this module was imported (a plugin, a test's toy runtime) shows up too.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
+import inspect
+import typing
+from typing import Any, Callable, Optional
 
 import typer
 
-from clca_deploy.runtime.base import RuntimeOptions
+from clca_deploy.runtime.registry import RuntimeOptions, command_line_options, runtime_specs
 
-PROVIDER = typer.Option("cpu", help="onnxruntime execution provider: auto, cpu, cuda, tensorrt.")
-DEVICE = typer.Option(0, help="CUDA device an engine runs on.")
-RUNTIME = typer.Option(
-    None, "--runtime", help="Runtime for an .onnx file: onnxruntime (default) or openvino (x86 CPUs)."
-)
-THREADS = typer.Option(None, "--threads", help="CPU threads of onnxruntime / OpenVINO (default: the runtime's).")
-INFERENCE_PRECISION = typer.Option(
-    "f32", "--inference-precision", help="OpenVINO: f32, or bf16 where the CPU has it (faster, rounds float work)."
-)
-PERFORMANCE_HINT = typer.Option("latency", "--performance-hint", help="OpenVINO: latency or throughput.")
-OPENVINO_CACHE = typer.Option(
-    None, "--openvino-cache", help="OpenVINO: folder for compiled models, so later starts skip compiling."
-)
-
-CHECKPOINT_ARGS = typer.Option(
-    None, "--config", help="JSON of train.py args for a .pth without them (bare state dict); applies to every .pth run here."
-)
+OPTIONS_PARAMETER = "runtime_options"
+RUNTIME_PARAMETER = "runtime"
 
 
-def runtime_options(
-    provider: str = "cpu", device: int = 0, threads: Optional[int] = None, inference_precision: str = "f32",
-    performance_hint: str = "latency", openvino_cache: Optional[Path] = None, checkpoint_args: Optional[Path] = None,
-) -> RuntimeOptions:
-    """The options as one validated RuntimeOptions (an error before any model is opened)."""
-    options = RuntimeOptions(
-        provider=provider, device=device, threads=threads, inference_precision=inference_precision,
-        performance_hint=performance_hint, cache_dir=openvino_cache, checkpoint_args=checkpoint_args,
-    )
-    options.validate()
-    return options
+def _runtime_help(many: bool) -> str:
+    choices = "; ".join(f"{spec.name} ({spec.summary})" for spec in runtime_specs())
+    if many:
+        return f"Runtimes to run each model on, comma-separated (one row per pair that fits): {choices}."
+    return f"Runtime for the file (default: its type's first): {choices}."
+
+
+class RuntimeOptionsCommand:
+    """A typer command function plus the registry's runtime options (see the module docstring)."""
+
+    def __init__(self, command: Callable[..., Any], runtime_list: bool, triton_only: bool, only: tuple[str, ...]):
+        self._command = command
+        self._runtime_list = runtime_list  # --runtime takes several (bench)
+        self._triton_only = triton_only  # only what a Triton model config carries (serve, triton-repo)
+        self._only = only  # only these option fields (sweep: the train.py args of its checkpoint)
+        self.__name__ = command.__name__
+        self.__doc__ = command.__doc__
+        self.__module__ = command.__module__
+
+    def _options(self):
+        options = command_line_options(self._triton_only)
+        return [option for option in options if not self._only or option.name in self._only]
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        hints = typing.get_type_hints(self._command)
+        parameters = inspect.signature(self._command).parameters
+        own = [
+            parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+            for parameter in parameters.values()
+            if parameter.name not in (OPTIONS_PARAMETER, RUNTIME_PARAMETER)
+        ]
+        added = []
+        if RUNTIME_PARAMETER in parameters:  # its help lists the runtimes registered now
+            runtime = typer.Option(None, "--runtime", help=_runtime_help(self._runtime_list))
+            added.append(self._parameter(RUNTIME_PARAMETER, Optional[str], runtime))
+        for option in self._options():
+            default = typer.Option(option.default, option.flag.flag, help=option.flag.help)
+            added.append(self._parameter(option.name, option.annotation, default))
+        return inspect.Signature(own + added)
+
+    @staticmethod
+    def _parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+    @property
+    def __annotations__(self) -> dict[str, Any]:  # typing.get_type_hints reads these
+        return {name: parameter.annotation for name, parameter in self.__signature__.parameters.items()}
+
+    def __call__(self, **values: Any) -> Any:
+        names = {option.name for option in self._options()}
+        given = {name: values.pop(name) for name in list(values) if name in names}
+        return self._command(runtime_options=RuntimeOptions(given), **values)
+
+
+def with_runtime_options(
+    runtime_list: bool = False, triton_only: bool = False, only: tuple[str, ...] = ()
+) -> Callable[[Callable[..., Any]], RuntimeOptionsCommand]:
+    """Decorate a command taking ``runtime_options`` (and, if it has one, a ``runtime`` parameter)."""
+    return lambda command: RuntimeOptionsCommand(command, runtime_list, triton_only, only)

@@ -5,6 +5,7 @@ Values are strings; lists and dicts are JSON. The ONNX file alone is then a comp
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ def build_metadata(
     model, preprocess: dict[str, Any], trained_keep_rate: tuple[float, ...], source_sha256: str | None,
     precision: str = "fp32",
 ) -> dict[str, str]:
+    """The metadata_props of an export of ``model`` (values as strings, lists and dicts as JSON)."""
     config = model.config
     props: dict[str, Any] = {
         FORMAT_KEY: FORMAT_VERSION,
@@ -72,6 +74,7 @@ def build_metadata(
 
 
 def write_metadata(onnx_model, props: dict[str, str]) -> None:
+    """Replace an in-memory ONNX model's metadata_props with ``props``, sorted by key."""
     del onnx_model.metadata_props[:]
     for key in sorted(props):
         entry = onnx_model.metadata_props.add()
@@ -79,6 +82,7 @@ def write_metadata(onnx_model, props: dict[str, str]) -> None:
 
 
 def parse_metadata(props: dict[str, str], source: str = "ONNX file") -> OnnxModelInfo:
+    """Checked metadata from metadata_props (of a file, or of an engine's sidecar); ``source`` names it in errors."""
     if FORMAT_KEY not in props:
         raise ClcaDeployError(
             f"{source} has no clca-deploy metadata (image size, preprocessing, classes); export the "
@@ -132,6 +136,7 @@ def load_onnx_structure(path: str | Path):
 
 
 def metadata_props(model) -> dict[str, str]:
+    """A loaded ONNX model's metadata_props as a dict."""
     return {p.key: p.value for p in model.metadata_props}
 
 
@@ -150,25 +155,56 @@ def image_input(model, source: str) -> tuple[str, int | None]:
     return inputs[0].name, dim.dim_value if dim.HasField("dim_value") and dim.dim_value > 0 else None
 
 
-def onnx_input(onnx_path: Path) -> tuple[str, int | None, dict[str, str]]:
-    """Image input name, its fixed batch size (None when dynamic) and the metadata_props of an ONNX file."""
-    model = load_onnx_structure(onnx_path)
-    return (*image_input(model, str(onnx_path)), metadata_props(model))
-
-
-def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
-    """Metadata of an exported ONNX file, read without loading its weights, checked against the graph's
-    output width (a runtime names each score by it)."""
-    model = load_onnx_structure(path)
-    info = parse_metadata(metadata_props(model), source=str(path))
+def _checked_info(model, source: str) -> OnnxModelInfo:
+    """The model's metadata, checked against the graph's output width (a runtime names each score by it)."""
+    info = parse_metadata(metadata_props(model), source=source)
     dims = model.graph.output[0].type.tensor_type.shape.dim if len(model.graph.output) == 1 else ()
     width = dims[-1].dim_value if dims and dims[-1].HasField("dim_value") else None
     if width is not None and width != info.num_classes:
         raise ClcaDeployError(
-            f"{path} gives {width} scores per image but its metadata describes {info.num_classes} classes; "
+            f"{source} gives {width} scores per image but its metadata describes {info.num_classes} classes; "
             "the file was edited or damaged: export it again."
         )
     return info
+
+
+def read_onnx_metadata(path: str | Path) -> OnnxModelInfo:
+    """Metadata of an exported ONNX file, read without loading its weights, checked against the graph's
+    output width."""
+    return _checked_info(load_onnx_structure(path), str(path))
+
+
+@dataclass(frozen=True)
+class OnnxFile:
+    """An exported ONNX file read once, for every step of a command that needs it (build-trt's plan,
+    sidecar and checks): its checked metadata, image input and content hash."""
+
+    path: Path
+    info: OnnxModelInfo
+    props: dict[str, str]  # the raw metadata_props, copied into an engine's sidecar
+    input_name: str
+    fixed_batch: int | None  # None: a dynamic batch dimension
+    sha256: str
+
+
+def read_onnx_file(path: str | Path) -> OnnxFile:
+    """Read ``path`` once (its bytes give both the graph's structure and the hash), or a clear error."""
+    import onnx
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ClcaDeployError(f"cannot read {path} ({exc.strerror or exc}).") from exc
+    try:
+        model = onnx.load_model_from_string(data)  # external weights, if any, are not read
+    except Exception as exc:  # onnx raises DecodeError and others for damaged files
+        raise ClcaDeployError(f"cannot read {path} as ONNX ({type(exc).__name__}); is the file complete?") from exc
+    input_name, fixed_batch = image_input(model, str(path))
+    return OnnxFile(
+        path=path, info=_checked_info(model, str(path)), props=metadata_props(model), input_name=input_name,
+        fixed_batch=fixed_batch, sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def is_export_of(path: str | Path, checkpoint_sha256: str, keep_rate: float, precision: str = "fp32") -> bool:

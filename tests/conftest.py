@@ -67,10 +67,11 @@ def load_golden(name: str) -> tuple[Path, dict, dict]:
 
 
 def pytest_collection_modifyitems(config, items):
-    from clca_deploy.capabilities import gpu_skip_reason, tensorrt_skip_reason
+    from clca_deploy.system.gpu import gpu_unavailable_reason
+    from clca_deploy.tensorrt.toolkit import tensorrt_unavailable_reason
 
-    gpu_reason = gpu_skip_reason()
-    trt_reason = tensorrt_skip_reason()
+    gpu_reason = gpu_unavailable_reason(0)
+    trt_reason = tensorrt_unavailable_reason(0)
     for item in items:
         if "gpu" in item.keywords and gpu_reason:
             item.add_marker(pytest.mark.skip(reason=gpu_reason))

@@ -7,12 +7,12 @@ import sys
 
 import pytest
 
-from clca_deploy.capabilities import gpu_skip_reason
+from clca_deploy.system.gpu import gpu_unavailable_reason
 from tests.conftest import REPO_ROOT
 
 
 def test_gpu_check_refuses_cleanly_without_a_gpu(tmp_path):
-    if gpu_skip_reason() is None:
+    if gpu_unavailable_reason(0) is None:
         pytest.skip("a GPU is present: the check would run for minutes")
     out = tmp_path / "x.json"
     done = subprocess.run(

@@ -1,4 +1,4 @@
-"""The runtime side imports no torch, and the stages do not import each other (lazy imports included)."""
+"""The runtime side imports no torch; dependencies point down the floors and form no cycle (lazy imports included)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ RUNTIME_MODULES = [
     "clca_deploy.cli", "clca_deploy.metadata", "clca_deploy.runtime", "clca_deploy.runtime.describe",
     "clca_deploy.runtime.onnxruntime_backend", "clca_deploy.runtime.tensorrt_backend", "clca_deploy.tensorrt.build",
     "clca_deploy.tensorrt.toolkit", "clca_deploy.pipeline.build_trt", "clca_deploy.calibration", "clca_deploy.serving",
-    "clca_deploy.bench.run", "clca_deploy.system.doctor", "clca_deploy.data", "clca_deploy.export",
+    "clca_deploy.bench.run", "clca_deploy.doctor.report", "clca_deploy.data", "clca_deploy.export",
+    "clca_deploy.runtime.registry", "clca_deploy.bench.power.picker",
 ]
 BLOCK_TORCH = """
 import sys
@@ -78,3 +79,91 @@ def test_tensorrt_never_imports_torch():
     for path in (PACKAGE / "tensorrt").rglob("*.py"):
         source = path.read_text()
         assert "import torch" not in source and "from torch" not in source, path
+
+
+# The floors, top to bottom (ARCHITECTURE.md, docs/layout.md): a module imports only from its own floor
+# or a lower one. Orchestrators and doctor sit above the stages; system holds machine facts only.
+FLOORS = [
+    {"cli", "cli_bench", "cli_options", "cli_views"},
+    {"pipeline", "doctor"},
+    {"bench", "serving", "train", "export", "calibration"},
+    {"runtime"},
+    {"tensorrt", "model", "data"},
+    {"system", "metadata", "extras", "artifacts", "errors", ""},
+]
+
+
+def _floor(module: str) -> int:
+    stage = _stage(module)
+    return next(level for level, names in enumerate(FLOORS) if stage in names)
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the clca_deploy modules it imports (a name imported from a package counts as its submodule)."""
+    modules = {_module_name(path): path for path in PACKAGE.rglob("*.py")}
+    graph = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("clca_deploy"):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    edges.add(sub if sub in modules else node.module)
+            elif isinstance(node, ast.Import):
+                edges.update(alias.name for alias in node.names if alias.name.startswith("clca_deploy"))
+        graph[name] = {edge for edge in edges if edge in modules and edge != name}
+    return graph
+
+
+def test_every_stage_has_a_floor():
+    assert all(_floor(module) is not None for module in _import_graph())
+
+
+def test_no_import_runs_up_the_floors():
+    offenders = [
+        f"{module} imports {imported}"
+        for module, edges in _import_graph().items()
+        for imported in edges
+        if _floor(imported) < _floor(module)
+    ]
+    assert not offenders, offenders
+
+
+def test_bench_does_not_import_export():
+    graph = _import_graph()
+    offenders = [f"{m} imports {i}" for m, edges in graph.items() for i in edges if _stage(m) == "bench" and _stage(i) == "export"]
+    assert not offenders, offenders
+
+
+def test_no_import_cycles():
+    graph, state, cycles = _import_graph(), {}, []
+
+    def visit(module: str, trail: list[str]) -> None:
+        state[module] = "open"
+        for imported in sorted(graph[module]):
+            if state.get(imported) == "open":
+                cycles.append(trail[trail.index(imported):] + [imported])
+            elif imported not in state:
+                visit(imported, trail + [imported])
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, [module])
+    assert not cycles, cycles
+
+
+def test_the_extras_table_mirrors_pyproject():
+    """extras.py names every extra pyproject.toml defines (but dev), and only those."""
+    from clca_deploy.extras import EXTRAS, MODULE_EXTRAS
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    defined = set(tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    assert set(EXTRAS) == defined - {"dev"}
+    assert set(MODULE_EXTRAS.values()) <= set(EXTRAS)

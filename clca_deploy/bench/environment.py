@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.metadata
 import os
 import platform
 import sys
 from pathlib import Path
+
+from clca_deploy.system.checks import dist_version
 
 
 def cpu_name() -> str:
@@ -34,15 +35,14 @@ def cpu_isa(cpuinfo: Path = Path("/proc/cpuinfo")) -> list[str]:
     return []
 
 
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-        return None
+# Recorded beside each registered runtime's own distributions: the core, NVML (power) and NNCF (the
+# OpenVINO comparison in benchmarks/).
+OTHER_DISTRIBUTIONS = ("onnx", "nvidia-ml-py", "nncf", "numpy")
 
 
 def environment() -> dict:
     """Versions of the runtimes and the CPU/GPU, gathered without importing optional libraries."""
+    from clca_deploy.runtime.registry import runtime_specs
     from clca_deploy.system.gpu import list_gpus
 
     info = {
@@ -51,14 +51,11 @@ def environment() -> dict:
         "cpu": cpu_name(),
         "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
-        "clca_deploy": _version("clca-deploy"),
+        "clca_deploy": dist_version("clca-deploy"),
     }
-    packages = (
-        "torch", "timm", "onnx", "onnxruntime", "onnxruntime-gpu", "tensorrt", "pycuda", "cuda-python", "cuda-bindings",
-        "nvidia-ml-py", "openvino", "nncf", "numpy",
-    )
-    for package in packages:
-        info[package] = _version(package)
+    runtime_distributions = [name for spec in runtime_specs() for name in spec.distributions]
+    for package in dict.fromkeys([*runtime_distributions, *OTHER_DISTRIBUTIONS]):
+        info[package] = dist_version(package)
     if "torch" in sys.modules:  # only when the run used it: importing torch costs seconds and memory
         info["torch_threads"] = sys.modules["torch"].get_num_threads()
     gpus = list_gpus()  # from the CUDA driver, not torch

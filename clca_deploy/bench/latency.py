@@ -8,8 +8,8 @@ from typing import Callable
 
 import numpy as np
 
-from clca_deploy.bench.power import PowerWindow
-from clca_deploy.bench.power_meter import ThreadedPowerSampler
+from clca_deploy.bench.power.window import PowerWindow
+from clca_deploy.bench.power.meter import ThreadedPowerSampler
 
 
 def _opt(kind, value):

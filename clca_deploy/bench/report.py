@@ -71,7 +71,7 @@ class BackendResult:
     """One row of a benchmark: a model file run by one backend at one precision."""
 
     label: str  # display name, e.g. "onnxruntime int8 (model.int8.onnx)"
-    backend: str  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
+    backend: str  # the registered runtime's name
     model_path: str
     precision: str  # "fp32" | "fp16" | "int8"
     keep_rate: tuple[float, ...] | None

@@ -18,7 +18,8 @@ from clca_deploy.bench.memory import peak_rss_mb, reset_peak_rss
 from clca_deploy.bench.report import BackendResult, BenchReport, utc_now
 from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.runtime.base import RuntimeOptions, runtimes_for_path
+from clca_deploy.runtime.base import CHECKPOINT, ONNX_FILE
+from clca_deploy.runtime.registry import RuntimeOptions, open_backend, runtime_spec, runtimes_for_path
 
 WHAT_WAS_TIMED = (
     "host-to-host: one call on a preprocessed float32 batch already in host memory, returning host "
@@ -28,6 +29,8 @@ WHAT_WAS_TIMED = (
 
 @dataclass(frozen=True)
 class BenchConfig:
+    """What to measure (models, reference, images) and how (batch sizes, calls, runtimes and their options)."""
+
     models: tuple[Path, ...]
     data: Path
     reference: Path | None = None
@@ -51,7 +54,6 @@ class BenchConfig:
             raise ClcaDeployError(f"batch sizes must be positive integers, got {list(self.batch_sizes)}.")
         if max(self.batch_sizes) > MAX_BATCH:
             raise ClcaDeployError(f"batch size {max(self.batch_sizes)} is above {MAX_BATCH}; time smaller batches.")
-        self.runtime_options.validate()
         if self.warmup < 0 or self.iters < 1:
             raise ClcaDeployError("--warmup must be >= 0 and --iters >= 1.")
 
@@ -82,7 +84,7 @@ class _ImageCache:
 def _label(backend, path: Path) -> str:
     keep = format_keep(backend.description.keep_rate)
     precision = backend.description.precision
-    compute = getattr(backend, "inference_precision", None)
+    compute = backend.inference_precision
     if compute and compute != "f32":  # an fp32 file run in bf16 is not the fp32 row
         precision = f"{precision} ({compute})"
     return f"{backend.name} {precision} keep {keep} ({path.name})"
@@ -101,7 +103,7 @@ def _logits(backend, images: np.ndarray, progress: bool) -> np.ndarray:
 
 
 def _latency(backend, images: np.ndarray, config: BenchConfig) -> tuple[dict, list[str]]:
-    from clca_deploy.bench.power import power_sampler_for
+    from clca_deploy.bench.power.picker import power_sampler_for
 
     stats, notes = {}, []
     sampler, power_reason = power_sampler_for(backend) if config.power else (None, "not measured: power disabled")
@@ -123,14 +125,15 @@ def _latency(backend, images: np.ndarray, config: BenchConfig) -> tuple[dict, li
 
 def _reference_notes(backend, path: Path) -> list[str]:
     """The reference is PyTorch on the checkpoint or, where torch is not installed, the FP32 ONNX."""
-    if backend.name == "torch":
+    file_format = runtime_spec(backend.name).file_format
+    if file_format == CHECKPOINT:
         return []
-    if backend.name != "onnxruntime" or backend.description.precision != "fp32":
+    if file_format != ONNX_FILE or backend.description.precision != "fp32":
         raise ClcaDeployError(
             f"the reference must be the checkpoint (PyTorch) or the FP32 ONNX from `clca-deploy export`, "
             f"not {path.name} ({backend.name}, {backend.description.precision})."
         )
-    return ["reference is the FP32 ONNX on onnxruntime, not PyTorch: it was checked against PyTorch when exported"]
+    return [f"reference is the FP32 ONNX on {backend.name}, not PyTorch: it was checked against PyTorch when exported"]
 
 
 @dataclass(frozen=True)
@@ -167,11 +170,9 @@ def _scored(backend, path: Path, config: BenchConfig, cache: _ImageCache, refere
 
 def _measure(path: Path, kind: str, is_reference: bool, config: BenchConfig, cache: _ImageCache,
              reference: _Reference | None, log) -> tuple[BackendResult, _Reference | None]:
-    from clca_deploy.runtime import open_backend
-
     reset_peak_rss()
     try:
-        with open_backend(path, kind, **config.runtime_options.for_backend(kind)) as backend:
+        with open_backend(path, kind, config.runtime_options) as backend:
             reference_notes = _reference_notes(backend, path) if is_reference else []
             images, logits, accuracy, notes = _scored(backend, path, config, cache, reference, log)
             log(f"{_label(backend, path)}: latency at batch {list(config.batch_sizes)}")
@@ -180,8 +181,8 @@ def _measure(path: Path, kind: str, is_reference: bool, config: BenchConfig, cac
                 label=_label(backend, path), backend=backend.name, model_path=str(path),
                 precision=backend.description.precision, keep_rate=tuple(backend.description.keep_rate), status="ok",
                 reason="; ".join(reference_notes + notes + latency_notes) or None, is_reference=is_reference,
-                providers=tuple(getattr(backend, "providers", ())), latency=latency, accuracy=accuracy,
-                peak_rss_mb=peak_rss_mb(), inference_precision=getattr(backend, "inference_precision", None),
+                providers=tuple(backend.providers), latency=latency, accuracy=accuracy,
+                peak_rss_mb=peak_rss_mb(), inference_precision=backend.inference_precision,
             )
             return result, _Reference(backend.description, logits)
     except ClcaDeployError as exc:

@@ -1,6 +1,8 @@
 """The one eval preprocessing, image reading and dataset readers (ImageFolder, official CSV, flat)."""
 
-from clca_deploy.data.datasets import Batch, BatchReader, ImageDataset, ImageRecord, iter_batches, open_dataset
+from clca_deploy.data.datasets import (
+    Batch, BatchReader, ImageDataset, ImageRecord, image_paths, iter_batches, open_dataset, open_image_list,
+)
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, decode_image, load_image, to_rgb
 from clca_deploy.data.scan import IMAGE_EXTENSIONS, SkippedImage, is_image_file
 from clca_deploy.data.preprocess import (
@@ -30,10 +32,12 @@ __all__ = [
     "SyntheticLeafConfig",
     "decode_image",
     "default_resize_size",
+    "image_paths",
     "is_image_file",
     "iter_batches",
     "load_image",
     "open_dataset",
+    "open_image_list",
     "preprocess",
     "preprocess_batch",
     "preprocess_into",

@@ -6,14 +6,14 @@ import csv as csv_module
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS, ImageReadError, load_image
 from clca_deploy.data.preprocess import PreprocessConfig, preprocess_into
 from clca_deploy.data.scan import (
-    IMAGE_EXTENSIONS, SkippedImage, file_identity, left_out_summary, list_folder, scan_folder,
+    IMAGE_EXTENSIONS, SkippedImage, file_identity, find_images, left_out_summary, list_folder, scan_folder,
 )
 from clca_deploy.errors import ClcaDeployError, ConfigError
 
@@ -29,10 +29,11 @@ LAYOUTS_HELP = (
 
 @dataclass(frozen=True)
 class ImageRecord:
-    """One image file and its 0-based class index (None when unlabelled)."""
+    """One image file and its 0-based class index (None when unlabelled); ``size`` when a scan knows it."""
 
     path: Path
     label: int | None
+    size: int | None = None  # bytes, from the folder scan's stat; None: the reader looks the file up
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,20 @@ def open_dataset(path: str | os.PathLike, csv: str | None = None, image_folder: 
     return _open_folder(root)
 
 
+def open_image_list(inputs: Sequence[str | os.PathLike]) -> ImageDataset:
+    """Image files and folders (searched recursively) as one unlabelled dataset, each file looked up once:
+    what `predict` classifies. Files left out of the folders are named in ``skipped``."""
+    scan = find_images(inputs)
+    records = tuple(ImageRecord(found.path, None, found.size) for found in scan.images)
+    root = Path(os.path.commonpath([os.path.abspath(found.path) for found in scan.images]))
+    return ImageDataset(records, None, root, "flat", scan.skipped)
+
+
+def image_paths(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """The image files ``open_image_list`` would read, in order."""
+    return [record.path for record in open_image_list(inputs).records]
+
+
 def _open_folder(root: Path) -> ImageDataset:
     top = list_folder(root)
     subfolders = [folder.name for folder in top.subfolders]
@@ -102,10 +117,12 @@ def _open_folder(root: Path) -> ImageDataset:
                 f"class folder(s) {empty} in {root} contain no images{_left_out(class_scans[empty[0]].skipped)}; "
                 "remove them or add images, as every subfolder is a class and its sorted position is its label."
             )
-        records = tuple(ImageRecord(file, label) for label, name in enumerate(subfolders) for file in class_scans[name].images)
+        records = tuple(
+            ImageRecord(found.path, label, found.size) for label, name in enumerate(subfolders) for found in class_scans[name].images
+        )
         return ImageDataset(records, tuple(subfolders), root, "imagefolder", skipped)
     if top.images:
-        return ImageDataset(tuple(ImageRecord(path, None) for path in top.images), None, root, "flat", skipped)
+        return ImageDataset(tuple(ImageRecord(found.path, None, found.size) for found in top.images), None, root, "flat", skipped)
     raise ClcaDeployError(
         f"no images ({', '.join(IMAGE_EXTENSIONS)}) found in {root} or its subfolders{_left_out(skipped)}; {LAYOUTS_HELP}."
     )
@@ -214,7 +231,7 @@ class BatchReader:
                 if read >= self.total:
                     break
                 try:
-                    image = load_image(record.path, max_pixels=self.max_pixels)
+                    image = load_image(record.path, max_pixels=self.max_pixels, size=record.size)
                 except ImageReadError as exc:
                     self.skipped.append(SkippedImage(record.path, exc.reason))
                     if bar is not None:

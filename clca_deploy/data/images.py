@@ -26,14 +26,18 @@ class ImageReadError(ClcaDeployError):
         super().__init__(f"cannot read image {self.path}: {self.reason}")
 
 
-def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, size: int | None = None) -> Image.Image:
     """The image at ``path`` fully decoded, EXIF orientation applied, converted to 8-bit RGB.
 
     Images with more than ``max_pixels`` pixels are refused before decoding. Pillow keeps its
-    own hard ceiling (twice ``PIL.Image.MAX_IMAGE_PIXELS``) for limits set above it.
+    own hard ceiling (twice ``PIL.Image.MAX_IMAGE_PIXELS``) for limits set above it. ``size`` is the
+    file's size where a folder scan already looked it up (a regular file), so it is not looked up again.
     """
     path = Path(path)
-    _check_file(path)
+    if size is None:
+        _check_file(path)
+    elif size == 0:
+        raise ImageReadError(path, "file is empty (0 bytes)")
     return _decode(path, path, max_pixels)
 
 

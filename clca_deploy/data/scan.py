@@ -30,10 +30,19 @@ class SkippedImage:
 
 
 @dataclass(frozen=True)
+class ImageFile:
+    """An image file a scan found, and its size from the scan's one stat, so a reader need not stat it
+    again; None for a name given directly that is no regular file (the reader then says why)."""
+
+    path: Path
+    size: int | None
+
+
+@dataclass(frozen=True)
 class FolderListing:
     """One folder's entries: image files, subfolders (links to folders followed), and what was left out."""
 
-    images: tuple[Path, ...]
+    images: tuple[ImageFile, ...]
     subfolders: tuple[Path, ...]
     skipped: tuple[SkippedImage, ...]
 
@@ -42,7 +51,7 @@ class FolderListing:
 class ImageScan:
     """Image files found, in order, and every non-hidden file left out with why."""
 
-    images: tuple[Path, ...]
+    images: tuple[ImageFile, ...]
     skipped: tuple[SkippedImage, ...]
 
 
@@ -92,7 +101,7 @@ def list_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> Folder
         elif not stat.S_ISREG(target.st_mode):
             skipped.append(SkippedImage(path, "not a regular file (a device, socket or pipe)"))
         elif is_image_file(entry.name):
-            images.append(path)
+            images.append(ImageFile(path, target.st_size))
         else:
             skipped.append(SkippedImage(path, _format_reason(path)))
     return FolderListing(tuple(images), tuple(subfolders), tuple(skipped))
@@ -140,19 +149,24 @@ def scan_folder(folder: Path, parents: Iterable[tuple[int, int]] = ()) -> ImageS
 
 
 def find_images(inputs: Sequence[str | os.PathLike]) -> ImageScan:
-    """Files as given (the runtime then says why one cannot be read) and image files under folders
-    (sorted, as ``scan_folder`` finds them), with every file left out named; an error if none."""
-    images: list[Path] = []
+    """Files as given and image files under folders (sorted, as ``scan_folder`` finds them), with every
+    file left out named; an error if none. One stat per input and per file found."""
+    images: list[ImageFile] = []
     skipped: list[SkippedImage] = []
     for item in map(Path, inputs):
-        if item.is_dir():
+        try:
+            info = os.stat(item)
+        except OSError:
+            if not os.path.lexists(item):
+                raise ClcaDeployError(f"{item} does not exist.") from None
+            images.append(ImageFile(item, None))  # a broken link, a loop: the reader says why
+            continue
+        if stat.S_ISDIR(info.st_mode):
             scan = scan_folder(item)
-            images.extend(sorted(scan.images))
+            images.extend(sorted(scan.images, key=lambda found: found.path))
             skipped.extend(scan.skipped)
-        elif os.path.lexists(item):
-            images.append(item)
         else:
-            raise ClcaDeployError(f"{item} does not exist.")
+            images.append(ImageFile(item, info.st_size if stat.S_ISREG(info.st_mode) else None))
     if not images:
         left_out = f"; {left_out_summary(skipped)}" if skipped else ""
         raise ClcaDeployError(f"no image files in {', '.join(map(str, inputs))} (looked for {', '.join(IMAGE_EXTENSIONS)}){left_out}.")

@@ -33,7 +33,7 @@ class ExportConfig:
     tolerance: float = 1e-3  # max abs logit error against PyTorch
     verify_images: int = 8
     data: Path | None = None  # real images for the parity check (else synthetic)
-    checkpoint_args: Path | None = None  # JSON of train.py args, for a checkpoint without them (bare state dict)
+    train_args: Path | None = None  # JSON of train.py args, for a checkpoint without them (bare state dict)
 
     def validate(self) -> None:
         if self.keep_rate is not None and not 0.0 < self.keep_rate <= 1.0:
@@ -144,70 +144,29 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     require("onnxscript", "export (the dynamo ONNX exporter)")
     require("onnxruntime", "export's parity check")
     import onnx
-    import torch
 
     from clca_deploy.model import load_checkpoint
-    from clca_deploy.model.checkpoint import read_settings_file
-    from clca_deploy.model.deploy import for_inference, with_input_size, with_keep_rate
+    from clca_deploy.model.checkpoint import read_train_args
 
     started = time.perf_counter()
     config.validate()
     output = check_output_path(output)
-    refuse_overwriting_inputs([output], [checkpoint, config.data, config.checkpoint_args])
-    settings = read_settings_file(config.checkpoint_args) if config.checkpoint_args is not None else {}
+    refuse_overwriting_inputs([output], [checkpoint, config.data, config.train_args])
+    settings = read_train_args(config.train_args) if config.train_args is not None else {}
     trained = load_checkpoint(checkpoint, **settings)
-    if trained.config.family == "glsim" and config.opset > GRID_SAMPLE_MAX_OPSET:
-        raise ClcaDeployError(
-            f"GLSim's crop is a GridSample, which TensorRT's parser runs as nearest-neighbour from opset 20 on; "
-            f"use --opset {GRID_SAMPLE_MAX_OPSET} or lower (the default is 18)."
-        )
-    model = trained
-    notes = []
-    if config.keep_rate is not None and (config.keep_rate,) != trained.config.keep_rate:
-        model = with_keep_rate(trained, config.keep_rate)
-        notes.append(
-            f"keep rate {config.keep_rate} differs from the trained {list(trained.config.keep_rate)}: "
-            "the weights are the same, accuracy may not be; measure it with `clca-deploy bench`."
-        )
-    if config.img_size is not None and config.img_size != model.config.img_size:
-        model = with_input_size(model, config.img_size)
-        notes.append(
-            f"input size {config.img_size} differs from the trained {trained.config.img_size}: position "
-            "embeddings were resampled (bicubic); measure accuracy before deploying."
-        )
-    model = for_inference(model)
+    _refuse_misread_crop(trained, config.opset)
+    model, notes = _deployed_model(trained, config)
     img_size = model.config.img_size
     preprocess = model.config.preprocess_settings()
     source_sha = sha256_file(checkpoint)
     images, source = _parity_images(config, preprocess)
-    example = torch.from_numpy(images[: config.batch or 2])
-    if len(example) < (config.batch or 2):
-        example = example.repeat(config.batch or 2, 1, 1, 1)[: config.batch or 2]
+    example = _example_batch(images, config.batch)
 
     with atomic_output(output) as tmp:
         log(f"exporting {model.config.model} at keep {list(model.config.keep_rate)}, {img_size}px, opset {config.opset}")
         _trace_to_onnx(model, example, tmp, config.opset, dynamic_batch=config.batch is None)
-        onnx_model = onnx.load(str(tmp))
-        _check_graph(onnx_model)
-        _drop_stack_traces(onnx_model)
-        fold_weight_transposes(onnx_model)
-        onnx_model.doc_string = f"{model.config.family.upper()} {model.config.model}, exported by clca-deploy"
-        write_metadata(onnx_model, build_metadata(model, preprocess, trained.config.keep_rate, source_sha))
-        onnx.save(onnx_model, str(tmp))
-        onnx.checker.check_model(str(tmp), full_check=True)
-
-        batch_sizes = (config.batch,) if config.batch else (1, len(images))
-        parity = check_parity(tmp, model, images, batch_sizes, config.tolerance, source)
-        log(_parity_line(parity, "exported"))
-        _fail_if_off(parity)
-        simplified = False
-        if config.simplify:
-            _simplify(tmp)
-            onnx.checker.check_model(str(tmp), full_check=True)
-            parity = check_parity(tmp, model, images, batch_sizes, config.tolerance, source)
-            log(_parity_line(parity, "simplified"))
-            _fail_if_off(parity)
-            simplified = True
+        _finish_graph(tmp, model, preprocess, trained.config.keep_rate, source_sha)
+        parity, simplified = _verified_parity(tmp, model, images, config, source, log)
         final_model = onnx.load(str(tmp))
         size = tmp.stat().st_size
         digest = sha256_file(tmp)
@@ -228,6 +187,79 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         seconds=round(time.perf_counter() - started, 2),
         notes=tuple(notes),
     )
+
+
+def _refuse_misread_crop(trained, opset: int) -> None:
+    """Refuse a GLSim export at an opset whose GridSample TensorRT would misread."""
+    if trained.config.family == "glsim" and opset > GRID_SAMPLE_MAX_OPSET:
+        raise ClcaDeployError(
+            f"GLSim's crop is a GridSample, which TensorRT's parser runs as nearest-neighbour from opset 20 on; "
+            f"use --opset {GRID_SAMPLE_MAX_OPSET} or lower (the default is 18)."
+        )
+
+
+def _deployed_model(trained, config: ExportConfig) -> tuple[Any, list[str]]:
+    """The model to export (the asked keep rate and input size, inference mode) and a note per change from training."""
+    from clca_deploy.model.deploy import for_inference, with_input_size, with_keep_rate
+
+    model = trained
+    notes = []
+    if config.keep_rate is not None and (config.keep_rate,) != trained.config.keep_rate:
+        model = with_keep_rate(trained, config.keep_rate)
+        notes.append(
+            f"keep rate {config.keep_rate} differs from the trained {list(trained.config.keep_rate)}: "
+            "the weights are the same, accuracy may not be; measure it with `clca-deploy bench`."
+        )
+    if config.img_size is not None and config.img_size != model.config.img_size:
+        model = with_input_size(model, config.img_size)
+        notes.append(
+            f"input size {config.img_size} differs from the trained {trained.config.img_size}: position "
+            "embeddings were resampled (bicubic); measure accuracy before deploying."
+        )
+    return for_inference(model), notes
+
+
+def _example_batch(images, batch: int | None):
+    """The tracing input: ``batch`` images (2 for a dynamic batch), repeated when there are fewer."""
+    import torch
+
+    size = batch or 2
+    example = torch.from_numpy(images[:size])
+    if len(example) < size:
+        example = example.repeat(size, 1, 1, 1)[:size]
+    return example
+
+
+def _finish_graph(path: Path, model, preprocess: dict, trained_keep_rate: tuple[float, ...], source_sha: str) -> None:
+    """Check and tidy the traced graph at ``path``, add its metadata, and save it back, checked by onnx."""
+    import onnx
+
+    onnx_model = onnx.load(str(path))
+    _check_graph(onnx_model)
+    _drop_stack_traces(onnx_model)
+    fold_weight_transposes(onnx_model)
+    onnx_model.doc_string = f"{model.config.family.upper()} {model.config.model}, exported by clca-deploy"
+    write_metadata(onnx_model, build_metadata(model, preprocess, trained_keep_rate, source_sha))
+    onnx.save(onnx_model, str(path))
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+def _verified_parity(path: Path, model, images, config: ExportConfig, source: str, log) -> tuple[ParityResult, bool]:
+    """(parity, simplified): the graph at ``path`` against PyTorch, again after simplifying if asked; raises if off."""
+    import onnx
+
+    batch_sizes = (config.batch,) if config.batch else (1, len(images))
+    parity = check_parity(path, model, images, batch_sizes, config.tolerance, source)
+    log(_parity_line(parity, "exported"))
+    _fail_if_off(parity)
+    if not config.simplify:
+        return parity, False
+    _simplify(path)
+    onnx.checker.check_model(str(path), full_check=True)
+    parity = check_parity(path, model, images, batch_sizes, config.tolerance, source)
+    log(_parity_line(parity, "simplified"))
+    _fail_if_off(parity)
+    return parity, True
 
 
 def fold_weight_transposes(onnx_model) -> int:

@@ -70,11 +70,12 @@ def onnx_session(path: str | Path):
 
 
 def run_in_batches(session, images: np.ndarray, batch: int) -> np.ndarray:
-    """Run ``images`` through an onnxruntime session in batches of ``batch``."""
-    from clca_deploy.data.chunks import run_in_chunks
-
+    """Run ``images`` through an onnxruntime session in batches of ``batch``; a fixed-batch export needs
+    full batches, so the images are padded with copies of the last one, whose logits are dropped."""
     name = session.get_inputs()[0].name
-    return run_in_chunks(lambda chunk: session.run(None, {name: chunk})[0], images, batch)
+    padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % batch, axis=0)])
+    logits = [session.run(None, {name: padded[start : start + batch]})[0] for start in range(0, len(padded), batch)]
+    return np.concatenate(logits)[: len(images)]
 
 
 def check_parity(

@@ -272,7 +272,7 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
     return model
 
 
-def read_settings_file(path: str | Path) -> dict[str, Any]:
+def read_train_args(path: str | Path) -> dict[str, Any]:
     """The settings a checkpoint was trained with, from a JSON object of official train.py args
     (``--config ARGS.json``: what a bare state dict lacks). Unknown keys are ignored, so a dump
     of ``vars(args)`` works as it is."""

@@ -8,10 +8,8 @@ from typing import Any, Mapping
 
 from clca_deploy.errors import ConfigError, UnsupportedError
 from clca_deploy.model.backbone import BackboneSpec, parse_backbone
-from clca_deploy.model.reduction import NO_STATIC_FORM, reducer_class
+from clca_deploy.model.reduction import METHOD_PREFIXES, NO_STATIC_FORM, reducer_class
 
-# Official model-string prefixes (clca_reference.md section 1.1). No prefix: plain ViT.
-METHOD_PREFIXES = ("evit", "topk", "tome", "dpcknn", "dyvit", "ats", "sit", "patchmerger")
 PLAIN_METHOD = "vit"
 # vit.py hard-codes these locations: they decide where CLC recovers and which CLS feed CLA.
 PLAIN_VIT_LOCATIONS = (3, 6, 9)

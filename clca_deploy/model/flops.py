@@ -22,7 +22,8 @@ from clca_deploy.model.schedule import BlockTokens, initial_length, token_schedu
 
 @dataclass(frozen=True)
 class MacReport:
-    """MACs at batch 1, by part."""
+    """MACs at batch 1, by part, for every family (GLSim's ``embedding`` and ``blocks`` cover both passes;
+    an ILA block includes its adapter; ``head`` is everything after the last block)."""
 
     embedding: int
     blocks: tuple[int, ...]

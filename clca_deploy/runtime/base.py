@@ -1,15 +1,24 @@
-"""The Backend protocol, what a backend says about its model, and the name -> factory registry."""
+"""The Backend protocol, what a backend says about its model, and what a runtime declares to the registry."""
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.extras import require
+
+if TYPE_CHECKING:
+    from clca_deploy.system.checks import Check, Context
+
+# What other stages know how to read (Triton's spec of a classifier, `info`): a runtime names the
+# format of the files it opens with one of these, or a new one that no stage reads yet.
+CHECKPOINT = "checkpoint"
+ONNX_FILE = "ONNX file"
+TENSORRT_ENGINE = "TensorRT engine"
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,7 @@ class InputSpec:
 
     @property
     def shape(self) -> tuple[int | None, int, int, int]:
+        """(batch or None, 3, size, size)."""
         return (self.batch, 3, self.img_size, self.img_size)
 
 
@@ -38,6 +48,7 @@ class ModelDescription:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def class_name(self, index: int) -> str:
+        """The name of class ``index``, or "class N" where the model carries no names."""
         return self.class_names[index] if self.class_names else f"class {index}"
 
 
@@ -48,6 +59,9 @@ class Backend(Protocol):
     name: str
     input_spec: InputSpec
     description: ModelDescription
+    providers: tuple[str, ...]  # what runs it, in the runtime's words ("CPUExecutionProvider", "TensorRT 10.3 on Orin")
+    device_index: int | None  # the CUDA device it runs on, None on the CPU: power meters read this
+    inference_precision: str | None  # float precision it computes in, where that is not the file's (OpenVINO bf16)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -56,121 +70,29 @@ class Backend(Protocol):
     def __exit__(self, *exc: object) -> None: ...
 
 
-# name -> "module:factory", imported on use so that optional runtimes cost nothing until asked for.
-BACKENDS: dict[str, str] = {
-    "torch": "clca_deploy.runtime.torch_backend:TorchBackend",
-    "onnxruntime": "clca_deploy.runtime.onnxruntime_backend:OnnxRuntimeBackend",
-    "openvino": "clca_deploy.runtime.openvino_backend:OpenVinoBackend",
-    "tensorrt": "clca_deploy.runtime.tensorrt_backend:TensorRTBackend",
-}
+class BackendBase:
+    """The defaults most backends share: runs on the CPU in the file's precision; ``with`` calls ``close()``.
 
-# file suffix -> the runtimes that can open it, the default first.
-SUFFIX_RUNTIMES: dict[str, tuple[str, ...]] = {
-    ".pth": ("torch",), ".pt": ("torch",), ".bin": ("torch",), ".safetensors": ("torch",),
-    ".onnx": ("onnxruntime", "openvino"),
-    ".engine": ("tensorrt",), ".plan": ("tensorrt",),
-}
+    A new backend subclasses this, sets ``name``, ``input_spec``, ``description`` and ``providers`` in
+    ``__init__(path, options)``, implements ``__call__`` (check the batch with :func:`check_batch`,
+    return float32 logits on the host) and ``close`` (free what it holds; safe to call twice).
+    """
 
+    name: str
+    input_spec: InputSpec
+    description: ModelDescription
+    providers: tuple[str, ...] = ()
+    device_index: int | None = None
+    inference_precision: str | None = None
 
-def runtimes_for_path(path: str | Path) -> tuple[str, ...]:
-    """The runtimes that can open ``path``, its default first; an error for a file no runtime reads."""
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIX_RUNTIMES:
-        raise ClcaDeployError(
-            f"cannot tell which runtime runs {path}: expected a checkpoint (.pth, .pt, .safetensors), "
-            "an ONNX file (.onnx) or a TensorRT engine (.engine, .plan)."
-        )
-    return SUFFIX_RUNTIMES[suffix]
+    def close(self) -> None:
+        """Release the runtime's resources."""
 
+    def __enter__(self) -> "BackendBase":
+        return self
 
-def backend_for_path(path: str | Path, runtime: str | None = None) -> str:
-    """The runtime that opens ``path``: ``runtime`` if given and able to, else the file type's default."""
-    able = runtimes_for_path(path)
-    if runtime is None:
-        return able[0]
-    if runtime not in BACKENDS:
-        raise ClcaDeployError(f"unknown runtime '{runtime}'; choose one of {', '.join(BACKENDS)}.")
-    if runtime not in able:
-        raise ClcaDeployError(
-            f"{runtime} cannot open {Path(path).name}; {Path(path).suffix} files run on {' or '.join(able)}."
-        )
-    return runtime
-
-
-def parse_runtimes(text: str | None) -> tuple[str, ...] | None:
-    """A comma-separated runtime list such as "onnxruntime,openvino"; None (each file's default) if empty."""
-    if not text:
-        return None
-    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
-    unknown = [name for name in names if name not in BACKENDS]
-    if unknown:
-        raise ClcaDeployError(f"unknown runtime {', '.join(unknown)}; choose from {', '.join(BACKENDS)}.")
-    return names or None
-
-
-def backend_factory(name: str) -> Callable[..., Backend]:
-    if name not in BACKENDS:
-        raise ClcaDeployError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}.")
-    module_name, _, attribute = BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), attribute)
-
-
-INFERENCE_PRECISIONS = ("f32", "bf16")
-PERFORMANCE_HINTS = ("latency", "throughput")
-
-
-@dataclass(frozen=True)
-class RuntimeOptions:
-    """Command-line settings of the runtimes; each backend takes only its own (``for_backend``)."""
-
-    provider: str = "cpu"  # onnxruntime execution provider
-    device: int = 0  # CUDA device of a TensorRT engine
-    threads: int | None = None  # CPU threads of onnxruntime and OpenVINO (None: the runtime's default)
-    inference_precision: str = "f32"  # OpenVINO float precision: f32, or bf16 where the CPU has it
-    performance_hint: str = "latency"  # OpenVINO: latency or throughput
-    cache_dir: Path | None = None  # OpenVINO compiled-model cache
-    checkpoint_args: Path | None = None  # PyTorch: JSON of train.py args, for a bare state dict
-
-    def validate(self) -> None:
-        """Refuse values a runtime would reject, before any model is opened."""
-        if self.inference_precision not in INFERENCE_PRECISIONS:
-            raise ClcaDeployError(
-                f"unknown inference precision '{self.inference_precision}'; use {' or '.join(INFERENCE_PRECISIONS)}."
-            )
-        if self.performance_hint not in PERFORMANCE_HINTS:
-            raise ClcaDeployError(
-                f"unknown performance hint '{self.performance_hint}'; use {' or '.join(PERFORMANCE_HINTS)}."
-            )
-        if self.threads is not None and self.threads < 1:
-            raise ClcaDeployError(f"--threads must be a positive integer, got {self.threads}.")
-        if self.device < 0:
-            raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
-        if self.checkpoint_args is not None and not Path(self.checkpoint_args).is_file():
-            raise ClcaDeployError(
-                f"--config {self.checkpoint_args} not found; give a JSON file of the checkpoint's train.py args."
-            )
-
-    def for_backend(self, kind: str) -> dict[str, Any]:
-        if kind == "onnxruntime":
-            return {"provider": self.provider, "threads": self.threads}
-        if kind == "openvino":
-            return {
-                "inference_precision": self.inference_precision, "performance_hint": self.performance_hint,
-                "threads": self.threads, "cache_dir": self.cache_dir,
-            }
-        if kind == "tensorrt":
-            return {"device": self.device}
-        if kind == "torch" and self.checkpoint_args is not None:
-            return {"settings_file": self.checkpoint_args}
-        return {}
-
-
-def open_backend(path: str | Path, backend: str | None = None, **options: Any) -> Backend:
-    """Open a model file on the runtime its type calls for (or ``backend``), e.g. ``open_backend("m.onnx")``."""
-    path = Path(path)
-    if not path.exists():
-        raise ClcaDeployError(f"model file not found: {path}. Check the path.")
-    return backend_factory(backend or backend_for_path(path))(path, **options)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
@@ -180,3 +102,53 @@ def check_batch(batch: np.ndarray, spec: InputSpec) -> np.ndarray:
     if spec.batch is not None and batch.shape[0] != spec.batch:
         raise ClcaDeployError(f"this model was exported for batch {spec.batch}; got a batch of {batch.shape[0]}.")
     return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class TritonClassifier:
+    """How a stock Triton server runs a runtime's files: the config fields that pick Triton's backend.
+
+    ``parameters`` turns the runtime's options (those whose ``cli_option`` says ``triton=True``) into
+    the backend's own parameters; ``companions`` names files to copy beside the model file.
+    """
+
+    config: Mapping[str, str]  # e.g. {"platform": "onnxruntime_onnx"} or {"backend": "openvino", ...}
+    model_file: str  # the file's name in the model's version folder
+    devices: tuple[str, ...] = ("gpu", "cpu")  # where Triton may run it, the default first
+    wrong_device: str = ""  # the error for any other device
+    parameters: Callable[[Any], dict[str, str]] | None = None
+    companions: Callable[[Path], dict[str, Path]] | None = None  # classifier-folder name -> source file
+
+    @property
+    def format(self) -> str:
+        """What Triton loads, named by the model file's suffix: "onnx", "plan"."""
+        return Path(self.model_file).suffix.lstrip(".")
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Everything the tool knows about one runtime, declared in its backend module as ``RUNTIME``.
+
+    ``runtime.registry`` lists every spec once; the commands' ``--runtime`` and runtime options, the
+    file-suffix defaults, `doctor`'s rows, report environments and Triton configs all read it. To add a
+    runtime, copy a backend module (``openvino_backend.py`` is the smallest full one), then add its
+    ``RUNTIME`` to ``registry.BUILT_IN``. The first runtime listed for a suffix is that file type's default.
+    """
+
+    name: str
+    backend: Callable[[Path, Any], Backend]  # called as backend(path, options)
+    options: type  # frozen dataclass of its settings; ``cli_option`` fields are command-line options
+    suffixes: tuple[str, ...]  # lower-case file suffixes it opens, ".onnx"
+    file_format: str  # CHECKPOINT, ONNX_FILE, TENSORRT_ENGINE, or a format of its own
+    summary: str  # a few words for --runtime's help ("x86 CPUs")
+    requires: tuple[str, ...] = ()  # modules it imports; a missing one is named with its install line
+    install: str | None = None  # how to get ``requires`` where extras.py does not list them
+    # Its `doctor` rows: (row name if the probe itself fails, probe), each run in isolation.
+    probes: tuple[tuple[str, Callable[["Context"], "Check | list[Check]"]], ...] = ()
+    distributions: tuple[str, ...] = ()  # pip distributions whose versions reports record
+    triton: TritonClassifier | None = None  # None: stock Triton cannot serve it (`serve` still can)
+
+    def require(self, purpose: str) -> None:
+        """Raise UnsupportedError naming the install line unless every module it needs is importable."""
+        for module in self.requires:
+            require(module, purpose, install=self.install)

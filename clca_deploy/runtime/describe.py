@@ -13,8 +13,8 @@ from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.metadata import OnnxModelInfo, image_input, load_onnx_structure, metadata_props, parse_metadata
-
-DEPLOYED_SUFFIXES = (".onnx", ".engine", ".plan")
+from clca_deploy.runtime.base import ONNX_FILE, TENSORRT_ENGINE
+from clca_deploy.runtime.registry import file_format
 
 
 @dataclass(frozen=True)
@@ -81,12 +81,22 @@ def _describe_engine(path: Path) -> DeployedModelInfo:
     return _common(path, "tensorrt engine", info, batch, details)
 
 
+_DESCRIBERS = {ONNX_FILE: _describe_onnx, TENSORRT_ENGINE: _describe_engine}
+
+
+def is_deployed_file(path: str | Path) -> bool:
+    """Whether ``path`` is of a kind :func:`describe_model_file` reads (an export or an engine, by its suffix)."""
+    try:
+        return file_format(path) in _DESCRIBERS
+    except ClcaDeployError:  # a suffix no runtime opens
+        return False
+
+
 def describe_model_file(path: str | Path) -> DeployedModelInfo:
     """What an exported .onnx file or a built engine holds; a clear error for anything else."""
     path = Path(path)
     if not path.is_file():
         raise ClcaDeployError(f"model file not found: {path}. Check the path.")
-    suffix = path.suffix.lower()
-    if suffix not in DEPLOYED_SUFFIXES:
+    if not is_deployed_file(path):
         raise ClcaDeployError(f"{path.name} is not an .onnx file or an engine (.engine, .plan).")
-    return _describe_onnx(path) if suffix == ".onnx" else _describe_engine(path)
+    return _DESCRIBERS[file_format(path)](path)

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.data.chunks import run_in_chunks
 from clca_deploy.runtime.base import Backend
+from clca_deploy.runtime.chunks import run_in_chunks
 from clca_deploy.runtime.scores import softmax, top_classes
 
 
@@ -49,13 +48,6 @@ def infer(backend: Backend, images: np.ndarray) -> np.ndarray:
     return backend(images) if fixed is None else run_in_chunks(backend, images, fixed)
 
 
-def collect_images(inputs: Sequence[str | Path]) -> list[Path]:
-    """Files as given, folders searched recursively for image files (sorted)."""
-    from clca_deploy.data.scan import find_images
-
-    return list(find_images(inputs).images)
-
-
 def predict_images(
     backend: Backend,
     inputs: Iterable[str | Path],
@@ -65,16 +57,11 @@ def predict_images(
     max_pixels: int | None = None,
 ) -> PredictionRun:
     """Top-k classes for every readable image; unreadable ones are named in ``skipped``."""
-    from clca_deploy.data import DEFAULT_MAX_PIXELS, ImageDataset, ImageRecord, PreprocessConfig, iter_batches
-    from clca_deploy.data.scan import find_images
+    from clca_deploy.data import DEFAULT_MAX_PIXELS, PreprocessConfig, iter_batches, open_image_list
 
     if top_k < 1:
         raise ClcaDeployError(f"--top-k must be at least 1, got {top_k}.")
-    scan = find_images(list(inputs))  # files left out of the folders are named with the unreadable ones
-    paths = list(scan.images)
-    root = Path(os.path.commonpath([p.resolve() for p in paths]))
-    dataset = ImageDataset(records=tuple(ImageRecord(path, None) for path in paths), class_names=None, root=root,
-                           kind="flat", skipped=tuple(scan.skipped))
+    dataset = open_image_list(list(inputs))  # files left out of the folders are named with the unreadable ones
     config = PreprocessConfig.from_dict(backend.description.preprocess)
     reader = iter_batches(
         dataset, config, batch_size=batch_size, progress=progress, max_pixels=max_pixels or DEFAULT_MAX_PIXELS

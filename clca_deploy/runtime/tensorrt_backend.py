@@ -12,24 +12,54 @@ from __future__ import annotations
 import hashlib
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from clca_deploy import extras
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.runtime.base import InputSpec, ModelDescription, check_batch
-from clca_deploy.tensorrt.plan import BatchProfile, profile_option, profile_reaching
-from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar
+from clca_deploy.extras import install_command
+from clca_deploy.runtime.base import (
+    TENSORRT_ENGINE,
+    BackendBase,
+    InputSpec,
+    ModelDescription,
+    RuntimeSpec,
+    TritonClassifier,
+    check_batch,
+)
+from clca_deploy.runtime.options import cli_option
+from clca_deploy.system import checks
+from clca_deploy.system.checks import Check, Context
+from clca_deploy.tensorrt.plan import BatchProfile, build_mode_summary, parse_trt_version, profile_option, profile_reaching
+from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar, sidecar_path
+from clca_deploy.tensorrt.toolkit import CUDA_BINDING_HINT, JETSON_CUDA_BINDING_HINT, JETSON_TENSORRT_HINT
 
 
-class TensorRTBackend:
+@dataclass(frozen=True)
+class TensorRTOptions:
+    """TensorRT's settings: the GPU, and (for tests and the API) which CUDA binding copies the data."""
+
+    device: int = cli_option(0, "--device", "CUDA device an engine runs on.")
+    cuda_binding: str | None = None  # "pycuda" or "cuda-python"; None: whichever is installed
+
+    def __post_init__(self) -> None:
+        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
+            raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+
+
+class TensorRTBackend(BackendBase):
+    """A plan from `clca-deploy build-trt`, loaded after its sidecar says it fits this TensorRT and GPU."""
+
     name = "tensorrt"
 
-    def __init__(self, path: str | Path, device: int = 0, cuda_binding: str | None = None):
+    def __init__(self, path: str | Path, options: TensorRTOptions = TensorRTOptions()):
         from clca_deploy.metadata import parse_metadata
         from clca_deploy.tensorrt.cuda import open_binding
         from clca_deploy.tensorrt.toolkit import load_toolkit
 
+        device, cuda_binding = options.device, options.cuda_binding
         path = Path(path)
         sidecar = load_sidecar(path)  # file problems are errors on any machine
         try:
@@ -57,7 +87,7 @@ class TensorRTBackend:
                 "profile": self.profile.to_dict(), "warnings": [warning] if warning else [], "device": device,
             },
         )
-        self.device = device
+        self.device_index = device
         self._lock = threading.Lock()
         self._cuda = open_binding(device, cuda_binding)
         self.providers = (f"TensorRT {toolkit.version_string} on {gpu.name} ({gpu.compute_capability}), {self._cuda.name}",)
@@ -161,8 +191,69 @@ class TensorRTBackend:
         self._cuda.release()
         self._cuda = None
 
-    def __enter__(self) -> "TensorRTBackend":
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _major(version: str) -> int:
+    return int(version.split(".")[0])
+
+
+def probe_tensorrt(ctx: Context) -> Check:
+    """`doctor`'s TensorRT row: installed, importable, and which build mode this version gets."""
+    fix = JETSON_TENSORRT_HINT if ctx.on_jetson else install_command("trt")
+    if not extras.has_module("tensorrt"):
+        shipped = ctx.jetson.tensorrt if ctx.jetson else None
+        extra = f"; this JetPack ships TensorRT {shipped}" if shipped else ""
+        return Check("TensorRT", "missing", f"not installed: needed for build-trt and .engine files{extra}", fix)
+    try:
+        import tensorrt
+
+        version = str(tensorrt.__version__)
+    except Exception as exc:  # a wheel without its NVIDIA libraries raises OSError/ImportError
+        return Check("TensorRT", "error", f"installed but does not import: {exc}", fix)
+    summary = build_mode_summary(parse_trt_version(version))
+    status = "error" if summary.startswith("unsupported") else "ok"
+    return Check("TensorRT", status, f"{version}: build-trt is {summary}", fix if status == "error" else None)
+
+
+def probe_cuda_bindings(ctx: Context) -> Check:
+    """`doctor`'s CUDA bindings row: pycuda and/or cuda-python, and whether the driver is new enough for it."""
+    found = []
+    if extras.has_module("pycuda"):
+        found.append(("pycuda", checks.dist_version("pycuda")))
+    if extras.has_module("cuda.bindings") or extras.has_module("cuda.cuda"):
+        # Recent cuda-python is a metapackage over cuda-bindings, whose version is the one that matters.
+        bindings = checks.dist_version("cuda-bindings")
+        found.append(("cuda-bindings", bindings) if bindings else ("cuda-python", checks.dist_version("cuda-python")))
+    if not found:
+        fix = JETSON_CUDA_BINDING_HINT if ctx.on_jetson else install_command("trt")
+        return Check("CUDA bindings", "missing", "neither pycuda nor cuda-python (TensorRT's host/device copies)", fix)
+    detail = ", ".join(f"{name} {version or '(version unknown)'}" for name, version in found)
+    driver = ctx.driver_major
+    python_version = dict(found).get("cuda-bindings") or dict(found).get("cuda-python")
+    if driver is not None and python_version and _major(python_version) > driver:
+        # cuda-bindings N.x needs a CUDA N driver; 12.x also runs on CUDA 13 drivers, not the reverse.
+        fix = CUDA_BINDING_HINT if driver == 12 else f'pip install "cuda-python>={driver},<{driver + 1}"'
+        return Check(
+            "CUDA bindings", "error",
+            f"{detail}: cuda-bindings {_major(python_version)}.x needs a CUDA {_major(python_version)} driver, "
+            f"this one supports CUDA {driver}", fix,
+        )
+    return Check("CUDA bindings", "ok", detail)
+
+
+RUNTIME = RuntimeSpec(
+    name="tensorrt",
+    backend=TensorRTBackend,
+    options=TensorRTOptions,
+    suffixes=(".engine", ".plan"),
+    file_format=TENSORRT_ENGINE,
+    summary="engines from build-trt, on an NVIDIA GPU",
+    requires=("tensorrt",),
+    probes=(("TensorRT", probe_tensorrt), ("CUDA bindings", probe_cuda_bindings)),
+    distributions=("tensorrt", "pycuda", "cuda-python", "cuda-bindings"),
+    triton=TritonClassifier(
+        config={"platform": "tensorrt_plan"}, model_file="model.plan", devices=("gpu",),
+        wrong_device="a TensorRT engine runs only on a GPU; use --device gpu, or serve the ONNX file on CPU.",
+        # Kept for people: which TensorRT and GPU the plan needs.
+        companions=lambda path: {"model.plan.json": sidecar_path(path)},
+    ),
+)

@@ -17,18 +17,19 @@ from typing import Any, Callable
 from clca_deploy import __version__
 from clca_deploy.artifacts import atomic_folder, check_writable_folder
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.serving.pbtxt import to_pbtxt
 from clca_deploy.serving.spec import ClassifierSpec, read_classifier_spec
 from clca_deploy.serving.triton_config import (
     LABELS_FILE,
     ModelNames,
+    ServedRuntime,
     TritonRepoConfig,
     classifier_config,
     ensemble_config,
     postprocess_config,
     preprocess_config,
     resolve_max_batch,
+    served_runtime,
     top_k_for,
 )
 
@@ -48,7 +49,7 @@ class TritonRepository:
     path: str
     model: str  # the ensemble: encoded image in, top-k classes out
     models: tuple[str, ...]
-    classifier_format: str  # onnx, plan, or runtime (the Python-backend classifier of `serve`)
+    classifier_format: str  # what Triton loads (onnx, plan: TritonClassifier.format), or runtime (`serve`'s Python model)
     max_batch: int
     top_k: int
     input_size: int
@@ -67,13 +68,14 @@ def write_triton_repository(
     ``runtime_classifier`` makes the classifier a Python-backend model that runs the file with this
     tool's runtime, in place (what `serve` uses where Triton has no onnxruntime/tensorrt backend).
     """
-    spec = read_classifier_spec(model_path)
+    spec = read_classifier_spec(model_path)  # a checkpoint or a damaged file is refused here
+    served = served_runtime(model_path, config, stock_triton=not runtime_classifier)
     output = Path(output)
     _check_destination(output, overwrite, Path(model_path))
     max_batch = resolve_max_batch(spec, config.max_batch)
     names = ModelNames.for_name(config.name)
     with atomic_folder(output) as staging:
-        _write_models(staging, spec, names, config, max_batch, runtime_classifier)
+        _write_models(staging, spec, names, served, config, max_batch)
         (staging / REPOSITORY_MARKER).write_text(
             f"A Triton model repository written by clca-deploy {__version__} from {spec.path.name}.\n"
             "`clca-deploy triton-repo --overwrite` replaces only folders holding this file.\n",
@@ -83,7 +85,7 @@ def write_triton_repository(
         path=str(output),
         model=names.ensemble,
         models=(names.ensemble, names.preprocess, names.classifier, names.postprocess),
-        classifier_format="runtime" if runtime_classifier else spec.format,
+        classifier_format=served.triton.format if served.triton else "runtime",
         max_batch=max_batch,
         top_k=top_k_for(spec, config),
         input_size=spec.info.img_size,
@@ -91,8 +93,8 @@ def write_triton_repository(
     )
 
 
-def _write_models(root: Path, spec: ClassifierSpec, names: ModelNames, config: TritonRepoConfig, max_batch: int,
-                  runtime_classifier: bool) -> None:
+def _write_models(root: Path, spec: ClassifierSpec, names: ModelNames, served: ServedRuntime, config: TritonRepoConfig,
+                  max_batch: int) -> None:
     write = _writer(root)
     write(f"{names.ensemble}/config.pbtxt", to_pbtxt(ensemble_config(spec, names, config, max_batch)))
     (root / names.ensemble / "1").mkdir()  # Triton wants a version folder even for an ensemble
@@ -101,17 +103,18 @@ def _write_models(root: Path, spec: ClassifierSpec, names: ModelNames, config: T
     write(f"{names.preprocess}/1/model.py", _model_source("preprocess.py"))
     _copy_modules(root / names.preprocess / "1", PREPROCESS_MODULES)
 
-    runtime_model = str(spec.path.resolve()) if runtime_classifier else None
-    write(f"{names.classifier}/config.pbtxt", to_pbtxt(classifier_config(spec, names, config, max_batch, runtime_model)))
+    classifier = classifier_config(spec, names, served, config, max_batch)
+    write(f"{names.classifier}/config.pbtxt", to_pbtxt(classifier))
     write(f"{names.classifier}/{LABELS_FILE}", "".join(f"{name}\n" for name in _label_lines(spec)))
-    if runtime_classifier:
+    if served.triton is None:
         write(f"{names.classifier}/1/model.py", _model_source("classifier.py"))
     else:
-        target = root / names.classifier / "1" / ("model.onnx" if spec.format == "onnx" else "model.plan")
+        target = root / names.classifier / "1" / served.triton.model_file
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(spec.path, target)
-        if spec.format == "plan":  # kept for people: which TensorRT and GPU the plan needs
-            shutil.copyfile(sidecar_path(spec.path), root / names.classifier / "model.plan.json")
+        companions = served.triton.companions(spec.path) if served.triton.companions else {}
+        for name, source in companions.items():
+            shutil.copyfile(source, root / names.classifier / name)
 
     write(f"{names.postprocess}/config.pbtxt", to_pbtxt(postprocess_config(spec, names, config, max_batch)))
     write(f"{names.postprocess}/1/model.py", _model_source("postprocess.py"))

@@ -2,7 +2,7 @@
 
 The server is the repository `triton-repo` writes, with one change: the server PyTriton ships
 has only Triton's Python backend, so the classifier runs as a Python-backend model calling this
-tool's runtime (onnxruntime, or TensorRT for an engine) instead of Triton's own backends. The
+tool's runtime (any registered runtime that opens the file) instead of Triton's own backends. The
 preprocessing, postprocessing and ensemble are the very files a GPU deployment uses.
 """
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
 from clca_deploy.errors import ClcaDeployError, ConfigError
+from clca_deploy.runtime.registry import RuntimeOptions, open_backend
 from clca_deploy.serving.repository import TritonRepository, write_triton_repository
 from clca_deploy.serving.triton_config import TritonRepoConfig
 from clca_deploy.serving.workdir import private_umask, private_workdir, remove_stale_workdirs, restrict_shared_memory
@@ -40,8 +41,7 @@ class ServeConfig:
     name: str = "clca"
     verbose: bool = False
     runtime: str | None = None  # the classifier's runtime; None: the file's own
-    threads: int | None = None
-    inference_precision: str = "f32"  # OpenVINO only
+    runtime_options: RuntimeOptions = RuntimeOptions()
 
     def __post_init__(self) -> None:
         if not isinstance(self.port, int) or not 1 <= self.port <= 65533:
@@ -92,9 +92,9 @@ def _this_python_stub_environment() -> dict[str, str]:
 
 def _has_gpu() -> bool:
     # Without a GPU the server's GPU metrics only print an NVML error at start.
-    from clca_deploy.capabilities import gpu_skip_reason
+    from clca_deploy.system.gpu import gpu_unavailable_reason
 
-    return gpu_skip_reason() is None
+    return gpu_unavailable_reason(0) is None
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -158,7 +158,7 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
         check_port_free(config.host, port)
     repo_config = TritonRepoConfig(
         name=config.name, max_batch=config.max_batch, instances=config.instances, device="cpu", top_k=config.top_k,
-        runtime=config.runtime, threads=config.threads, inference_precision=config.inference_precision,
+        runtime=config.runtime, runtime_options=config.runtime_options,
     )
     _check_model_loads(model_path, repo_config)
     for stale in remove_stale_workdirs():
@@ -211,11 +211,8 @@ def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) ->
     """Open the model here first: a damaged file or an engine built for another GPU is then one
     clear error at once. Inside the server the same failure stops Triton, but PyTriton only
     notices when its 120 s start-up timeout runs out."""
-    from clca_deploy.runtime import backend_for_path, open_backend
-
-    runtime = backend_for_path(model_path, repo_config.runtime)
     try:
-        with open_backend(model_path, runtime, **repo_config.runtime_options().for_backend(runtime)):
+        with open_backend(model_path, repo_config.runtime, repo_config.runtime_options):
             pass
     except ClcaDeployError:
         raise

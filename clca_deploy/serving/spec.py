@@ -12,12 +12,13 @@ from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.metadata import OnnxModelInfo, graph_inputs, load_onnx_structure, metadata_props, parse_metadata
+from clca_deploy.runtime.base import ONNX_FILE, TENSORRT_ENGINE
+from clca_deploy.runtime.registry import file_format
 
 # ONNX TensorProto element types and numpy dtype names -> Triton's data types.
 _ONNX_TRITON_TYPES = {1: "TYPE_FP32", 10: "TYPE_FP16", 7: "TYPE_INT64", 6: "TYPE_INT32", 3: "TYPE_INT8", 2: "TYPE_UINT8"}
 _NUMPY_TRITON_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "int64": "TYPE_INT64", "int32": "TYPE_INT32",
                        "int8": "TYPE_INT8", "uint8": "TYPE_UINT8"}
-RUNTIME_FORMATS = {"onnxruntime": "onnx", "tensorrt": "plan"}
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ClassifierSpec:
     """A classifier file as Triton sees it: format, I/O, batching limits, and what its answers mean."""
 
     path: Path
-    format: str  # "onnx" or "plan"
+    format: str  # runtime.base's name of the file's format: ONNX_FILE or TENSORRT_ENGINE
     input: TensorSpec
     output: TensorSpec
     max_batch: int | None  # largest batch the file accepts; None: any
@@ -50,25 +51,19 @@ class ClassifierSpec:
         return self.info.class_names or tuple(f"class {i}" for i in range(self.info.num_classes))
 
 
-def model_format(path: str | Path) -> str:
-    """"onnx" or "plan", by the file's suffix."""
-    from clca_deploy.runtime.base import backend_for_path
-
-    runtime = backend_for_path(path)
-    if runtime not in RUNTIME_FORMATS:
-        raise ClcaDeployError(
-            f"{path} is a checkpoint; Triton serves an exported ONNX file (.onnx) or a TensorRT engine "
-            "(.engine/.plan): export one with `clca-deploy export` (or `build-trt`) first."
-        )
-    return RUNTIME_FORMATS[runtime]
-
-
 def read_classifier_spec(path: str | Path) -> ClassifierSpec:
     """The spec of an exported ONNX file or of an engine built by `clca-deploy build-trt`."""
     path = Path(path)
     if not path.is_file():
         raise ClcaDeployError(f"model file not found: {path}. Check the path.")
-    return _spec_from_onnx(path) if model_format(path) == "onnx" else _spec_from_engine(path)
+    kind = file_format(path)
+    readers = {ONNX_FILE: _spec_from_onnx, TENSORRT_ENGINE: _spec_from_engine}
+    if kind not in readers:
+        raise ClcaDeployError(
+            f"{path} is a {kind}; Triton serves an exported ONNX file (.onnx) or a TensorRT engine "
+            "(.engine/.plan): export one with `clca-deploy export` (or `build-trt`) first."
+        )
+    return readers[kind](path)
 
 
 def _spec_from_onnx(path: Path) -> ClassifierSpec:
@@ -88,7 +83,7 @@ def _spec_from_onnx(path: Path) -> ClassifierSpec:
         )
     return ClassifierSpec(
         path=path,
-        format="onnx",
+        format=ONNX_FILE,
         input=TensorSpec(first_input.name, _onnx_type(first_input, path), image),
         output=TensorSpec(first_output.name, _onnx_type(first_output, path), logits),
         max_batch=None,
@@ -126,7 +121,7 @@ def _spec_from_engine(path: Path) -> ClassifierSpec:
         raise ClcaDeployError(f"{path.name} has {len(inputs)} inputs and {len(outputs)} outputs; a CLCA engine has one of each.")
     return ClassifierSpec(
         path=path,
-        format="plan",
+        format=TENSORRT_ENGINE,
         input=_engine_tensor(inputs[0], path),
         output=_engine_tensor(outputs[0], path),
         max_batch=profile_max,

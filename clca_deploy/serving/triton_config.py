@@ -2,7 +2,8 @@
 
 Clients call the ensemble ``<name>`` with encoded image bytes and get the top-k class ids,
 names and scores. Inside it: ``<name>_preprocess`` (Python backend, this project's eval
-preprocessing) -> ``<name>_classifier`` (the ONNX file on onnxruntime or OpenVINO, or the TensorRT engine) -> ``<name>_postprocess``
+preprocessing) -> ``<name>_classifier`` (the model file on the Triton backend its runtime's registry
+entry names, or this tool's runtime in a Python model under `serve`) -> ``<name>_postprocess``
 (Python backend, softmax and top-k as `clca-deploy predict` computes them).
 """
 
@@ -11,11 +12,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS
 from clca_deploy.errors import ConfigError
-from clca_deploy.runtime.base import BACKENDS, RuntimeOptions, backend_for_path
+from clca_deploy.runtime.base import RuntimeSpec, TritonClassifier
+from clca_deploy.runtime.options import option_values
+from clca_deploy.runtime.registry import RuntimeOptions, backend_for_path, runtime_spec
 from clca_deploy.serving.pbtxt import Enum
 from clca_deploy.serving.spec import ClassifierSpec
 from clca_deploy.tensorrt.plan import profile_option, profile_reaching
@@ -36,18 +40,12 @@ class TritonRepoConfig:
     max_batch: int | None = None
     instances: int = 1
     preprocess_instances: int = 2
-    device: str = "gpu"  # where Triton runs the classifier: gpu, or cpu (ONNX only)
+    device: str | None = None  # where Triton runs the classifier, gpu or cpu; None: the runtime's first choice
     top_k: int = 5
     max_queue_delay_us: int = 1000
-    # The classifier's runtime: None for the file's own (onnxruntime for .onnx, tensorrt for engines),
-    # or openvino for an .onnx on the CPU (Triton's OpenVINO backend; our runtime under `serve`).
+    # The classifier's runtime: None for the file's own (the first its suffix lists in the registry).
     runtime: str | None = None
-    threads: int | None = None  # CPU threads of onnxruntime / OpenVINO (None: the runtime's default)
-    inference_precision: str = "f32"  # OpenVINO: f32, or bf16 where the CPU has it
-
-    def runtime_options(self) -> RuntimeOptions:
-        """The classifier's runtime settings, as `predict` and `bench` take them."""
-        return RuntimeOptions(threads=self.threads, inference_precision=self.inference_precision)
+    runtime_options: RuntimeOptions = RuntimeOptions()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -56,15 +54,40 @@ class TritonRepoConfig:
                              ("preprocess instances", self.preprocess_instances), ("top-k", self.top_k)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigError(f"{field} must be a whole number of at least 1, got {value!r}.")
-        if self.device not in ("gpu", "cpu"):
+        if self.device not in (None, "gpu", "cpu"):
             raise ConfigError(f"device must be gpu or cpu, got {self.device!r}.")
-        self.runtime_options().validate()
-        if self.runtime is not None and self.runtime not in BACKENDS:
-            raise ConfigError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(BACKENDS)}.")
-        if self.runtime == "openvino" and self.device != "cpu":
-            raise ConfigError("OpenVINO runs the classifier on the CPU: pass --device cpu with --runtime openvino.")
+        if self.runtime is not None:
+            runtime_spec(self.runtime)
         if not isinstance(self.max_queue_delay_us, int) or self.max_queue_delay_us < 0:
             raise ConfigError(f"the queue delay must be a whole number of microseconds >= 0, got {self.max_queue_delay_us!r}.")
+
+
+@dataclass(frozen=True)
+class ServedRuntime:
+    """The runtime that runs a repository's classifier, and on which device Triton places it."""
+
+    spec: RuntimeSpec
+    device: str  # gpu or cpu
+    options: object  # the runtime's own options dataclass
+    triton: TritonClassifier | None  # how stock Triton runs it; None under `serve` (this tool's runtime runs it)
+
+
+def served_runtime(model_path: str | Path, config: TritonRepoConfig, stock_triton: bool = True) -> ServedRuntime:
+    """The classifier's runtime for ``model_path`` (by suffix; nothing is read), refused before any work if
+    stock Triton cannot run it there. Without ``stock_triton`` (`serve`'s Python model), any runtime runs on the CPU."""
+    spec = runtime_spec(backend_for_path(model_path, config.runtime))
+    options = config.runtime_options.of(spec.name)
+    if not stock_triton:
+        return ServedRuntime(spec, "cpu", options, None)
+    if spec.triton is None:
+        raise ConfigError(
+            f"stock Triton has no backend for the {spec.name} runtime; serve {Path(model_path).name} with "
+            f"`clca-deploy serve --runtime {spec.name}`, or choose another --runtime for triton-repo."
+        )
+    device = config.device or spec.triton.devices[0]
+    if device not in spec.triton.devices:
+        raise ConfigError(spec.triton.wrong_device or f"{spec.name} runs the classifier only on {' or '.join(spec.triton.devices)}.")
+    return ServedRuntime(spec, device, options, spec.triton)
 
 
 @dataclass(frozen=True)
@@ -103,47 +126,28 @@ def _instances(count: int, kind: str) -> list[dict[str, Any]]:
     return [{"count": count, "kind": Enum(kind)}]
 
 
-def classifier_config(spec: ClassifierSpec, names: ModelNames, config: TritonRepoConfig, max_batch: int,
-                      runtime_model: str | None = None) -> dict[str, Any]:
-    """The classifier as a stock Triton model (onnxruntime, openvino or tensorrt_plan), or, given
-    ``runtime_model`` (a model file path), as a Python-backend model running this tool's runtime."""
-    runtime = backend_for_path(spec.path, config.runtime)  # an error if that runtime cannot open the file
+def classifier_config(spec: ClassifierSpec, names: ModelNames, served: ServedRuntime, config: TritonRepoConfig,
+                      max_batch: int) -> dict[str, Any]:
+    """The classifier as a stock Triton model (the fields its runtime's registry entry gives), or, under
+    `serve` (``served.triton`` None), as a Python-backend model running this tool's runtime on the file in place."""
+    stock = served.triton
     message: dict[str, Any] = {"name": names.classifier}
-    if runtime_model is not None:
+    if stock is None:
         message["backend"] = "python"
-    elif runtime == "openvino":
-        message["backend"] = "openvino"
-        message["default_model_filename"] = "model.onnx"  # the backend reads ONNX when told the file name
-    elif runtime == "onnxruntime":
-        message["platform"] = "onnxruntime_onnx"
     else:
-        if config.device == "cpu":
-            raise ConfigError("a TensorRT engine runs only on a GPU; use --device gpu, or serve the ONNX file on CPU.")
-        message["platform"] = "tensorrt_plan"
+        message.update(stock.config)
     message["max_batch_size"] = max_batch
     message["input"] = [_tensor(spec.input.name, spec.input.data_type, spec.input.dims)]
     message["output"] = [_tensor(spec.output.name, spec.output.data_type, spec.output.dims, label_filename=LABELS_FILE)]
     message["dynamic_batching"] = {"max_queue_delay_microseconds": config.max_queue_delay_us}
-    kind = "KIND_CPU" if runtime_model is not None or config.device == "cpu" else "KIND_GPU"
-    message["instance_group"] = _instances(config.instances, kind)
-    if runtime_model is not None:
-        options = {"threads": config.threads, "inference_precision": config.inference_precision}
-        message["parameters"] = _parameters(
-            {"model_path": runtime_model, "runtime": runtime, "runtime_options": json.dumps(options, sort_keys=True)}
-        )
-    elif runtime == "openvino":
-        message["parameters"] = _parameters(_openvino_parameters(config))
+    message["instance_group"] = _instances(config.instances, "KIND_CPU" if served.device == "cpu" else "KIND_GPU")
+    if stock is None:
+        options = json.dumps(option_values(served.options), sort_keys=True)
+        parameters = {"model_path": str(spec.path.resolve()), "runtime": served.spec.name, "runtime_options": options}
+        message["parameters"] = _parameters(parameters)
+    elif stock.parameters is not None:
+        message["parameters"] = _parameters(stock.parameters(served.options))
     return message
-
-
-def _openvino_parameters(config: TritonRepoConfig) -> dict[str, str]:
-    """The OpenVINO backend's own keys (its README): one stream per instance, for latency."""
-    parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
-    if config.threads:
-        parameters["INFERENCE_NUM_THREADS"] = str(config.threads)
-    if config.inference_precision == "bf16":
-        parameters["HINT_BF16"] = "YES"
-    return parameters
 
 
 def preprocess_config(spec: ClassifierSpec, names: ModelNames, config: TritonRepoConfig, max_batch: int) -> dict[str, Any]:

@@ -1,42 +1,18 @@
-"""The rows of `clca-deploy doctor`, the facts probes share, and every install hint in one place."""
+"""A `doctor` row, the machine facts probes share, and what pip says is installed.
+
+Probes live beside what they probe (each runtime's module has its own, `doctor/probes.py` the rest);
+they all return these rows and read these facts, so `system` stays the floor of machine facts.
+"""
 
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 from dataclasses import asdict, dataclass
 
 from clca_deploy.system.gpu import GpuInfo
 from clca_deploy.system.jetson import JetsonInfo
 
 STATUSES = ("ok", "missing", "note", "error")
-
-# How to get each missing piece; the keys are what probes name. The extras are pyproject.toml's.
-HINTS = {
-    "cpu": 'pip install "clca-deploy[cpu]"',
-    "gpu": 'pip install "clca-deploy[gpu]"',
-    "export": 'pip install "clca-deploy[export]"',
-    "trt": 'pip install "clca-deploy[trt]"',
-    "serve": 'pip install "clca-deploy[serve]"',
-    "plot": 'pip install "clca-deploy[plot]"',
-    "core": 'pip install "clca-deploy" (a core dependency is missing or broken)',
-    "openvino": 'pip install "clca-deploy[openvino]"',
-    "trt_jetson": (
-        "use JetPack's TensorRT: create the venv with --system-site-packages "
-        "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"
-    ),
-    "cuda_jetson": 'pip install "cuda-python>=12.6.2,<13" (or pycuda built with nvcc)',
-    "cuda_driver_12": 'pip install "cuda-python>=12.6.2,<13"',
-    "ort_conflict": (
-        "pip uninstall -y onnxruntime onnxruntime-gpu, then install one: "
-        'pip install "clca-deploy[cpu]" or "clca-deploy[gpu]"'
-    ),
-    "ort_jetson": "on Jetson, onnxruntime-gpu must be a build for JetPack's CUDA, not PyPI's; see docs/jetson.md",
-    "numpy_jetson": 'pip install "numpy<2" if a JetPack module fails with "compiled using NumPy 1.x"',
-    "python_jetson": "create the venv from the system Python: /usr/bin/python3 -m venv --system-site-packages .venv",
-    "jetpack_upgrade": "upgrade to JetPack 6.1 or newer (TensorRT 10.3); see docs/jetson.md",
-    "gpu_driver": "a machine with an NVIDIA GPU and its driver (the CPU path needs neither)",
-}
 
 
 @dataclass(frozen=True)
@@ -83,11 +59,3 @@ def dist_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def has_module(name: str) -> bool:
-    """Whether ``name`` is importable, without importing it (a missing parent package counts as no)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False

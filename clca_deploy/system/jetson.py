@@ -167,11 +167,12 @@ def read_power_mode() -> str | None:
 
 
 def is_jetson() -> bool:
-    """A Jetson writes /etc/nv_tegra_release (L4T); its device-tree model names the board."""
+    """Whether this is a Jetson: the L4T release file JetPack writes, a device-tree model naming a Jetson,
+    or tegrastats on PATH (a container may mount the tool without the release file)."""
     if _read(RELEASE_FILE) is not None:
         return True
     model = read_model()
-    return model is not None and "jetson" in model.lower()
+    return (model is not None and "jetson" in model.lower()) or shutil.which("tegrastats") is not None
 
 
 def jetson_info() -> JetsonInfo | None:

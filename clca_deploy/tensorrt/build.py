@@ -9,8 +9,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from clca_deploy.artifacts import atomic_output, check_output_path, sha256_file
+from clca_deploy.artifacts import atomic_output, check_output_path
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.metadata import OnnxFile
 from clca_deploy.tensorrt.plan import (
     PRECISIONS,
     BatchProfile,
@@ -24,9 +25,12 @@ from clca_deploy.tensorrt.toolkit import TensorRTToolkit, load_toolkit
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU."""
+    """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU.
 
-    precision: str = "fp32"
+    Checked once, by ``validate()``, where a build starts (``build_engine``, or `build-trt`'s pipeline).
+    """
+
+    precision: str | None = "fp32"  # None: the ONNX file's own (`build-trt` without --fp16/--int8)
     batch: BatchProfile | None = None  # None: the ONNX's fixed batch, or 1,8,32 for a dynamic one
     workspace_gib: float = 2.0
     timing_cache: Path | None = None
@@ -34,7 +38,8 @@ class EngineConfig:
     weak_typing: bool = False  # TensorRT 10's builder-flag path instead of a strongly typed network
 
     def validate(self) -> None:
-        if self.precision not in PRECISIONS:
+        """Refuse values TensorRT would reject, before anything is read or built."""
+        if self.precision is not None and self.precision not in PRECISIONS:
             raise ClcaDeployError(f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}.")
         if not self.workspace_gib > 0:
             raise ClcaDeployError(f"--workspace must be positive (GiB), got {self.workspace_gib}.")
@@ -44,6 +49,8 @@ class EngineConfig:
 
 @dataclass(frozen=True)
 class EngineResult:
+    """What a build wrote (the engine and its sidecar) and how TensorRT built it."""
+
     path: str
     sidecar: str
     precision: str
@@ -164,6 +171,14 @@ def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Ca
     return _Built(plan_bytes=plan_bytes, io=describe_io(trt, engine), timing_cache=cache)
 
 
+def check_engine_outputs(output: Path, config: EngineConfig) -> None:
+    """The engine, its sidecar and the timing cache can be written: checked before a build (minutes)."""
+    check_output_path(output)
+    check_output_path(sidecar_path(output))
+    if config.timing_cache is not None:
+        check_output_path(config.timing_cache)
+
+
 def build_engine(
     onnx_path: str | Path, output: str | Path, config: EngineConfig, log: Callable[[str], None] = print,
     toolkit: TensorRTToolkit | None = None,
@@ -172,37 +187,56 @@ def build_engine(
 
     ``toolkit`` is the caller's `load_toolkit(config.device)`, so a command checks TensorRT once.
     """
-    from clca_deploy.metadata import onnx_input, parse_metadata
-    from clca_deploy.tensorrt.cuda import current, open_binding
+    from clca_deploy.metadata import read_onnx_file
 
-    started = time.perf_counter()
     config.validate()
     toolkit = toolkit or load_toolkit(config.device)  # before reading anything: say what is missing first
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise ClcaDeployError(f"ONNX file not found: {onnx_path}. Export one with `clca-deploy export`.")
-    output = check_output_path(output)
-    if config.timing_cache is not None:
-        check_output_path(config.timing_cache)  # fail now, not after a long build
-    input_name, onnx_batch, props = onnx_input(onnx_path)  # one read of the file for both
-    info = parse_metadata(props, source=str(onnx_path))
-    plan = plan_build(toolkit.version, config.precision, info.precision, weak_typing=config.weak_typing)
-    request = _Request(config, plan, profile_for(onnx_batch, config.batch), input_name, onnx_batch, info.img_size)
+    output = Path(output)
+    check_engine_outputs(output, config)
+    return build_from_file(read_onnx_file(onnx_path), output, config, toolkit, log)
+
+
+def build_from_file(
+    onnx: OnnxFile, output: Path, config: EngineConfig, toolkit: TensorRTToolkit, log: Callable[[str], None] = print,
+) -> EngineResult:
+    """The build itself, from an ONNX file already read and a config and outputs already checked (by
+    ``build_engine`` or `build-trt`'s pipeline): TensorRT parses the file; nothing else reads it again."""
+    from clca_deploy.tensorrt.cuda import current, open_binding
+
+    started = time.perf_counter()
+    precision = config.precision or onnx.info.precision
+    plan = plan_build(toolkit.version, precision, onnx.info.precision, weak_typing=config.weak_typing)
+    profile = profile_for(onnx.fixed_batch, config.batch)
+    request = _Request(config, plan, profile, onnx.input_name, onnx.fixed_batch, onnx.info.img_size)
     for note in plan.notes:
         log(note)
-
     binding = open_binding(config.device)  # TensorRT builds on the device whose context is current
     try:
         with current(binding):
-            built = _build(toolkit, onnx_path, request, log)
+            built = _build(toolkit, onnx.path, request, log)
     finally:
         binding.release()
-    sidecar = build_sidecar(
+    _write_engine(output, _sidecar(onnx, toolkit, request, built), built, config)
+    return EngineResult(
+        path=str(output), sidecar=str(sidecar_path(output)), precision=plan.precision,
+        tensorrt_version=toolkit.version_string, builder_flags=plan.builder_flags, strongly_typed=plan.strongly_typed,
+        profile=profile, size_bytes=output.stat().st_size, seconds=time.perf_counter() - started, notes=plan.notes,
+    )
+
+
+def _sidecar(onnx: OnnxFile, toolkit: TensorRTToolkit, request: _Request, built: _Built) -> dict[str, Any]:
+    return build_sidecar(
         tensorrt_version=toolkit.version_string, gpu_name=toolkit.gpu.name,
-        compute_capability=toolkit.gpu.compute_capability, plan=plan, io=built.io, profiles=[request.profile],
-        onnx_sha256=sha256_file(onnx_path), keep_rate=info.keep_rate, onnx_metadata=props,
+        compute_capability=toolkit.gpu.compute_capability, plan=request.plan, io=built.io, profiles=[request.profile],
+        onnx_sha256=onnx.sha256, keep_rate=onnx.info.keep_rate, onnx_metadata=onnx.props,
         engine_sha256=hashlib.sha256(built.plan_bytes).hexdigest(),
     )
+
+
+def _write_engine(output: Path, sidecar: dict[str, Any], built: _Built, config: EngineConfig) -> None:
     # Both or neither: the engine stays a temporary file until its sidecar is in place, and the
     # sidecar's engine_sha256 lets the runtime catch the one torn state left (a crash between renames).
     with atomic_output(output) as engine_tmp:
@@ -212,9 +246,3 @@ def build_engine(
     if built.timing_cache is not None:
         with atomic_output(config.timing_cache) as cache_tmp:
             cache_tmp.write_bytes(built.timing_cache)
-    return EngineResult(
-        path=str(output), sidecar=str(sidecar_path(output)), precision=plan.precision,
-        tensorrt_version=toolkit.version_string, builder_flags=plan.builder_flags, strongly_typed=plan.strongly_typed,
-        profile=request.profile, size_bytes=output.stat().st_size, seconds=time.perf_counter() - started,
-        notes=plan.notes,
-    )

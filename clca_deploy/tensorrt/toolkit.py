@@ -2,30 +2,35 @@
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
 from clca_deploy.errors import UnsupportedError
+from clca_deploy.extras import has_module, install_line
 from clca_deploy.system.gpu import GpuInfo, gpu_info, gpu_unavailable_reason
+from clca_deploy.system.jetson import is_jetson
 from clca_deploy.tensorrt.cuda import installed_bindings
 from clca_deploy.tensorrt.plan import check_tensorrt_version, parse_trt_version
 
+# On a Jetson, TensorRT comes with JetPack (its Python bindings are built for the system Python),
+# never from pip; a CUDA binding comes from pip.
+JETSON_TENSORRT_HINT = (
+    "use JetPack's TensorRT: create the venv with --system-site-packages "
+    "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"
+)
+CUDA_BINDING_HINT = 'pip install "cuda-python>=12.6.2,<13"'
+JETSON_CUDA_BINDING_HINT = f"{CUDA_BINDING_HINT} (or pycuda built with nvcc)"
+
+
 def install_hint() -> str:
     """Where TensorRT and a CUDA binding come from on this machine: JetPack on a Jetson, pip elsewhere."""
-    from clca_deploy.system.checks import HINTS
-    from clca_deploy.system.jetson import jetson_info
-
-    if jetson_info() is not None:
-        return f"{HINTS['trt_jetson']}; CUDA binding: {HINTS['cuda_jetson']}"
-    return f"{HINTS['trt']} (TensorRT and cuda-python)"
+    if is_jetson():
+        return f"{JETSON_TENSORRT_HINT}; CUDA binding: {JETSON_CUDA_BINDING_HINT}"
+    return install_line("tensorrt")
 
 
 def _has_tensorrt() -> bool:
-    try:
-        return importlib.util.find_spec("tensorrt") is not None
-    except (ImportError, ValueError):
-        return False
+    return has_module("tensorrt")
 
 
 def tensorrt_unavailable_reason(device: int = 0) -> str | None:

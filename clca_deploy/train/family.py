@@ -26,12 +26,12 @@ from clca_deploy.train.init import init_fresh, load_pretrained_backbone
 
 
 def family_for(config: TrainConfig, init: Path | None = None, resume: bool = False,
-               init_settings: Mapping[str, Any] | None = None):
+               init_train_args: Mapping[str, Any] | None = None):
     """The family object for ``config.model`` (``resume``: the weights will come from the run's checkpoint;
-    ``init_settings``: train.py args for an ``init`` checkpoint without them)."""
+    ``init_train_args``: train.py args for an ``init`` checkpoint without them)."""
     if is_fgir_name(config.model):
-        return FgirFamily(config, init, resume, init_settings)
-    return ClcaFamily(config, init, init_settings)
+        return FgirFamily(config, init, resume, init_train_args)
+    return ClcaFamily(config, init, init_train_args)
 
 
 def param_groups(model: nn.Module, weight_decay: float, no_decay_names: frozenset[str]) -> list[dict]:
@@ -65,10 +65,10 @@ class ClcaFamily:
 
     no_decay = frozenset({"pos_embed", "cls_token", "clr"})
 
-    def __init__(self, config: TrainConfig, init: Path | None, init_settings: Mapping[str, Any] | None = None):
+    def __init__(self, config: TrainConfig, init: Path | None, init_train_args: Mapping[str, Any] | None = None):
         if config.freeze_backbone:
             raise ConfigError("--freeze-backbone is the ILA recipe; use it with an ila_… model (e.g. ila_vit_t16).")
-        self.config, self.init, self.init_settings = config, init, dict(init_settings or {})
+        self.config, self.init, self.init_train_args = config, init, dict(init_train_args or {})
 
     def build(self, class_names: Sequence[str]) -> ClcaModel:
         model = ClcaModel(clca_model_config(self.config, len(class_names)))
@@ -82,7 +82,7 @@ class ClcaFamily:
         if self.init is not None:
             from clca_deploy.model import load_checkpoint
 
-            source = load_checkpoint(self.init, **self.init_settings)
+            source = load_checkpoint(self.init, **self.init_train_args)
             if not isinstance(source, ClcaModel):
                 raise ConfigError(f"--init {self.init} is an ILA/GLSim checkpoint; a CLCA model starts from a CLCA one.")
             _load_compatible(model, source, log)

@@ -173,7 +173,7 @@ class FgirFamily:
     no_decay = NO_DECAY
 
     def __init__(self, config: TrainConfig, init: Path | None, resume: bool = False,
-                 init_settings: Mapping[str, Any] | None = None):
+                 init_train_args: Mapping[str, Any] | None = None):
         if config.pretrained:
             raise ConfigError(
                 "--pretrained is for CLCA models (timm weights); ILA and GLSim start from --init CKPT (a CLCA or "
@@ -185,7 +185,7 @@ class FgirFamily:
                 "a frozen random backbone learns nothing."
             )
         self.config, self.init, self.resume = config, init, resume
-        self.init_settings = dict(init_settings or {})
+        self.init_train_args = dict(init_train_args or {})
 
     def build(self, class_names: Sequence[str]) -> nn.Module:
         model = build_model(model_config(self.config.model, self.config.img_size, len(class_names)))
@@ -201,7 +201,7 @@ class FgirFamily:
         if self.init is not None and not self.resume:  # a resumed run's weights come from its checkpoint
             from clca_deploy.model import load_checkpoint
 
-            init_from(model, load_checkpoint(self.init, **self.init_settings), log)
+            init_from(model, load_checkpoint(self.init, **self.init_train_args), log)
         if self.config.freeze_backbone:
             trainable, total = freeze_backbone(model)
             log(f"freeze   backbone frozen as the official --freeze_backbone: {trainable / 1e6:.3f} M of "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -20,7 +20,7 @@ from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.model.checkpoint import check_checkpoint_file
 from clca_deploy.train.checkpoint import read_training_state
 from clca_deploy.train.config import TrainConfig
-from clca_deploy.train.data import read_resized_split
+from clca_deploy.train.data import ResizedSplit, read_resized_split
 from clca_deploy.train.evaluate import eval_tensors, evaluate
 from clca_deploy.train.family import family_for, param_groups
 from clca_deploy.train.precision import resolve_device, resolve_precision
@@ -73,6 +73,51 @@ class TrainResult:
         return data
 
 
+@dataclass(frozen=True)
+class _Splits:
+    """The decoded data a run trains and evaluates on."""
+
+    train_dir: Path
+    test_dir: Path | None
+    train: ResizedSplit
+    eval_images: torch.Tensor | None
+    eval_labels: torch.Tensor | None
+    skipped: tuple[str, ...]  # "path: reason" for every unreadable image of either split
+
+    @property
+    def test_images(self) -> int:
+        return 0 if self.eval_labels is None else len(self.eval_labels)
+
+
+@dataclass(frozen=True)
+class _TrainingRun:
+    """What stays fixed while the epochs run: the model and its optimizer, the data, where and how it trains."""
+
+    output: Path
+    config: TrainConfig
+    family: Any  # ClcaFamily or FgirFamily
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    generator: torch.Generator
+    stepper: Stepper
+    splits: _Splits
+    device: torch.device
+    precision: str
+    training_args: dict[str, Any]
+    run_facts: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _RunState:
+    """Where a run stands between two epochs; each epoch replaces it rather than changing it."""
+
+    epochs: int | None  # None until the first epoch under a time budget has been timed
+    epoch: int  # the next epoch to run, 0-based
+    step: int
+    history: tuple[EpochRecord, ...]
+    saved_epoch: int  # the last epoch whose weights the checkpoint on disk holds
+
+
 def resolve_splits(data: Path, test: Path | None) -> tuple[Path, Path | None]:
     """(train split, test split): DATA may be a root with train/ and test/, or the train split itself.
 
@@ -99,17 +144,54 @@ def train(
     test: Path | None = None,
     resume: bool = False,
     init: Path | None = None,
-    init_settings: Mapping[str, Any] | None = None,
+    init_train_args: Mapping[str, Any] | None = None,
     log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> TrainResult:
     """Train (or fine-tune) a CLCA, ILA or GLSim model on an ImageFolder split; writes an official-format checkpoint.
 
-    ``init_settings``: the train.py args of an ``init`` checkpoint that lacks them (a bare state dict).
+    ``init_train_args``: the train.py args of an ``init`` checkpoint that lacks them (a bare state dict).
     """
-    output, state = _check_output_and_resume(output, resume, init)
-    family = family_for(config, init, resume=resume, init_settings=init_settings)
+    output, checkpoint_state = _check_output_and_resume(output, resume, init)
+    family = family_for(config, init, resume=resume, init_train_args=init_train_args)
     train_dir, test_dir = resolve_splits(data, test)
+    train_set = _open_train_split(train_dir)
+    torch.manual_seed(config.seed)  # the model's own initialisers draw from the global generator
+    model = family.build(train_set.class_names)
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device.type)
+    preprocess = PreprocessConfig.from_dict(model.config.preprocess_settings())  # the family's eval transform
+    splits = _read_splits(train_set, train_dir, test_dir, family.train_resize_size(model), preprocess, log)
+
+    generator = torch.Generator().manual_seed(config.seed)
+    family.initialise(model, generator, log)
+    model.to(device).train()
+
+    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, family.no_decay), lr=config.base_lr)
+    steps_per_epoch = len(splits.train) // config.batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{len(splits.train)} training images are fewer than one batch of {config.batch_size}; lower --batch-size.")
+    start = _starting_state(checkpoint_state, family, model, optimizer, generator, config.epochs, output, log)
+    run = _TrainingRun(
+        output=output, config=config, family=family, model=model, optimizer=optimizer, generator=generator,
+        stepper=Stepper(model, optimizer, config, splits.train, preprocess, device, precision, generator),
+        splits=splits, device=device, precision=precision,
+        training_args=_training_args(config, train_dir),
+        run_facts=_run_facts(splits, output, device, precision, steps_per_epoch),
+    )
+    wall_start, cpu_start = time.perf_counter(), time.process_time()
+    end = _train_epochs(run, start, wall_start, log, show_bar=progress)
+    end = _save_stopped_run(run, start, end)
+    seconds = time.perf_counter() - wall_start
+    final_top1 = end.history[-1].test_top1 if end.history else None
+    log(f"saved    {output} ({'test top-1 %.2f%%' % final_top1 if final_top1 is not None else 'no test split'}, "
+        f"{seconds / 60:.1f} min)")
+    resumed_from = start.epoch if checkpoint_state is not None else None
+    return _train_result(run, start, end, resumed_from, seconds, time.process_time() - cpu_start)
+
+
+def _open_train_split(train_dir: Path):
+    """The training split as an ImageFolder, refused unless it has at least two class folders."""
     train_set = open_dataset(train_dir)
     if train_set.class_names is None:
         raise ClcaDeployError(f"{train_dir} is not an ImageFolder split (<dir>/<class>/<image>); cannot train on it.")
@@ -119,15 +201,15 @@ def train(
             f"{train_dir} has {len(class_names)} class folder ({', '.join(class_names)}): a classifier needs at least two "
             "classes, one per subfolder (<dir>/<class>/<image>); with one, every image is 'right' and nothing is learnt."
         )
-    torch.manual_seed(config.seed)  # the model's own initialisers draw from the global generator
-    model = family.build(class_names)
-    model_settings = model.config
-    device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device.type)
-    preprocess = PreprocessConfig.from_dict(model_settings.preprocess_settings())  # the family's eval transform
+    return train_set
 
+
+def _read_splits(train_set, train_dir: Path, test_dir: Path | None, resize_size: int, preprocess: PreprocessConfig,
+                 log: Callable[[str], None]) -> _Splits:
+    """Decode the training split (resized for augmentation) and the test split (eval transform), logging each."""
+    class_names = train_set.class_names
     log(f"train    {train_dir}: {len(train_set)} images, {len(class_names)} classes")
-    split = read_resized_split(train_set, family.train_resize_size(model))
+    split = read_resized_split(train_set, resize_size)
     _refuse_classes_without_images(split, class_names, train_dir)
     skipped = [f"{s.path}: {s.reason}" for s in split.skipped]
     for line in skipped:
@@ -145,33 +227,31 @@ def train(
         log(f"test     {test_dir}: {len(eval_labels)} images")
     else:
         log("test     none found (give --test DIR to evaluate during training)")
+    return _Splits(train_dir, test_dir, split, eval_images, eval_labels, tuple(skipped))
 
-    generator = torch.Generator().manual_seed(config.seed)
-    family.initialise(model, generator, log)
-    model.to(device).train()
 
-    optimizer = torch.optim.AdamW(param_groups(model, config.weight_decay, family.no_decay), lr=config.base_lr)
-    steps_per_epoch = len(split) // config.batch_size
-    if steps_per_epoch < 1:
-        raise ConfigError(f"{len(split)} training images are fewer than one batch of {config.batch_size}; lower --batch-size.")
-    epochs = config.epochs
-    start_epoch, step, resumed_from = 0, 0, None
-    history: list[EpochRecord] = []
-    if state is not None:
-        family.check_resumable(state, model)
-        model.load_state_dict(family.resume_weights(state, model), strict=True)
-        optimizer.load_state_dict(state["optimizer"])
-        schedule = state["lr_scheduler"]
-        epochs, step = int(schedule["epochs"]), int(schedule["step"])
-        start_epoch = resumed_from = family.next_epoch(state)
-        history = [EpochRecord(**r) for r in schedule.get("history", [])]
-        if "rng_state" in state:
-            torch.set_rng_state(state["rng_state"])
-            generator.set_state(state["generator_state"])
-        log(f"resume   {output} after epoch {resumed_from} of {epochs}")
-    stepper = Stepper(model, optimizer, config, split, preprocess, device, precision, generator)
+def _starting_state(checkpoint_state: dict[str, Any] | None, family, model, optimizer, generator: torch.Generator,
+                    epochs: int | None, output: Path, log: Callable[[str], None]) -> _RunState:
+    """Epoch 0 of a fresh run, or where the checkpoint of a resumed one left off (weights, optimizer, RNGs restored)."""
+    if checkpoint_state is None:
+        return _RunState(epochs=epochs, epoch=0, step=0, history=(), saved_epoch=-1)
+    family.check_resumable(checkpoint_state, model)
+    model.load_state_dict(family.resume_weights(checkpoint_state, model), strict=True)
+    optimizer.load_state_dict(checkpoint_state["optimizer"])
+    schedule = checkpoint_state["lr_scheduler"]
+    epochs, step = int(schedule["epochs"]), int(schedule["step"])
+    resumed_from = family.next_epoch(checkpoint_state)
+    history = tuple(EpochRecord(**r) for r in schedule.get("history", []))
+    if "rng_state" in checkpoint_state:
+        torch.set_rng_state(checkpoint_state["rng_state"])
+        generator.set_state(checkpoint_state["generator_state"])
+    log(f"resume   {output} after epoch {resumed_from} of {epochs}")
+    return _RunState(epochs=epochs, epoch=resumed_from, step=step, history=history, saved_epoch=resumed_from - 1)
 
-    training_args = {
+
+def _training_args(config: TrainConfig, train_dir: Path) -> dict[str, Any]:
+    """The official train.py arguments this run amounts to, as its checkpoint records them."""
+    return {
         "dataset_name": train_dir.parent.name if train_dir.name == "train" else train_dir.name,
         "lr": config.base_lr, "min_lr": config.min_lr, "warmup_lr": config.warmup_lr,
         "warmup_epochs": config.warmup_epochs, "weight_decay": config.weight_decay, "opt": "adamw",
@@ -179,73 +259,100 @@ def train(
         "seed": config.seed, "pretrained": config.pretrained, "augment": config.augment,
         "drop": 0.0, "drop_path": 0.0,
     }
-    run_facts = {  # what the ILA/GLSim config records besides the training arguments
-        "train_images": len(split), "test_images": 0 if eval_labels is None else len(eval_labels),
+
+
+def _run_facts(splits: _Splits, output: Path, device: torch.device, precision: str,
+               steps_per_epoch: int) -> dict[str, Any]:
+    """What the ILA/GLSim config records besides the training arguments."""
+    return {
+        "train_images": len(splits.train), "test_images": splits.test_images,
         "device": str(device), "precision": precision, "steps_per_epoch": steps_per_epoch,
         "results_dir": str(output.parent), "run_name": output.stem,
     }
+
+
+def _train_epochs(run: _TrainingRun, start: _RunState, wall_start: float, log: Callable[[str], None],
+                  show_bar: bool) -> _RunState:
+    """Run epochs until the last one or the time budget; a checkpoint at least every SAVE_INTERVAL_SECONDS."""
+    config = run.config
     budget = None if config.minutes is None else config.minutes * 60.0
-    wall_start, cpu_start = time.perf_counter(), time.process_time()
     last_save = wall_start
-    saved_epoch = start_epoch - 1
-
-    def save(done_epoch: int) -> None:
-        nonlocal saved_epoch
-        accuracy = next((r.test_top1 for r in reversed(history) if r.test_top1 is not None), None)
-        family.save(
-            output, model, epoch=done_epoch, accuracy=accuracy, training=training_args | {"epochs": epochs},
-            run=run_facts, optimizer=optimizer,
-            scheduler_state={"epochs": epochs, "step": step, "history": [asdict(r) for r in history]},
-            extra={"rng_state": torch.get_rng_state(), "generator_state": generator.get_state()},
-        )
-        saved_epoch = done_epoch
-
-    epoch = start_epoch
-    evals = evaluation_epochs(epochs, config.evaluations) if epochs else frozenset()
-    while epochs is None or epoch < epochs:
-        if budget is not None and epochs is not None and history and epoch > start_epoch:
+    state = start
+    while state.epochs is None or state.epoch < state.epochs:
+        if budget is not None and state.epochs is not None and state.history and state.epoch > start.epoch:
             elapsed = time.perf_counter() - wall_start
-            if elapsed + history[-1].seconds > budget * 1.05:
-                log(f"budget   {config.minutes} min reached after epoch {epoch}; stopping early")
+            if elapsed + state.history[-1].seconds > budget * 1.05:
+                log(f"budget   {config.minutes} min reached after epoch {state.epoch}; stopping early")
                 break
-        epoch_start = time.perf_counter()
-        bar = _bar(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs or '?'}")
-        loss, lr, step = stepper.run_epoch(epoch, step, epochs, bar)
-        seconds = time.perf_counter() - epoch_start
-        if epochs is None:
-            epochs = _epochs_for_budget(budget, seconds, len(split), 0 if eval_labels is None else len(eval_labels),
-                                        config.evaluations)
-            evals = evaluation_epochs(epochs, config.evaluations)
-            log(f"budget   {config.minutes} min: first epoch took {seconds:.1f} s, so {epochs} epochs")
-        top1 = None
-        if eval_images is not None and (epoch in evals or epoch == epochs - 1):
-            top1 = evaluate(model, eval_images, eval_labels, device)
-        history.append(EpochRecord(epoch + 1, loss, lr, seconds, top1))
-        log(f"epoch    {epoch + 1}/{epochs}: loss {loss:.4f}, lr {lr:.2e}, {seconds:.1f} s"
-            + (f", test top-1 {top1:.2f}%" if top1 is not None else ""))
+        state = _run_epoch(run, state, budget, log, show_bar)
         now = time.perf_counter()
-        last = epoch == epochs - 1
+        last = state.epoch == state.epochs - 1
         if last or now - last_save >= SAVE_INTERVAL_SECONDS:
-            save(epoch)
+            _save(run, state, state.epoch)
+            state = replace(state, saved_epoch=state.epoch)
             last_save = now
-        epoch += 1
-    if epoch > start_epoch and saved_epoch != epoch - 1:
-        # Stopped early by the time budget: evaluate and save the weights we have.
-        if eval_images is not None and history[-1].test_top1 is None:
-            top1 = evaluate(model, eval_images, eval_labels, device)
-            history[-1] = EpochRecord(**{**asdict(history[-1]), "test_top1": top1})
-        save(epoch - 1)
-    seconds = time.perf_counter() - wall_start
-    final_top1 = history[-1].test_top1 if history else None
-    log(f"saved    {output} ({'test top-1 %.2f%%' % final_top1 if final_top1 is not None else 'no test split'}, "
-        f"{seconds / 60:.1f} min)")
+        state = replace(state, epoch=state.epoch + 1)
+    return state
+
+
+def _run_epoch(run: _TrainingRun, state: _RunState, budget: float | None, log: Callable[[str], None],
+               show_bar: bool) -> _RunState:
+    """Train epoch ``state.epoch``, fix the epoch count from a time budget after the first, evaluate when due."""
+    config, epoch = run.config, state.epoch
+    epoch_start = time.perf_counter()
+    bar = _bar(show_bar, run.stepper.steps_per_epoch, f"epoch {epoch + 1}/{state.epochs or '?'}")
+    loss, lr, step = run.stepper.run_epoch(epoch, state.step, state.epochs, bar)
+    seconds = time.perf_counter() - epoch_start
+    epochs = state.epochs
+    if epochs is None:
+        epochs = _epochs_for_budget(budget, seconds, len(run.splits.train), run.splits.test_images, config.evaluations)
+        log(f"budget   {config.minutes} min: first epoch took {seconds:.1f} s, so {epochs} epochs")
+    due = epoch in evaluation_epochs(epochs, config.evaluations) or epoch == epochs - 1
+    top1 = None
+    if run.splits.eval_images is not None and due:
+        top1 = evaluate(run.model, run.splits.eval_images, run.splits.eval_labels, run.device)
+    log(f"epoch    {epoch + 1}/{epochs}: loss {loss:.4f}, lr {lr:.2e}, {seconds:.1f} s"
+        + (f", test top-1 {top1:.2f}%" if top1 is not None else ""))
+    record = EpochRecord(epoch + 1, loss, lr, seconds, top1)
+    return replace(state, epochs=epochs, step=step, history=state.history + (record,))
+
+
+def _save_stopped_run(run: _TrainingRun, start: _RunState, end: _RunState) -> _RunState:
+    """Save a run whose checkpoint is behind its last epoch; returns the state with that epoch's accuracy."""
+    if not (end.epoch > start.epoch and end.saved_epoch != end.epoch - 1):
+        return end
+    # Stopped early by the time budget: evaluate and save the weights we have.
+    if run.splits.eval_images is not None and end.history[-1].test_top1 is None:
+        top1 = evaluate(run.model, run.splits.eval_images, run.splits.eval_labels, run.device)
+        end = replace(end, history=end.history[:-1] + (replace(end.history[-1], test_top1=top1),))
+    _save(run, end, end.epoch - 1)
+    return replace(end, saved_epoch=end.epoch - 1)
+
+
+def _save(run: _TrainingRun, state: _RunState, done_epoch: int) -> None:
+    """Write the checkpoint after ``done_epoch``, with what a resume needs (optimizer, schedule, RNG states)."""
+    accuracy = next((r.test_top1 for r in reversed(state.history) if r.test_top1 is not None), None)
+    run.family.save(
+        run.output, run.model, epoch=done_epoch, accuracy=accuracy,
+        training=run.training_args | {"epochs": state.epochs}, run=run.run_facts, optimizer=run.optimizer,
+        scheduler_state={"epochs": state.epochs, "step": state.step, "history": [asdict(r) for r in state.history]},
+        extra={"rng_state": torch.get_rng_state(), "generator_state": run.generator.get_state()},
+    )
+
+
+def _train_result(run: _TrainingRun, start: _RunState, end: _RunState, resumed_from: int | None, seconds: float,
+                  cpu_seconds: float) -> TrainResult:
+    """The run's summary from its fixed parts and where it started and ended."""
+    config, splits = run.config, run.splits
     return TrainResult(
-        checkpoint=str(output), model=config.model, img_size=model_settings.img_size, keep_rate=config.keep_rate,
-        train_dir=str(train_dir), test_dir=str(test_dir) if test_dir else None, train_images=len(split),
-        test_images=0 if eval_labels is None else len(eval_labels), skipped=tuple(skipped), epochs=epochs,
-        epochs_run=epoch - start_epoch, resumed_from_epoch=resumed_from, steps=step, seconds=seconds,
-        cpu_seconds=time.process_time() - cpu_start, precision=precision, device=str(device), test_top1=final_top1,
-        history=tuple(history), settings=config.to_dict(),
+        checkpoint=str(run.output), model=config.model, img_size=run.model.config.img_size,
+        keep_rate=config.keep_rate, train_dir=str(splits.train_dir),
+        test_dir=str(splits.test_dir) if splits.test_dir else None, train_images=len(splits.train),
+        test_images=splits.test_images, skipped=splits.skipped, epochs=end.epochs,
+        epochs_run=end.epoch - start.epoch, resumed_from_epoch=resumed_from, steps=end.step, seconds=seconds,
+        cpu_seconds=cpu_seconds, precision=run.precision, device=str(run.device),
+        test_top1=end.history[-1].test_top1 if end.history else None, history=end.history,
+        settings=config.to_dict(),
     )
 
 

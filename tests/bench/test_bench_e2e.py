@@ -77,23 +77,6 @@ def test_bench_counts_and_names_unreadable_images(plain_onnx, tmp_path):
     assert report.results[0].accuracy.num_images == 3 and report.results[0].accuracy.top1 is None  # unlabelled
 
 
-def test_sweep_exports_each_keep_rate_and_reuses_them(tmp_path):
-    from clca_deploy.bench.sweep import SweepConfig, run_sweep
-    from tests.conftest import load_golden
-
-    checkpoint, _, _ = load_golden("evit_deit_tiny_plain_k0.5_224")
-    data = require_shared(LEAVES_DIR / "test")
-    bench = BenchConfig(models=(), data=data, batch_sizes=(1,), warmup=0, iters=2, limit=15, progress=False)
-    config = SweepConfig(checkpoint, (0.25, 1.0), tmp_path / "sweep", bench)
-    report = run_sweep(config, log=lambda _: None)
-    keeps = [r.keep_rate for r in report.results]
-    assert keeps == [(0.5,), (0.25,), (1.0,)]  # the reference at its trained rate, then the sweep
-    assert all(r.status == "ok" for r in report.results)
-    lines = []
-    run_sweep(config, log=lines.append)
-    assert sum("reusing" in line for line in lines) == 2
-
-
 def _named_copy(onnx_path, tmp_path, names):
     """The export with class names in its metadata, as `clca-deploy train` checkpoints give their exports."""
     import onnx

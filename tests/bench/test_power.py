@@ -18,18 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from clca_deploy.bench import power as power_mod
-from clca_deploy.bench import tegrastats as tegra_mod
 from clca_deploy.bench.latency import LatencyStats, measure_latency
-from clca_deploy.bench.power import NvmlSampler, PowerWindow, gpu_device, pick_power_sampler, power_sampler_for
-from clca_deploy.bench.power_meter import PowerMeasurement, PowerSamplingError, integrate_power
-from clca_deploy.bench.tegrastats import (
-    JtopSampler,
-    TegrastatsSampler,
-    board_power_mw,
-    jtop_rails,
-    parse_rails,
-)
+from clca_deploy.bench.power import rails as rails_mod
+from clca_deploy.bench.power.jtop import JtopSampler, jtop_rails
+from clca_deploy.bench.power.meter import PowerMeasurement, PowerSamplingError, integrate_power
+from clca_deploy.bench.power.nvml import NvmlSampler
+from clca_deploy.bench.power.picker import pick_power_sampler, power_sampler_for
+from clca_deploy.bench.power.rails import board_power_mw, parse_rails
+from clca_deploy.bench.power.tegrastats import TegrastatsSampler
+from clca_deploy.bench.power.window import POWER_FIELDS, PowerWindow
+from clca_deploy.system import jetson as jetson_mod
 
 # Recorded tegrastats lines. The AGX Orin one is the brief's sample (JetPack 6: timestamp first, "mW"
 # units, no VDD_IN); the others follow the formats in NVIDIA's tegrastats documentation and in lines
@@ -163,7 +161,7 @@ def test_window_turns_failures_into_reasons():
 
     with PowerWindow(None, "no power sensor: here") as window:
         pass
-    assert window.fields(10, 1) == {**dict.fromkeys(power_mod.POWER_FIELDS), "power_reason": "no power sensor: here"}
+    assert window.fields(10, 1) == {**dict.fromkeys(POWER_FIELDS), "power_reason": "no power sensor: here"}
 
 
 def test_window_stops_the_sensor_when_the_timed_calls_fail():
@@ -222,7 +220,7 @@ def repeating(line: str):
 
 @pytest.fixture
 def power_mode(monkeypatch):
-    monkeypatch.setattr(tegra_mod, "jetson_power_mode", lambda: "15W")
+    monkeypatch.setattr(rails_mod, "jetson_power_mode", lambda: "15W")
 
 
 AGX_ORIN_SOURCE = (
@@ -265,7 +263,7 @@ def no_sensor(monkeypatch, tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))
-    monkeypatch.setattr(power_mod, "TEGRA_RELEASE", tmp_path / "nv_tegra_release")
+    monkeypatch.setattr(jetson_mod, "ROOT", tmp_path)  # no L4T release file, no device-tree model
     monkeypatch.setitem(sys.modules, "pynvml", None)  # import now raises ImportError
     monkeypatch.setitem(sys.modules, "jtop", None)
     return empty
@@ -276,7 +274,7 @@ def test_tegrastats_subprocess_is_started_and_terminated(monkeypatch, tmp_path, 
     fake_bin = tmp_path / "bin"
     write_fake_tegrastats(fake_bin, f'while true; do echo "{ORIN_NANO_JP6}"; sleep 0.02; done')
     monkeypatch.setenv("PATH", f"{fake_bin}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setattr(power_mod, "TEGRA_RELEASE", tmp_path / "nv_tegra_release")
+    monkeypatch.setattr(jetson_mod, "ROOT", tmp_path)  # a container with tegrastats mounted, no release file
     sampler, reason = pick_power_sampler()
     assert isinstance(sampler, TegrastatsSampler) and reason is None
     start_and_wait(sampler)
@@ -384,7 +382,8 @@ def test_pick_without_any_sensor(no_sensor):
 
 
 def test_pick_on_a_jetson_without_tegrastats(no_sensor, tmp_path, monkeypatch):
-    (tmp_path / "nv_tegra_release").write_text("# R36 (release), REVISION: 4.0\n")
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "nv_tegra_release").write_text("# R36 (release), REVISION: 4.0\n")
     sampler, reason = pick_power_sampler()
     assert sampler is None and "tegrastats is not on PATH" in reason
     monkeypatch.setitem(sys.modules, "jtop", types.SimpleNamespace(jtop=object))
@@ -404,34 +403,24 @@ def test_pick_nvml(no_sensor, monkeypatch):
     assert sampler is None and "NVML does not start (NVML Shared Library Not Found)" in reason
 
 
-def test_gpu_device_of_each_backend_kind():
-    session = types.SimpleNamespace(get_provider_options=lambda: {"CUDAExecutionProvider": {"device_id": "3"}})
-    assert gpu_device(types.SimpleNamespace(name="tensorrt", device=1)) == 1
-    assert gpu_device(types.SimpleNamespace(name="torch", device=types.SimpleNamespace(type="cuda", index=2))) == 2
-    assert gpu_device(types.SimpleNamespace(name="torch", device=types.SimpleNamespace(type="cpu", index=None))) is None
-    ort_gpu = types.SimpleNamespace(name="onnxruntime", providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
-    assert gpu_device(types.SimpleNamespace(**vars(ort_gpu), session=session)) == 3
-    assert gpu_device(types.SimpleNamespace(name="onnxruntime", providers=("CPUExecutionProvider",))) is None
-
-
 def test_nvml_is_not_used_for_a_cpu_backend(no_sensor, monkeypatch):
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
-    cpu = types.SimpleNamespace(name="onnxruntime", providers=("CPUExecutionProvider",))
+    cpu = types.SimpleNamespace(name="onnxruntime", device_index=None)
     sampler, reason = power_sampler_for(cpu)
     assert sampler is None and "runs on the CPU" in reason
-    sampler, reason = power_sampler_for(types.SimpleNamespace(name="tensorrt", device=1))
+    sampler, reason = power_sampler_for(types.SimpleNamespace(name="tensorrt", device_index=1))
     assert isinstance(sampler, NvmlSampler) and sampler.device_index == 1
 
 
 def test_jetson_power_mode_from_the_system_module(monkeypatch):
     monkeypatch.setitem(sys.modules, "clca_deploy.system.jetson", types.SimpleNamespace(read_power_mode=lambda: "MAXN"))
-    assert tegra_mod.jetson_power_mode() == "MAXN"
+    assert rails_mod.jetson_power_mode() == "MAXN"
 
     def broken():
         raise OSError("nvpmodel not found")
 
     monkeypatch.setitem(sys.modules, "clca_deploy.system.jetson", types.SimpleNamespace(read_power_mode=broken))
-    assert tegra_mod.jetson_power_mode() is None
+    assert rails_mod.jetson_power_mode() is None
 
 
 # -- in the bench report ------------------------------------------------------------------------------------
@@ -442,6 +431,7 @@ class CpuBackend:
 
     name = "onnxruntime"
     providers = ("CPUExecutionProvider",)
+    device_index = None
 
     def __init__(self):
         from clca_deploy.runtime.base import InputSpec

@@ -270,7 +270,7 @@ def test_power_columns_only_when_some_row_has_a_reading():
 
 
 def test_reports_written_before_power_was_measured_still_load():
-    from clca_deploy.bench.power import POWER_FIELDS
+    from clca_deploy.bench.power.window import POWER_FIELDS
 
     d = make_report().to_dict()
     for result in d["results"]:

@@ -90,14 +90,14 @@ def test_order_matches_the_os_walk_torchvision_uses(tmp_path, leaf):
         shutil.copy(leaf, root / relative)
     expected = [Path(d) / f for d, _, files in sorted(os.walk(root)) for f in sorted(files)]
     scan = scan_folder(root)
-    assert list(scan.images) == expected and scan.skipped == ()
+    assert [found.path for found in scan.images] == expected and scan.skipped == ()
 
 
 def test_find_images_for_predict(tmp_path, leaf):
     paths = awkward_folder(tmp_path / "in", leaf)
     scan = find_images([tmp_path / "in", paths["x.jpg"]])
     # A file named on the command line is taken as given: the reader says why it cannot be read.
-    assert list(scan.images) == [paths["a.jpg"], paths["b.png"], paths["x.jpg"]]
+    assert [found.path for found in scan.images] == [paths["a.jpg"], paths["b.png"], paths["x.jpg"]]
     assert_awkward_reasons(reasons(scan.skipped))
     only_bad = tmp_path / "bad"
     only_bad.mkdir()

@@ -62,14 +62,20 @@ def test_missing_model_file(tmp_path):
 
 def test_runtime_options_give_each_runtime_only_what_it_takes():
     from clca_deploy.runtime import RuntimeOptions
+    from clca_deploy.runtime.onnxruntime_backend import OnnxRuntimeOptions
+    from clca_deploy.runtime.openvino_backend import OpenVinoOptions
+    from clca_deploy.runtime.tensorrt_backend import TensorRTOptions
+    from clca_deploy.runtime.torch_backend import TorchOptions
 
-    options = RuntimeOptions(provider="cuda", device=2, threads=3, inference_precision="bf16")
-    assert options.for_backend("onnxruntime") == {"provider": "cuda", "threads": 3}
-    assert options.for_backend("openvino") == {
-        "inference_precision": "bf16", "performance_hint": "latency", "threads": 3, "cache_dir": None,
-    }
-    assert options.for_backend("tensorrt") == {"device": 2}
-    assert options.for_backend("torch") == {}
+    options = RuntimeOptions.from_values(provider="cuda", device=2, threads=3, inference_precision="bf16")
+    assert options.of("onnxruntime") == OnnxRuntimeOptions(provider="cuda", threads=3)
+    assert options.of("openvino") == OpenVinoOptions(
+        inference_precision="bf16", performance_hint="latency", threads=3, cache_dir=None,
+    )
+    assert options.of("tensorrt") == TensorRTOptions(device=2)
+    assert options.of("torch") == TorchOptions()
+    with pytest.raises(ClcaDeployError, match="no runtime takes the option"):
+        RuntimeOptions.from_values(speed=3)
 
 
 def test_runtime_choice_by_file_type_and_request():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,3 +66,40 @@ def test_nothing_readable_and_empty_folders(plain_onnx, tmp_path):
             predict_images(backend, [tmp_path / "empty"])
         with pytest.raises(ClcaDeployError, match="could be read"):
             predict_images(backend, [tmp_path / "junk"])
+
+
+def test_each_image_is_looked_up_once_before_it_is_decoded(tmp_path, monkeypatch):
+    """The folder scan's one stat per file is the only lookup: the reader trusts the size it found."""
+    import os
+
+    from clca_deploy.runtime.base import InputSpec, ModelDescription
+    from clca_deploy.data import PreprocessConfig
+    from tests.train.conftest import write_image_folder
+
+    folder = write_image_folder(tmp_path / "images", classes=2, per_class=2, size=32)
+    direct = next(folder.rglob("*.png"), None) or next(p for p in folder.rglob("*") if p.is_file())
+    images = {path.resolve() for path in folder.rglob("*") if path.is_file()}
+    expected = {str(path): 2 if path == direct.resolve() else 1 for path in images}  # direct is listed twice
+    lookups = {path: 0 for path in images}
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+
+        def spy(path, *args, _real=real, **kwargs):
+            resolved = os.path.abspath(path) if isinstance(path, (str, os.PathLike)) else None
+            if resolved is not None and Path(resolved) in lookups:
+                lookups[Path(resolved)] += 1
+            return _real(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, name, spy)
+
+    class Constant:
+        input_spec = InputSpec("images", 32)
+        description = ModelDescription("m", (1.0,), 2, PreprocessConfig(img_size=32).to_dict())
+
+        def __call__(self, batch):
+            return np.zeros((len(batch), 2), np.float32)
+
+    run = predict_images(Constant(), [folder, direct], top_k=1)
+    monkeypatch.undo()
+    assert len(run.predictions) == len(images) + 1 and not run.skipped
+    assert {str(path): count for path, count in lookups.items()} == expected

@@ -20,12 +20,17 @@ from clca_deploy.serving.triton_config import (
     postprocess_config,
     preprocess_config,
     resolve_max_batch,
+    served_runtime,
 )
 from tests.serving.conftest import parse_config_text, require_module
 
 
 def _parse(message):
     return parse_config_text(to_pbtxt(message))
+
+
+def _classifier(spec, names, config, max_batch):
+    return classifier_config(spec, names, served_runtime(spec.path, config), config, max_batch)
 
 
 def _onnx_io(path):
@@ -57,7 +62,7 @@ def test_onnx_classifier_config_matches_the_model(plain_onnx):
     (in_name, in_dims), (out_name, out_dims), _ = _onnx_io(onnx_path)
     spec = read_classifier_spec(onnx_path)
     names = ModelNames.for_name("leaf")
-    config = _parse(classifier_config(spec, names, TritonRepoConfig(max_batch=8, instances=2), max_batch=8))
+    config = _parse(_classifier(spec, names, TritonRepoConfig(max_batch=8, instances=2), max_batch=8))
     assert config.name == "leaf_classifier" and config.platform == "onnxruntime_onnx"
     assert config.max_batch_size == 8
     assert [(t.name, list(t.dims)) for t in config.input] == [(in_name, in_dims)]
@@ -66,7 +71,7 @@ def test_onnx_classifier_config_matches_the_model(plain_onnx):
     assert config.output[0].label_filename == "labels.txt"
     assert config.HasField("dynamic_batching")
     assert [(g.count, g.kind) for g in config.instance_group] == [(2, config.instance_group[0].KIND_GPU)]
-    cpu = _parse(classifier_config(spec, names, TritonRepoConfig(device="cpu"), max_batch=8))
+    cpu = _parse(_classifier(spec, names, TritonRepoConfig(device="cpu"), max_batch=8))
     assert cpu.instance_group[0].kind == cpu.instance_group[0].KIND_CPU
 
 
@@ -74,13 +79,13 @@ def test_engine_classifier_config_matches_the_sidecar(plain_onnx, tmp_path):
     _, onnx_path = plain_onnx
     (in_name, in_dims), (out_name, out_dims), _ = _onnx_io(onnx_path)
     spec = read_classifier_spec(_fake_engine(tmp_path, onnx_path))
-    assert spec.format == "plan" and spec.max_batch == 32
-    config = _parse(classifier_config(spec, ModelNames.for_name("clca"), TritonRepoConfig(), max_batch=resolve_max_batch(spec, None)))
+    assert spec.format == "TensorRT engine" and spec.max_batch == 32
+    config = _parse(_classifier(spec, ModelNames.for_name("clca"), TritonRepoConfig(), max_batch=resolve_max_batch(spec, None)))
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 16
     assert [(t.name, list(t.dims)) for t in config.input] == [(in_name, in_dims)]
     assert [(t.name, list(t.dims)) for t in config.output] == [(out_name, out_dims)]
     with pytest.raises(ConfigError, match="only on a GPU"):
-        classifier_config(spec, ModelNames.for_name("clca"), TritonRepoConfig(device="cpu"), max_batch=8)
+        served_runtime(spec.path, TritonRepoConfig(device="cpu"))
 
 
 def test_max_batch_stays_within_the_engine_profile(plain_onnx, tmp_path):
@@ -103,7 +108,7 @@ def test_ensemble_wires_each_step_to_the_next(plain_onnx):
     repo_config = TritonRepoConfig(top_k=3)
     configs = {
         names.preprocess: _parse(preprocess_config(spec, names, repo_config, 8)),
-        names.classifier: _parse(classifier_config(spec, names, repo_config, 8)),
+        names.classifier: _parse(_classifier(spec, names, repo_config, 8)),
         names.postprocess: _parse(postprocess_config(spec, names, repo_config, 8)),
     }
     ensemble = _parse(ensemble_config(spec, names, repo_config, 8))
@@ -171,3 +176,36 @@ def test_fixed_batch_exports_and_other_files_are_refused(tmp_path, plain_onnx):
     broken.write_bytes(b"\x08\x01garbage")
     with pytest.raises(ClcaDeployError):
         read_classifier_spec(broken)
+
+
+def test_openvino_classifier_runs_on_the_cpu_with_its_own_parameters(plain_onnx):
+    """The runtime's registry entry decides the backend, the device and the parameters Triton gets."""
+    from clca_deploy.runtime.registry import RuntimeOptions
+
+    _, onnx_path = plain_onnx
+    spec = read_classifier_spec(onnx_path)
+    options = RuntimeOptions.from_values(threads=3, inference_precision="bf16")
+    config = TritonRepoConfig(runtime="openvino", runtime_options=options)
+    parsed = _parse(_classifier(spec, ModelNames.for_name("clca"), config, 8))
+    assert parsed.backend == "openvino" and parsed.default_model_filename == "model.onnx" and not parsed.platform
+    assert parsed.instance_group[0].kind == parsed.instance_group[0].KIND_CPU
+    assert {key: value.string_value for key, value in parsed.parameters.items()} == {
+        "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "3", "HINT_BF16": "YES",
+    }
+    with pytest.raises(ConfigError, match="OpenVINO runs the classifier on the CPU"):
+        served_runtime(onnx_path, TritonRepoConfig(runtime="openvino", device="gpu"))
+    with pytest.raises(ClcaDeployError, match="unknown runtime 'tvm'"):
+        TritonRepoConfig(runtime="tvm")
+
+
+def test_a_checkpoint_is_refused_as_a_checkpoint_by_triton_repo(tmp_path):
+    from typer.testing import CliRunner
+
+    from clca_deploy.cli import app
+
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"not read")
+    result = CliRunner().invoke(app, ["triton-repo", str(checkpoint), "-o", str(tmp_path / "repo")])
+    assert isinstance(result.exception, ClcaDeployError)
+    assert "is a checkpoint" in str(result.exception) and "clca-deploy export" in str(result.exception)
+    assert not (tmp_path / "repo").exists()

@@ -1,7 +1,7 @@
 """Engine building, build-trt and the TensorRT backend.
 
 Four layers: the "TensorRT missing" paths as this machine really is; build_engine, build_trt and the
-backend driven through the strict fakes of tests/tensorrt/fakes.py (TensorRT 10.3 / 10.13 / 11.4, pycuda
+backend driven through the strict fakes of tests/tensorrt/fakes/ (TensorRT 10.3 / 10.13 / 11.4, pycuda
 and cuda-python over one fake GPU); the build-trt CLI options that messages mention; and `trt`-marked
 tests that build real engines from the golden fixture on a GPU machine.
 """
@@ -19,7 +19,7 @@ import pytest
 
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
 from clca_deploy.runtime import open_backend
-from clca_deploy.runtime.tensorrt_backend import TensorRTBackend
+from clca_deploy.runtime.tensorrt_backend import TensorRTBackend, TensorRTOptions
 from clca_deploy.tensorrt.build import EngineConfig, build_engine
 from clca_deploy.tensorrt.plan import PRECISIONS, BatchProfile, plan_build
 from clca_deploy.tensorrt.sidecar import sidecar_path
@@ -401,18 +401,18 @@ def test_backend_runs_any_batch_in_the_profile_and_frees_everything(engine, fake
 def test_backend_checks_the_sidecar_before_deserializing(engine, fake, binding):
     stack = fake(V10_13, devices=(("Orin", "8.7"),))
     with pytest.raises(ClcaDeployError) as error:
-        TensorRTBackend(engine, cuda_binding=binding)
+        TensorRTBackend(engine, TensorRTOptions(cuda_binding=binding))
     assert str(error.value) == (
         "engine built for TensorRT 10.3.0 on Orin (8.7); this machine runs TensorRT 10.13.3 on Orin (8.7): "
         "rebuild it here with `clca-deploy build-trt`."
     )
     stack = fake(V10_3, devices=(("Thor", "11.0"),))
     with pytest.raises(ClcaDeployError, match=r"on Orin \(8\.7\); this machine runs TensorRT 10\.3\.0 on Thor \(11\.0\)"):
-        TensorRTBackend(engine, cuda_binding=binding)
+        TensorRTBackend(engine, TensorRTOptions(cuda_binding=binding))
     assert not [e for e in stack.gpu.events if e[0] == "deserialize"] and stack.gpu.live()["primary_context_refs"] == 0
     stack = fake(V10_3, devices=(("Orin NX", "8.7"),))
     with pytest.warns(UserWarning, match="tuned on the other GPU"):
-        backend = TensorRTBackend(engine, cuda_binding=binding)
+        backend = TensorRTBackend(engine, TensorRTOptions(cuda_binding=binding))
     with backend:
         assert backend.description.extra["warnings"] and backend(images(2)).shape == (2, 15)
 
@@ -422,7 +422,7 @@ def test_backend_refuses_an_engine_its_sidecar_does_not_describe(engine, fake, b
     stack = fake(V10_3, devices=(("Orin", "8.7"),))
     engine.write_bytes(engine.read_bytes() + b" ")
     with pytest.raises(ClcaDeployError, match="does not match its sidecar"):
-        TensorRTBackend(engine, cuda_binding=binding)
+        TensorRTBackend(engine, TensorRTOptions(cuda_binding=binding))
     assert not [e for e in stack.gpu.events if e[0] == "deserialize"]
 
 

@@ -220,9 +220,9 @@ def test_build_trt_cli_without_tensorrt_fails_before_any_work(tmp_path, monkeypa
     import sys
 
     from clca_deploy import cli
-    from clca_deploy.capabilities import tensorrt_skip_reason
+    from clca_deploy.tensorrt.toolkit import tensorrt_unavailable_reason
 
-    if tensorrt_skip_reason() is None:
+    if tensorrt_unavailable_reason() is None:
         pytest.skip("TensorRT and a GPU are present")
     model = tmp_path / "m.onnx"
     model.write_bytes(plain_onnx[1].read_bytes())  # a real export: its checks pass, TensorRT's does not

@@ -2,7 +2,7 @@
 
 from clca_deploy.model.fgir.checkpoint import build_model, config_from_args, is_fgir_state_dict, model_from_official
 from clca_deploy.model.fgir.config import GLSIM, ILA, FgirBlockTokens, FgirConfig, GlsimSettings, IlaSettings, VitSpec
-from clca_deploy.model.fgir.flops import FgirMacReport, count_fgir_macs
+from clca_deploy.model.fgir.flops import count_fgir_macs
 from clca_deploy.model.fgir.glsim import GlsimModel
 from clca_deploy.model.fgir.ila import IlaModel
 
@@ -11,7 +11,6 @@ __all__ = [
     "ILA",
     "FgirBlockTokens",
     "FgirConfig",
-    "FgirMacReport",
     "GlsimModel",
     "GlsimSettings",
     "IlaModel",

@@ -10,26 +10,8 @@ priced; GLSim pays for two encoder passes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from clca_deploy.model.fgir.config import ADAPTER_NORMS, FgirConfig, IlaSettings, VitSpec
-
-
-@dataclass(frozen=True)
-class FgirMacReport:
-    """MACs at batch 1, by part (for GLSim, ``embedding`` and ``blocks`` cover both passes)."""
-
-    embedding: int
-    blocks: tuple[int, ...]  # one per FgirBlockTokens of the schedule, its adapter included
-    head: int  # encoder_norm(s), reducer, aggregator norm and the classifier
-
-    @property
-    def total(self) -> int:
-        return self.embedding + sum(self.blocks) + self.head
-
-    @property
-    def gmacs(self) -> float:
-        return self.total / 1e9
+from clca_deploy.model.flops import MacReport
 
 
 def block_macs(tokens: int, dim: int, ff_dim: int) -> int:
@@ -90,7 +72,7 @@ def count_fgir_macs(config: FgirConfig) -> FgirMacReport:
         head = 2 * (1 + config.num_patches) * final_norm
         head += views * dim * rep if rep != dim else 0
         head += views * rep if settings.aggregator and settings.aggregator_norm else 0
-        return FgirMacReport(2 * _embedding_macs(config), blocks, head + rep * config.num_classes)
+        return MacReport(2 * _embedding_macs(config), blocks, head + rep * config.num_classes)
     settings = config.ila
     blocks = []
     for step in schedule:
@@ -103,4 +85,4 @@ def count_fgir_macs(config: FgirConfig) -> FgirMacReport:
             macs += ila_adapter_macs(settings, dim, grid_in, step.adapter.startswith("ila_ds"))
         blocks.append(macs)
     head = schedule[-1].tokens_out * final_norm + dim * config.num_classes
-    return FgirMacReport(_embedding_macs(config), tuple(blocks), head)
+    return MacReport(_embedding_macs(config), tuple(blocks), head)

@@ -26,6 +26,10 @@ REDUCERS: dict[str, type[TokenReducer]] = {
 # padding): there is no static-shape graph for it. ClcaConfig refuses it with that reason.
 NO_STATIC_FORM = ("ats",)
 
+# Every official model-string prefix (clca_reference.md section 1.1): the methods above, and those
+# refused for having no static form. No prefix: the plain ViT.
+METHOD_PREFIXES = (*REDUCERS, *NO_STATIC_FORM)
+
 
 def reducer_class(method: str) -> type[TokenReducer]:
     try:
@@ -36,4 +40,7 @@ def reducer_class(method: str) -> type[TokenReducer]:
         ) from None
 
 
-__all__ = ["AFTER_ATTENTION", "BEFORE_BLOCK", "REDUCERS", "ReductionSite", "TokenReducer", "reducer_class"]
+__all__ = [
+    "AFTER_ATTENTION", "BEFORE_BLOCK", "METHOD_PREFIXES", "NO_STATIC_FORM", "REDUCERS", "ReductionSite", "TokenReducer",
+    "reducer_class",
+]

@@ -2,8 +2,8 @@
 
 `clca-deploy serve` uses it where Triton's onnxruntime and tensorrt backends are absent (the
 server PyTriton ships has only the Python backend): the model file named in the config's
-``model_path`` parameter runs on the ``runtime`` parameter's runtime (onnxruntime, OpenVINO or TensorRT)
-exactly as `clca-deploy predict` runs it.
+``model_path`` parameter runs on the ``runtime`` parameter's runtime, with the ``runtime_options``
+parameter's options, exactly as `clca-deploy predict` runs it.
 Needs clca-deploy installed in the server's Python.
 """
 
@@ -12,7 +12,7 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from clca_deploy.runtime import RuntimeOptions, backend_for_path, open_backend
+from clca_deploy.runtime import open_backend
 from clca_deploy.runtime.predictor import infer
 
 
@@ -22,12 +22,10 @@ class TritonPythonModel:
         parameters = {key: value["string_value"] for key, value in config["parameters"].items()}
         self.input_name = config["input"][0]["name"]
         self.output_name = config["output"][0]["name"]
-        model_path = parameters["model_path"]
-        # Triton places each instance on a GPU; an engine must run on that one.
-        device = int(args.get("model_instance_device_id", 0)) if args.get("model_instance_kind") == "GPU" else 0
-        runtime = backend_for_path(model_path, parameters.get("runtime") or None)
-        options = RuntimeOptions(device=device, **json.loads(parameters.get("runtime_options", "{}")))
-        self.backend = open_backend(model_path, runtime, **options.for_backend(runtime))
+        # The runtime's own options as `serve` took them; this model is a CPU instance, so a GPU runtime
+        # runs on the device its options name.
+        settings = json.loads(parameters.get("runtime_options", "{}"))
+        self.backend = open_backend(parameters["model_path"], parameters.get("runtime") or None, **settings)
         self.backend.__enter__()
 
     def execute(self, requests):

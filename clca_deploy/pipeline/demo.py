@@ -1,4 +1,5 @@
-"""The demo pipeline: data -> train -> export -> INT8 -> (TensorRT) -> Triton -> bench, each step reusing earlier output.
+"""``clca-deploy demo``, the whole pipeline on a CPU with a model it trains itself: data -> train -> export ->
+INT8 -> (TensorRT) -> Triton -> bench, each step reusing earlier output.
 
 Every artefact lands in one work folder, and a step whose artefact is already there (and
 belongs to the same inputs) is skipped, so a second run costs only the benchmark.
@@ -6,12 +7,12 @@ belongs to the same inputs) is skipped, so a second run costs only the benchmark
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.extras import has_module, install_command
 
 MODEL_FILE = "model.pth"
 # Cultivars twice as far apart as the generator's default: the demo trains for about a
@@ -157,9 +158,9 @@ def _quantize(config: DemoConfig, onnx_path: Path, checkpoint_sha: str, train_di
 
 
 def _engine(onnx_int8: Path, steps: _Steps) -> Path | None:
-    from clca_deploy.capabilities import tensorrt_skip_reason
+    from clca_deploy.tensorrt.toolkit import tensorrt_unavailable_reason
 
-    reason = tensorrt_skip_reason()
+    reason = tensorrt_unavailable_reason()
     if reason:
         steps.record("tensorrt", "skipped", "-", reason)
         return None
@@ -175,7 +176,7 @@ def _engine(onnx_int8: Path, steps: _Steps) -> Path | None:
 def _triton(config: DemoConfig, onnx_int8: Path, test_dir: Path, steps: _Steps) -> None:
     """The Triton repository of the INT8 model and, with PyTriton installed, the test images served through it."""
     from clca_deploy.artifacts import sha256_file
-    from clca_deploy.runtime.predictor import collect_images
+    from clca_deploy.data import image_paths
     from clca_deploy.serving import TritonRepoConfig, write_triton_repository
 
     repository = config.workdir / TRITON_REPOSITORY
@@ -184,12 +185,12 @@ def _triton(config: DemoConfig, onnx_int8: Path, test_dir: Path, steps: _Steps) 
     if not reused:
         write_triton_repository(onnx_int8, repository, TritonRepoConfig(name="leaves"), overwrite=True)
     action = "reused" if reused else "made"
-    if importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None:
-        steps.record("triton", action, repository, 'not served: pip install "clca-deploy[serve]" for a local server')
+    if not (has_module("pytriton") and has_module("tritonclient")):
+        steps.record("triton", action, repository, f"not served: {install_command('serve')} for a local server")
         return
     from clca_deploy.serving.check import check_served
 
-    check = check_served(onnx_int8, collect_images([test_dir]))
+    check = check_served(onnx_int8, image_paths([test_dir]))
     steps.record("triton", action, repository, _served_summary(check))
 
 

@@ -1,7 +1,8 @@
-"""What every power sampler shares: the measurement, the energy arithmetic and the sampling thread.
+"""What every power sampler shares: the measurement, the energy arithmetic, the sampling thread, and
+what a sampler module's ``detect()`` answers.
 
-The concrete samplers (``bench.tegrastats`` on Jetson, ``bench.power.NvmlSampler`` on NVIDIA GPU
-servers) only say how to open their sensor and how to read it; the window bookkeeping lives here.
+The concrete samplers (``tegrastats`` and ``jtop`` on Jetson, ``nvml`` on NVIDIA GPU servers) only
+say how to open their sensor and how to read it; the window bookkeeping lives here.
 """
 
 from __future__ import annotations
@@ -10,6 +11,22 @@ import threading
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A sampler module's answer for this machine: a sampler ready to start, or why it does not apply."""
+
+    sampler: "ThreadedPowerSampler | None"
+    reason: str | None = None  # when ``sampler`` is None: "not a Jetson", "NVML does not start (...)"
+
+    @classmethod
+    def found(cls, sampler: "ThreadedPowerSampler") -> "Detection":
+        return cls(sampler)
+
+    @classmethod
+    def absent(cls, reason: str) -> "Detection":
+        return cls(None, reason)
 
 
 class PowerSamplingError(RuntimeError):
@@ -49,7 +66,7 @@ def integrate_power(samples: Sequence[tuple[float, float]], start: float, end: f
 class ThreadedPowerSampler:
     """Reads power in a background thread between ``start()`` and ``stop()``; reusable.
 
-    ``bench.power.PowerWindow`` is the context manager around it that never raises.
+    ``window.PowerWindow`` is the context manager around it that never raises.
 
     Subclasses implement ``_open`` (acquire the sensor), ``_run(emit)`` (call ``emit(watts)`` for
     each reading until ``self._stopping`` is set or the source ends) and ``_close``. ``start()``

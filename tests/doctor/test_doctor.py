@@ -9,10 +9,14 @@ import types
 import pytest
 from typer.testing import CliRunner
 
+from clca_deploy import extras
 from clca_deploy.cli import app
-from clca_deploy.system import doctor, gpu, jetson, packages
+from clca_deploy.doctor import probes
+from clca_deploy.doctor import report as doctor
+from clca_deploy.doctor.report import DoctorReport, format_report, run_doctor
+from clca_deploy.runtime import onnxruntime_backend, openvino_backend, tensorrt_backend
+from clca_deploy.system import checks, gpu, jetson
 from clca_deploy.system.checks import Check, Context
-from clca_deploy.system.doctor import DoctorReport, format_report, run_doctor
 from clca_deploy.system.gpu import GpuInfo
 from clca_deploy.system.jetson import JetsonInfo
 from tests.system.test_gpu import ORIN, FakeDriver
@@ -46,9 +50,9 @@ def isolated(monkeypatch):
 def pretend(monkeypatch, modules=(), versions=None, hide_torch=True):
     """Make exactly ``modules`` importable among the optional ones and pip report ``versions``."""
     versions = dict(versions or {})
-    real_has_module, real_version = packages.has_module, packages.dist_version
+    real_has_module, real_version = extras.has_module, checks.dist_version
     optional = ("tensorrt", "pycuda", "cuda.bindings", "cuda.cuda")
-    monkeypatch.setattr(packages, "has_module", lambda name: name in modules if name in optional else real_has_module(name))
+    monkeypatch.setattr(extras, "has_module", lambda name: name in modules if name in optional else real_has_module(name))
 
     def version(name):
         if name in versions:
@@ -57,7 +61,7 @@ def pretend(monkeypatch, modules=(), versions=None, hide_torch=True):
             return None
         return None if name in ("tensorrt", "pycuda", "cuda-bindings", "cuda-python") else real_version(name)
 
-    monkeypatch.setattr(packages, "dist_version", version)
+    monkeypatch.setattr(checks, "dist_version", version)
 
 
 def test_server_without_gpu_or_tensorrt(monkeypatch):
@@ -86,7 +90,7 @@ def test_jetson_from_recorded_files_gets_jetpack_hints(tmp_path, monkeypatch):
         (tmp_path / relative).write_text(content)
     monkeypatch.setattr(jetson, "ROOT", tmp_path)
     monkeypatch.setattr(gpu, "_load_driver", lambda: FakeDriver([ORIN]))
-    monkeypatch.setattr(packages.platform, "python_version", lambda: "3.12.3")
+    monkeypatch.setattr(probes.platform, "python_version", lambda: "3.12.3")
     pretend(monkeypatch, versions={"numpy": "2.2.6"})
 
     report = run_doctor()
@@ -119,15 +123,15 @@ def test_jetpack_6_0_is_told_to_upgrade(monkeypatch):
 
 
 def test_python_310_on_jetpack_6_is_fine(monkeypatch):
-    monkeypatch.setattr(packages.platform, "python_version", lambda: "3.10.12")
+    monkeypatch.setattr(probes.platform, "python_version", lambda: "3.10.12")
     info = JetsonInfo(model=None, l4t="36.4.3", jetpack="6.2", power_mode="MAXN")
-    check = packages.probe_python(Context(jetson=info, gpus=(), gpu_reason=NO_GPU))
+    check = probes.probe_python(Context(jetson=info, gpus=(), gpu_reason=NO_GPU))
     assert check.status == "ok" and check.fix is None
 
 
 def test_both_onnxruntime_distributions_are_flagged(monkeypatch):
     pretend(monkeypatch, versions={"onnxruntime": "1.20.1", "onnxruntime-gpu": "1.20.1"})
-    check = packages.probe_onnxruntime(Context(jetson=None, gpus=(), gpu_reason=NO_GPU))
+    check = onnxruntime_backend.probe(Context(jetson=None, gpus=(), gpu_reason=NO_GPU))
     assert check.status == "error"
     assert check.fix == (
         'pip uninstall -y onnxruntime onnxruntime-gpu, then install one: '
@@ -137,36 +141,34 @@ def test_both_onnxruntime_distributions_are_flagged(monkeypatch):
 
 def test_missing_onnxruntime_hint_follows_the_gpu(monkeypatch):
     pretend(monkeypatch, versions={"onnxruntime": None})
-    monkeypatch.setattr(packages, "ORT_DISTRIBUTIONS", ("onnxruntime",))
-    assert packages.probe_onnxruntime(Context(None, (), NO_GPU)).fix == 'pip install "clca-deploy[cpu]"'
-    assert packages.probe_onnxruntime(Context(None, (H100,), None)).fix == 'pip install "clca-deploy[gpu]"'
+    monkeypatch.setattr(onnxruntime_backend, "DISTRIBUTIONS", ("onnxruntime",))
+    assert onnxruntime_backend.probe(Context(None, (), NO_GPU)).fix == 'pip install "clca-deploy[cpu]"'
+    assert onnxruntime_backend.probe(Context(None, (H100,), None)).fix == 'pip install "clca-deploy[gpu]"'
 
 
 def test_cuda_bindings_13_on_a_cuda_12_driver(monkeypatch):
     pretend(monkeypatch, modules=("cuda.bindings",), versions={"cuda-bindings": "13.0.1"})
-    check = packages.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
+    check = tensorrt_backend.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert check.status == "error"
     assert check.fix == 'pip install "cuda-python>=12.6.2,<13"'
     pretend(monkeypatch, modules=("cuda.bindings", "pycuda"), versions={"cuda-bindings": "12.9.0", "pycuda": "2024.1"})
-    check = packages.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
+    check = tensorrt_backend.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert (check.status, check.detail) == ("ok", "pycuda 2024.1, cuda-bindings 12.9.0")
 
 
 @pytest.mark.parametrize("summary, status", [("mode for TensorRT", "ok"), ("unsupported: too old", "error")])
 def test_installed_tensorrt_reports_the_build_mode(monkeypatch, summary, status):
-    import clca_deploy.tensorrt.plan as plan
-
     pretend(monkeypatch, modules=("tensorrt",))
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.3.0.30"))
-    monkeypatch.setattr(plan, "build_mode_summary", lambda version: f"{summary} {version}")
-    check = packages.probe_tensorrt(Context(jetson=None, gpus=(H100,), gpu_reason=None))
+    monkeypatch.setattr(tensorrt_backend, "build_mode_summary", lambda version: f"{summary} {version}")
+    check = tensorrt_backend.probe_tensorrt(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert (check.status, check.detail) == (status, f"10.3.0.30: build-trt is {summary} (10, 3, 0)")
 
 
 def test_tensorrt_that_does_not_import(monkeypatch):
     pretend(monkeypatch, modules=("tensorrt",))
     monkeypatch.setitem(sys.modules, "tensorrt", None)  # makes `import tensorrt` raise ImportError
-    check = packages.probe_tensorrt(Context(jetson=None, gpus=(), gpu_reason=NO_GPU))
+    check = tensorrt_backend.probe_tensorrt(Context(jetson=None, gpus=(), gpu_reason=NO_GPU))
     assert (check.status, check.fix) == ("error", TRT_SERVER_HINT)
     assert check.detail.startswith("installed but does not import:")
 
@@ -176,14 +178,14 @@ def test_a_probe_that_raises_becomes_its_row(monkeypatch):
         raise RuntimeError("driver exploded")
 
     monkeypatch.setattr(gpu, "list_gpus", broken)
-    real_version = packages.dist_version
+    real_version = checks.dist_version
 
     def version(name):
         if name == "matplotlib":
             raise ValueError("bad metadata")
         return None if name == "torch" else real_version(name)
 
-    monkeypatch.setattr(packages, "dist_version", version)
+    monkeypatch.setattr(checks, "dist_version", version)
     found = rows(run_doctor())
     assert found["GPU"] == Check("GPU", "error", "error: RuntimeError: driver exploded")
     assert found["matplotlib"] == Check("matplotlib", "error", "error: ValueError: bad metadata")
@@ -231,10 +233,10 @@ def test_cli_doctor_table(monkeypatch):
 
 def test_openvino_row_names_its_extra_when_missing_and_its_bf16_when_present(monkeypatch):
     ctx = Context(jetson=None, gpus=(), gpu_reason="no GPU")
-    monkeypatch.setattr(packages, "dist_version", lambda name: None)
-    missing = packages.probe_openvino(ctx)
+    monkeypatch.setattr(checks, "dist_version", lambda name: None)
+    missing = openvino_backend.probe(ctx)
     assert missing.status == "note" and missing.fix == 'pip install "clca-deploy[openvino]"'
     pytest.importorskip("openvino")
-    monkeypatch.setattr(packages, "dist_version", lambda name: "2026.4.1")
-    present = packages.probe_openvino(ctx)
+    monkeypatch.setattr(checks, "dist_version", lambda name: "2026.4.1")
+    present = openvino_backend.probe(ctx)
     assert present.status == "ok" and present.detail.startswith("2026.4.1, ") and "bf16" in present.detail

@@ -1,4 +1,5 @@
-"""Jetson board power: parsing ``tegrastats`` lines, and samplers over tegrastats or jtop.
+"""Jetson board power from rail readings: parsing ``tegrastats`` lines, which rails are the board, and the
+sampler base that tegrastats and jtop share.
 
 What the formats and rails are based on (no Jetson was at hand; the tests replay recorded lines):
 
@@ -22,13 +23,10 @@ What the formats and rails are based on (no Jetson was at hand; the tests replay
 
 from __future__ import annotations
 
-import importlib
 import re
-import shutil
-import subprocess
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping
 
-from clca_deploy.bench.power_meter import ThreadedPowerSampler
+from clca_deploy.bench.power.meter import ThreadedPowerSampler
 
 # A rail is an upper-case name, then "now/avg" in mW, with or without the unit. The lookahead keeps
 # "RAM 5402/30536MB" and "SWAP 0/15268MB" out: a rail's numbers end at a space or the line's end.
@@ -80,16 +78,7 @@ def jetson_power_mode() -> str | None:
         return None
 
 
-def tegrastats_command(interval_ms: int, executable: str = "tegrastats") -> list[str]:
-    """The command line that prints one reading every ``interval_ms``, a line at a time."""
-    command = [executable, "--interval", str(int(interval_ms))]
-    # Through a pipe, C stdio buffers output in blocks unless the program flushes itself; readings
-    # would then arrive in bursts and be stamped with the wrong times. stdbuf forces line buffering.
-    stdbuf = shutil.which("stdbuf")
-    return [stdbuf, "-oL", *command] if stdbuf else command
-
-
-class _RailSampler(ThreadedPowerSampler):
+class RailSampler(ThreadedPowerSampler):
     """Board power from rail readings; remembers what it saw, to say why when no reading fits."""
 
     tool = "tegrastats"
@@ -99,6 +88,11 @@ class _RailSampler(ThreadedPowerSampler):
         self.source = self.tool
         self._rails_seen: set[str] = set()
         self._last_line = ""
+
+    def _start_reading(self) -> None:
+        """At each start: the power mode that labels the readings, and nothing seen yet."""
+        self.power_mode = jetson_power_mode()
+        self._rails_seen, self._last_line = set(), ""
 
     def _reading(self, rails: Mapping[str, float], emit: Callable[[float], None]) -> None:
         found = board_power_mw(rails)
@@ -118,97 +112,3 @@ class _RailSampler(ThreadedPowerSampler):
         if self._last_line:
             return f"no power rails in its output; last line: {self._last_line[:200]!r}"
         return super()._failure_detail()
-
-
-class TegrastatsSampler(_RailSampler):
-    """Runs ``tegrastats --interval N`` while sampling; ``lines`` replaces the subprocess (tests)."""
-
-    def __init__(self, interval_ms: int = 50, command: Sequence[str] | None = None, lines=None):
-        super().__init__()
-        self.interval_ms = interval_ms
-        self._command = list(command) if command else None
-        self._lines_factory = lines  # callable returning an iterable of lines, instead of a process
-        self._process: subprocess.Popen | None = None
-
-    def _open(self) -> None:
-        self.power_mode = jetson_power_mode()
-        self._rails_seen, self._last_line = set(), ""
-        if self._lines_factory is not None:
-            return
-        command = self._command or tegrastats_command(self.interval_ms, shutil.which("tegrastats") or "tegrastats")
-        # stderr joins stdout so that an error message ("permission denied"...) becomes the reason.
-        self._process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, errors="replace", bufsize=1,
-        )  # fmt: skip
-
-    def _run(self, emit: Callable[[float], None]) -> None:
-        lines = self._lines_factory() if self._lines_factory is not None else self._process.stdout
-        for line in lines:
-            if self._stopping.is_set():
-                break
-            if line.strip():
-                self._last_line = line.strip()
-            self._reading(parse_rails(line), emit)
-
-    def _close(self) -> None:
-        process = self._process
-        if process is not None and process.poll() is None:
-            process.terminate()  # its stdout then ends, and so does _run
-            try:
-                process.wait(timeout=2.0)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-    def _release(self) -> None:
-        process, self._process = self._process, None
-        if process is not None and process.stdout is not None:
-            process.stdout.close()
-
-
-def jtop_rails(power: Mapping) -> dict[str, float]:
-    """Rail name -> mW from jetson-stats 4's ``jtop.power`` ({"rail": {...}, "tot": {...}})."""
-    rails = {name: float(value["power"]) for name, value in power.get("rail", {}).items() if "power" in value}
-    total = power.get("tot", {})
-    if total.get("name") and "power" in total:  # jtop moves VDD_IN out of "rail" into "tot"
-        rails[total["name"]] = float(total["power"])
-    return rails
-
-
-class JtopSampler(_RailSampler):
-    """Board power through the jtop service (jetson-stats), for containers without tegrastats.
-
-    The same rail rule as for tegrastats is applied to jtop's rails, not jtop's own total, which on
-    AGX Orin adds the VDDQ_VDD2_1V8AO rail too.
-    """
-
-    tool = "jtop"
-
-    def __init__(self, interval_s: float = 0.1, module=None):
-        super().__init__()
-        self.interval_s = interval_s
-        self._module = module
-        self._jetson = None
-
-    def _open(self) -> None:
-        self.power_mode = jetson_power_mode()
-        self._rails_seen = set()
-        module = self._module or importlib.import_module("jtop")
-        self._jetson = module.jtop(interval=self.interval_s)
-        self._jetson.start()
-
-    def _run(self, emit: Callable[[float], None]) -> None:
-        jetson = self._jetson
-        while not self._stopping.is_set() and jetson.ok():
-            power = jetson.power
-            if not isinstance(power, Mapping):
-                raise RuntimeError("jetson-stats before 4.0 (jtop.power is not a dict); pip install -U jetson-stats")
-            self._reading(jtop_rails(power), emit)
-
-    def _close(self) -> None:
-        if self._jetson is not None:
-            self._jetson.close()
-
-    def _release(self) -> None:
-        self._jetson = None

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from clca_deploy.demo import DemoConfig, run_demo
+from clca_deploy.pipeline.demo import DemoConfig, run_demo
 from clca_deploy.errors import ClcaDeployError
 
 

@@ -1,0 +1,84 @@
+"""How a runtime's options dataclass declares its command-line options, and the checks several runtimes share.
+
+A runtime's options are a frozen dataclass that checks its values in ``__post_init__`` (so an instance
+is valid by construction). A field made with :func:`cli_option` is also a command-line option of every
+command that runs a model; a plain field is for the Python API only. Two runtimes may declare the
+same option (``--threads``) only with the same field name, type, default and help, which is what the
+shared makers below give them; the registry refuses any other clash.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from clca_deploy.errors import ClcaDeployError
+
+_CLI = "clca_deploy.cli"  # the key of a field's metadata that holds its CliFlag
+
+
+@dataclass(frozen=True)
+class CliFlag:
+    """The command-line face of one option field."""
+
+    flag: str  # "--threads"
+    help: str
+    triton: bool = False  # a stock Triton model config can carry it (triton-repo and serve offer it)
+
+
+@dataclass(frozen=True)
+class CliOption:
+    """One option field as the command line shows it: its field name, type, default and flag."""
+
+    name: str
+    annotation: Any
+    default: Any
+    flag: CliFlag
+
+
+def cli_option(default: Any, flag: str, help: str, triton: bool = False) -> Any:
+    """A dataclass field that is also a command-line option ``flag`` (see the module docstring)."""
+    return dataclasses.field(default=default, metadata={_CLI: CliFlag(flag, help, triton)})
+
+
+def threads_option() -> Any:
+    """``--threads``, shared by the CPU runtimes."""
+    return cli_option(None, "--threads", "CPU threads of the runtime (default: the runtime's own choice).", triton=True)
+
+
+def cli_options(options_type: type) -> list[CliOption]:
+    """The command-line options an options dataclass declares, with their evaluated types."""
+    hints = typing.get_type_hints(options_type)
+    return [
+        CliOption(field.name, hints[field.name], field.default, field.metadata[_CLI])
+        for field in dataclasses.fields(options_type)
+        if _CLI in field.metadata
+    ]
+
+
+def option_values(options: Any) -> dict[str, Any]:
+    """An options instance as plain JSON values by field name (paths as text), e.g. for Triton parameters."""
+    values = {field.name: getattr(options, field.name) for field in dataclasses.fields(options)}
+    return {name: str(value) if isinstance(value, Path) else value for name, value in values.items()}
+
+
+def check_threads(threads: int | None) -> None:
+    """None (the runtime's default) or a positive whole number."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ClcaDeployError(f"--threads must be a positive integer, got {threads}.")
+
+
+def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:
+    """``value`` is one of ``choices``; the error names ``what`` and the choices."""
+    if value not in choices:
+        raise ClcaDeployError(f"unknown {what} '{value}'; use {' or '.join(choices)}.")
+
+
+def as_path(options: Any, name: str) -> None:
+    """Turn a text path of a frozen options instance into a Path (values from JSON or the API arrive as text)."""
+    value = getattr(options, name)
+    if value is not None and not isinstance(value, Path):
+        object.__setattr__(options, name, Path(value))
