@@ -1,22 +1,55 @@
-"""Atomic artefact writes, output checks made before any work, and content hashes.
+"""Atomic artefact writes, output checks made before any work, stale-temporary sweeps, content hashes.
 
 A crash or Ctrl-C during a write never leaves a half-written artefact at the final path:
-everything is written to a temporary file in the same folder and renamed into place. The
-temporaries get random names created exclusively (``mkstemp`` / ``mkdtemp``), so nothing
-planted beside an output (a symlink at a guessable name) can redirect the write.
+everything is written to a temporary file in the same folder, flushed to the disk and renamed
+into place. The temporaries get random names created exclusively (``mkstemp`` / ``mkdtemp``), so
+nothing planted beside an output (a symlink at a guessable name) can redirect the write.
+
+Only a missing path or a regular file is ever replaced: an output that is a folder, a device, a
+FIFO, a socket or a symbolic link (to anything) is refused before any work, because renaming over
+it would silently turn ``/dev/stdout`` or a named pipe into a plain file, and following a link
+would let whoever planted it choose which file this (perhaps root) process overwrites.
+
+A write that fails for want of space, quota or permission (ENOSPC, EDQUOT, EROFS, EFBIG, EIO,
+EACCES, EPERM) is one ``WriteFailed`` line naming the folder and what to do; the previous
+artefact is left as it was.
+
+A temporary is locked (``flock``) for as long as its writer lives. Those a killed writer left are
+removed by the next write into the same folder, and only those certainly stale: named by this
+module, a regular file (or folder) of this user, untouched for ``STALE_AFTER_S`` and not locked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NoReturn
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
+
+# The lock is what protects a live writer; the age only covers the instant between creating a
+# temporary and locking it, and file systems where flock is not available.
+STALE_AFTER_S = 3600
+TAG = "clca-deploy"
+_RANDOM = r"[a-z0-9_]{8}"  # mkstemp's and mkdtemp's random part
+# .NAME.clca-deploy-XXXXXXXX.tmp (atomic_output), .partial (atomic_folder's staging folder), .old
+# (the folder atomic_folder is replacing); re.S: a file name may hold a newline.
+_TEMPORARY = re.compile(rf"\.(?P<target>.+)\.{TAG}-{_RANDOM}\.(?P<kind>tmp|partial|old)", re.S)
+_PROBE = re.compile(rf"\.{TAG}-probe\.{_RANDOM}")
+# Earlier versions wrote .NAME.XXXXXXXX.tmp: swept only beside the very NAME being written, where the
+# name says whose it is (elsewhere the pattern could be another program's).
+_LEGACY = re.compile(rf"\.(?P<target>.+)\.{_RANDOM}\.(?P<kind>tmp|partial)", re.S)
+_MAX_PREFIX_BYTES = 200  # NAME_MAX is 255: the tag, the random part and the suffix must still fit
 
 
 def _nearest_existing(path: Path) -> Path:
@@ -29,10 +62,12 @@ def _nearest_existing(path: Path) -> Path:
 def _probe_creating_files(folder: Path, what: str, advice: str) -> None:
     # os.access says yes to root everywhere, and knows nothing of /proc or full quotas: try it.
     try:
-        handle, name = tempfile.mkstemp(dir=folder, prefix=".clca-deploy-probe.")
+        handle, name = tempfile.mkstemp(dir=folder, prefix=f".{TAG}-probe.")
     except OSError as exc:
         reason = exc.strerror or type(exc).__name__
-        raise ClcaDeployError(f"cannot create files in {what} {folder} (the system says: {reason}); {advice}.") from None
+        raise ClcaDeployError(
+            f"cannot create files in {what} {printable(folder)} (the system says: {reason}); {advice}."
+        ) from None
     os.close(handle)
     os.unlink(name)
 
@@ -40,15 +75,16 @@ def _probe_creating_files(folder: Path, what: str, advice: str) -> None:
 def check_writable_folder(folder: str | Path, what: str = "output folder", advice: str = "choose another path") -> Path:
     """``folder`` if it exists, is a folder, and files can be created in it; else one clear error."""
     folder = Path(folder)
+    shown = printable(folder)
     if not folder.exists():
         blocker = _nearest_existing(folder)
         if not blocker.is_dir():
-            raise ClcaDeployError(f"{what} {folder} cannot exist: {blocker} is a file, not a folder; {advice}.")
-        raise ClcaDeployError(f"{what} {folder} does not exist; create it first (mkdir -p {folder}).")
+            raise ClcaDeployError(f"{what} {shown} cannot exist: {printable(blocker)} is a file, not a folder; {advice}.")
+        raise ClcaDeployError(f"{what} {shown} does not exist; create it first (mkdir -p {shown}).")
     if not folder.is_dir():
-        raise ClcaDeployError(f"{what} {folder} is a file, not a folder; {advice}.")
+        raise ClcaDeployError(f"{what} {shown} is a file, not a folder; {advice}.")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ClcaDeployError(f"cannot write to {what} {folder}: no write permission; {advice}.")
+        raise ClcaDeployError(f"cannot write to {what} {shown}: no write permission; {advice}.")
     _probe_creating_files(folder, what, advice)
     return folder
 
@@ -58,21 +94,76 @@ def check_output_folder(folder: str | Path, what: str = "output folder", advice:
     folder = Path(folder)
     existing = _nearest_existing(folder)
     if not existing.is_dir():
-        reason = "it is a file" if existing == folder else f"{existing} is a file"
-        raise ClcaDeployError(f"{what} {folder} cannot be made: {reason}, not a folder; {advice}.")
+        reason = "it is a file" if existing == folder else f"{printable(existing)} is a file"
+        raise ClcaDeployError(f"{what} {printable(folder)} cannot be made: {reason}, not a folder; {advice}.")
     check_writable_folder(existing, what if existing == folder else f"{what} {folder}'s nearest existing folder", advice)
     return folder
 
 
-def check_output_path(path: str | Path) -> Path:
-    """The output path, if it can be written: its folder exists and is writable, and it is not a
-    folder or a read-only file. Call it before the work that produces the output."""
+_KINDS = (
+    (stat.S_ISREG, "a regular file"), (stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISLNK, "a symbolic link"),
+)
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def _link_target_kind(path: Path) -> str:
+    try:
+        return _kind(os.stat(path).st_mode)  # stat only: opening a FIFO or a device could block or act
+    except FileNotFoundError:
+        return "nothing: the link is dangling"
+    except OSError as exc:
+        return f"something that cannot be inspected ({exc.strerror})"
+
+
+def refuse_unsafe_output(path: str | Path, folder: bool = False) -> None:
+    """Refuse, in one line, an existing output that a rename would destroy rather than update: anything
+    but a regular file (a real folder where ``folder``), a symbolic link included. A missing path passes."""
     path = Path(path)
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ClcaDeployError(f"cannot inspect output {printable(path)} ({exc.strerror}); choose another output path.") from None
+    wanted = stat.S_ISDIR if folder else stat.S_ISREG
+    if wanted(mode):
+        return
+    shown = printable(path)
+    if stat.S_ISLNK(mode):
+        target = printable(os.readlink(path))
+        raise ClcaDeployError(
+            f"output {shown} is a symbolic link to {target} ({_link_target_kind(path)}); outputs are never written "
+            "through a link nor put in its place: give the real path, or remove the link first."
+        )
+    if stat.S_ISDIR(mode):
+        raise ClcaDeployError(f"output path {shown} is a folder; give a file name such as {printable(path / 'model.onnx')}.")
+    expected = "a folder" if folder else "a regular file"
+    raise ClcaDeployError(
+        f"output {shown} is {_kind(mode)}, not {expected}; writing would replace it. Choose another output path."
+    )
+
+
+def check_output_path(path: str | Path) -> Path:
+    """The output path, if it can be written: its folder exists and is writable, and it is missing or a
+    writable regular file (not a folder, device, FIFO, socket or link). Call it before the work."""
+    path = Path(path)
+    if str(path) == "-":
+        # "-" means standard output by convention; a file named "-" is almost never what was meant.
+        raise ClcaDeployError(
+            "output '-' (standard output) is not supported here; give a file name "
+            f"(for a file really named '-', give its full path: {printable(Path.cwd() / '-')})."
+        )
     check_writable_folder(path.parent)
-    if path.is_dir():
-        raise ClcaDeployError(f"output path {path} is a folder; give a file name such as {path / 'model.onnx'}.")
+    refuse_unsafe_output(path)
     if path.exists() and not os.access(path, os.W_OK):
-        raise ClcaDeployError(f"output {path} exists and is read-only; choose another output path (or chmod u+w it).")
+        raise ClcaDeployError(
+            f"output {printable(path)} exists and is read-only; choose another output path (or chmod u+w it)."
+        )
     return path
 
 
@@ -101,9 +192,211 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path | None], inputs: Iter
             how = _same_file(output, source)
             if how:
                 raise ClcaDeployError(
-                    f"output {output} is the input {source} ({how}); writing it would destroy that input. "
-                    "Choose another output path."
+                    f"output {printable(output)} is the input {printable(source)} ({how}); writing it would destroy "
+                    "that input. Choose another output path."
                 )
+
+
+# ---------------------------------------------------------------------------------------------
+# write failures
+
+
+class WriteFailed(ClcaDeployError):
+    """An artefact could not be written (full disk, quota, read-only, permission); the old one is kept."""
+
+    def __init__(self, message: str, path: Path, folder: Path) -> None:
+        super().__init__(message)
+        self.path = path
+        self.folder = folder
+
+
+# errno -> (what happened, what to do). The failures a user can fix from the message alone.
+_WRITE_ERRORS = {
+    errno.ENOSPC: ("no space left on the device holding", "free some space there or write to another file system"),
+    errno.EDQUOT: ("your disk quota is exceeded in", "free some of your files there or write to another file system"),
+    errno.EROFS: ("the file system is read-only at", "write to another folder"),
+    errno.EFBIG: ("the file is too large for the file system (or for ulimit -f) at", "write to another file system"),
+    errno.EIO: ("an input/output error (a failing disk or a lost network mount) in", "check that disk, then run again"),
+    errno.EACCES: ("permission denied in", "check that folder's permissions or write to another folder"),
+    errno.EPERM: ("the operation is not permitted in", "check that folder's permissions or write to another folder"),
+}
+# Permission errors also come from reading inputs; only these name-less or own-file ones are the write's.
+_ANY_FILE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
+
+
+def _is_ours(filename, ours: tuple[Path, ...]) -> bool:
+    if filename is None:
+        return True
+    named = Path(os.fsdecode(filename))
+    return any(named == own or own in named.parents for own in ours)
+
+
+def write_failure(exc: OSError, path: Path, ours: tuple[Path, ...] = ()) -> WriteFailed | None:
+    """The one-line ``WriteFailed`` for a write of ``path`` that raised ``exc``, or None when ``exc`` is
+    no write failure of ``path`` (``ours``: the temporaries, whose names the system may report)."""
+    if exc.errno not in _WRITE_ERRORS:
+        return None
+    if exc.errno not in _ANY_FILE and not _is_ours(exc.filename, (path, *ours)):
+        return None
+    what, advice = _WRITE_ERRORS[exc.errno]
+    elsewhere = exc.filename is not None and not _is_ours(exc.filename, (path, *ours))
+    folder = Path(os.fsdecode(exc.filename)).parent if elsewhere else path.parent
+    kept = "what was there before is kept as it was" if os.path.lexists(path) else "nothing was written"
+    return WriteFailed(f"could not write {printable(path)}: {what} {printable(folder)}; {advice} ({kept}).", path, folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# temporaries: locked while written, swept when certainly stale
+
+
+def _prefix(name: str) -> str:
+    # A long output name must still leave room for the tag: mkstemp would fail with ENAMETOOLONG.
+    while len(os.fsencode(name)) > _MAX_PREFIX_BYTES:
+        name = name[:-1]
+    return f".{name}.{TAG}-"
+
+
+def _temporary_kind(name: str, writing: str | None) -> tuple[str, str] | None:
+    """(kind, target) of a name this module gives its temporaries, or None for any other name."""
+    if _PROBE.fullmatch(name):
+        return "probe", ""
+    match = _TEMPORARY.fullmatch(name)
+    if not match and writing is not None:
+        match = _LEGACY.fullmatch(name)
+        if match and match["target"] != writing:
+            match = None
+    return (match["kind"], match["target"]) if match else None
+
+
+def _try_lock(handle: int) -> bool:
+    """Take the lock on ``handle`` without waiting: False when someone holds it or this file system has
+    no flock (a writer then goes on unlocked, the age still protecting its file; a sweeper leaves it)."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _remove_if_stale(path: Path, kind: str, now: float, stale_after: float) -> bool:
+    """Remove one temporary if it is certainly stale; True if it was removed."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    is_folder = kind in ("partial", "old")
+    if not (stat.S_ISDIR if is_folder else stat.S_ISREG)(info.st_mode) or info.st_uid != os.geteuid():
+        return False  # a link, a device, another user's file: never
+    if now - info.st_mtime < stale_after:
+        return False
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_DIRECTORY if is_folder else 0)
+    try:
+        handle = os.open(path, flags)
+    except OSError:
+        return False
+    try:
+        opened = os.fstat(handle)
+        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not _try_lock(handle):
+            return False  # replaced meanwhile, or a live writer holds it
+        # Removed while we hold the lock: no writer can take it up in between.
+        if is_folder:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except OSError:
+        return False
+    finally:
+        os.close(handle)
+    return not os.path.lexists(path)
+
+
+def sweep_stale_temporaries(
+    folder: str | Path, writing: str | None = None, stale_after: float = STALE_AFTER_S, now: float | None = None,
+) -> list[Path]:
+    """Remove the temporaries killed writes of this tool left in ``folder``; returns them. ``writing``:
+    the output name about to be written, whose temporaries of earlier versions go too."""
+    folder = Path(folder)
+    now = time.time() if now is None else now
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(".")]
+    except OSError:
+        return []
+    removed = []
+    for name in sorted(names):
+        found = _temporary_kind(name, writing)
+        if found is None:
+            continue
+        kind, target = found
+        # An .old folder whose output is missing holds the only copy of it (killed mid-swap): keep it.
+        if kind == "old" and not os.path.lexists(folder / target):
+            continue
+        if _remove_if_stale(folder / name, kind, now, stale_after):
+            removed.append(folder / name)
+    return removed
+
+
+def _flush_to_disk(path: Path) -> None:
+    # A full disk or quota may only show when the data reach the disk (NFS, delayed allocation):
+    # found before the rename, the old artefact is still there.
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(handle)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+            raise  # only a file system that cannot sync at all is let through
+    finally:
+        os.close(handle)
+
+
+def _sync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # durability of the rename only; some file systems refuse it
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """A new, locked, empty temporary file beside ``path`` with an artefact's usual mode."""
+    try:
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path.name), suffix=".tmp")
+    except OSError as exc:
+        _raise_write_failure(exc, path, (path.parent,))
+    _try_lock(handle)  # before anything else: only a locked temporary may live longer than an instant
+    try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
+    except BaseException:
+        os.unlink(name)
+        os.close(handle)
+        raise
+    return handle, Path(name)
+
+
+def _raise_write_failure(exc: Exception, path: Path, ours: tuple[Path, ...]) -> NoReturn:
+    """Raise the ``WriteFailed`` line ``exc`` stands for, or ``exc`` itself when it is no write failure."""
+    if isinstance(exc, OSError):
+        failure = write_failure(exc, path, ours)
+    elif not isinstance(exc, ClcaDeployError) and _disk_full(path.parent):
+        # Writers in C++ (torch.save, onnxruntime) report a full disk as a RuntimeError without errno.
+        failure = write_failure(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
+    else:
+        failure = None
+    if failure is None:
+        raise exc
+    raise failure from exc
+
+
+def _disk_full(folder: Path) -> bool:
+    """True when the file system holding ``folder`` has (almost) no room left for this user."""
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    free = info.f_bfree if os.geteuid() == 0 else info.f_bavail  # root may use the reserved blocks
+    # A zero total means "not counted" (btrfs inodes, some FUSE mounts), not "full".
+    no_space = info.f_blocks > 0 and free * info.f_frsize < (1 << 20)
+    return no_space or (info.f_files > 0 and info.f_favail == 0)
 
 
 def _umask() -> int:
@@ -112,42 +405,53 @@ def _umask() -> int:
     return umask
 
 
-def _file_mode() -> int:
-    # mkstemp makes files 0600; an artefact gets what open() would give it: 0666 less the umask.
-    return 0o666 & ~_umask()
-
-
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
-    """Yield a new empty file beside ``path`` (random name, created exclusively); it replaces
-    ``path`` only if the block succeeds, and is removed otherwise. Writers may reopen it by name."""
+    """Yield a new empty file beside ``path`` (random name, created exclusively, locked while in use);
+    it replaces ``path`` only if the block succeeds, and is removed otherwise. Writers may reopen it
+    by name. A full disk, quota or permission failure is one ``WriteFailed`` line."""
     path = check_output_path(path)
-    handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(name)
+    sweep_stale_temporaries(path.parent, writing=path.name)
+    handle, tmp = _new_temporary(path)
     try:
         try:
-            os.fchmod(handle, _file_mode())
-        finally:
-            os.close(handle)
-        yield tmp
-        os.replace(tmp, path)
+            yield tmp
+            _flush_to_disk(tmp)
+            refuse_unsafe_output(path)  # made a FIFO or a link while we wrote: still never replaced
+            os.replace(tmp, path)
+        except Exception as exc:
+            _raise_write_failure(exc, path, (tmp,))
+        _sync_folder(path.parent)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        os.close(handle)  # the lock goes last: a temporary is never unlocked while it exists
 
 
 @contextlib.contextmanager
 def atomic_folder(path: str | Path) -> Iterator[Path]:
     """``atomic_output`` for a folder: yield a new empty folder beside ``path`` that replaces it
-    (and whatever it held) only if the block succeeds."""
+    (and whatever it held) only if the block succeeds. A link or a non-folder at ``path`` is refused."""
     path = Path(os.path.abspath(path))
-    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial"))
+    refuse_unsafe_output(path, folder=True)
+    sweep_stale_temporaries(path.parent, writing=path.name)
+    try:
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path.name), suffix=".partial"))
+    except OSError as exc:
+        _raise_write_failure(exc, path, (path.parent,))
+    lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    _try_lock(lock)
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a repository from a server's user
-        yield staging
-        _swap_in(staging, path)
+        try:
+            yield staging
+            refuse_unsafe_output(path, folder=True)
+            _swap_in(staging, path)
+        except Exception as exc:
+            _raise_write_failure(exc, path, (staging,))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        os.close(lock)
 
 
 def _swap_in(staging: Path, path: Path) -> None:
@@ -156,7 +460,7 @@ def _swap_in(staging: Path, path: Path) -> None:
     if not path.exists() and not path.is_symlink():
         os.replace(staging, path)
         return
-    holder = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
+    holder = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path.name), suffix=".old"))
     retired = holder / path.name
     try:
         os.replace(path, retired)

@@ -15,6 +15,7 @@ from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import print_deployed, print_predictions, print_summary
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.registry import RuntimeOptions
+from clca_deploy.terminal import printable
 
 app = typer.Typer(
     help="Deploy CLCA token-reduction ViTs: load, export to ONNX, quantize, build TensorRT engines, benchmark.",
@@ -22,6 +23,11 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _say(line: object) -> None:
+    """One line of text output: names and paths in it may come from crafted files, so it is escaped."""
+    typer.echo(printable(line))
 
 
 def _show_version(value: bool) -> None:
@@ -100,15 +106,15 @@ def export(
         keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data,
         train_args=train_args,
     )
-    result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else typer.echo)
+    result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else _say)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     for note in result.notes:
-        typer.echo(f"note: {note}")
+        _say(f"note: {note}")
     schedule = " ".join(f"{a}->{b}" if a != b else str(a) for a, b in result.token_schedule)
-    typer.echo(f"tokens per block: {schedule}")
-    typer.echo(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
+    _say(f"tokens per block: {schedule}")
+    _say(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
 
 
 @app.command()
@@ -131,16 +137,16 @@ def calibrate(
     suffix = ".fp16.onnx" if fp16 else ".int8.onnx"
     output = output or model.with_name(model.name.removesuffix(".onnx") + suffix)
     if fp16:
-        result = to_fp16(model, output, log=typer.echo)
+        result = to_fp16(model, output, log=_say)
     else:
         if data is None:
             raise ClcaDeployError("INT8 needs calibration images: pass --data DIR (or use --fp16).")
         config = CalibrationConfig(
             data=data, num_images=num_images, method=method, csv=csv, image_folder=image_folder, use_cache=not no_cache
         )
-        result = quantize_int8(model, output, config, log=typer.echo)
-        typer.echo(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more")
-    typer.echo(f"wrote {result.path} ({result.precision})")
+        result = quantize_int8(model, output, config, log=_say)
+        _say(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more")
+    _say(f"wrote {result.path} ({result.precision})")
 
 
 @app.command("build-trt")
@@ -170,11 +176,11 @@ def build_trt(
         precision="int8" if int8 else "fp16" if fp16 else None, batch=parse_batch_profile(batch) if batch else None,
         workspace_gib=workspace, timing_cache=timing_cache, device=device, weak_typing=weak_typing,
     )
-    result = build(model, output, config, data=data, num_images=num_images, log=typer.echo)
+    result = build(model, output, config, data=data, num_images=num_images, log=_say)
     for note in result.notes:
-        typer.echo(f"note: {note}")
+        _say(f"note: {note}")
     typing = "strongly typed" if result.strongly_typed else f"weakly typed, flags {', '.join(result.builder_flags) or 'none'}"
-    typer.echo(f"wrote {result.path} and {result.sidecar} ({result.precision}, {typing}, TensorRT {result.tensorrt_version})")
+    _say(f"wrote {result.path} and {result.sidecar} ({result.precision}, {typing}, TensorRT {result.tensorrt_version})")
 
 
 @app.command()
@@ -224,8 +230,8 @@ def triton_repo(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    typer.echo(f"wrote {result.path}: {', '.join(result.models)} ({result.classifier_format} classifier, max batch {result.max_batch})")
-    typer.echo(f"clients call '{result.model}' with encoded images (IMAGE, BYTES [1]) and get CLASS_ID, CLASS_NAME, SCORE (top {result.top_k})")
+    _say(f"wrote {result.path}: {', '.join(result.models)} ({result.classifier_format} classifier, max batch {result.max_batch})")
+    _say(f"clients call '{result.model}' with encoded images (IMAGE, BYTES [1]) and get CLASS_ID, CLASS_NAME, SCORE (top {result.top_k})")
 
 
 @app.command()
@@ -249,7 +255,7 @@ def serve(
         port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose,
         runtime=runtime, runtime_options=runtime_options,
     )
-    run_server(model, config, log=typer.echo)
+    run_server(model, config, log=_say)
 
 
 app.command()(bench)
@@ -308,13 +314,13 @@ def train(
         raise ClcaDeployError("--init-config gives the settings of an --init checkpoint; pass --init CKPT too.")
     result = run_training(
         data, output, config, test=test, resume=resume, init=init,
-        init_train_args=read_train_args(init_train_args) if init_train_args is not None else None, log=typer.echo,
+        init_train_args=read_train_args(init_train_args) if init_train_args is not None else None, log=_say,
     )
     if json_out is not None:
         from clca_deploy.artifacts import write_json
 
         write_json(json_out, result.to_dict())
-        typer.echo(f"wrote {json_out}")
+        _say(f"wrote {json_out}")
 
 
 @app.command()
@@ -330,12 +336,12 @@ def demo(
     from clca_deploy.pipeline.demo import DemoConfig, run_demo
 
     config = DemoConfig(workdir=workdir, data=data, epochs=epochs, img_size=img_size, keep_rate=keep)
-    result, report = run_demo(config, log=typer.echo)
+    result, report = run_demo(config, log=_say)
     print_table(report)
-    typer.echo(f"report  {result.bench_json}")
+    _say(f"report  {result.bench_json}")
     if result.bench_plot:
-        typer.echo(f"plot    {result.bench_plot}")
-    typer.echo(f"done in {result.seconds:.0f} s")
+        _say(f"plot    {result.bench_plot}")
+    _say(f"done in {result.seconds:.0f} s")
 
 
 @app.command()
@@ -349,10 +355,13 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
 
 def main() -> None:
     """Console entry point: user errors become one line on stderr and exit code 2."""
+    from clca_deploy.system.home import keep_missing_home_absent
+
+    keep_missing_home_absent()  # before any library is imported
     try:
         app()
     except ClcaDeployError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {printable(exc)}", err=True)  # one line, whatever the message quotes
         sys.exit(2)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -9,8 +10,10 @@ import typer
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.cli_options import with_runtime_options
-from clca_deploy.cli_views import bench_failure, render_report
+from clca_deploy.cli_views import bench_failure, is_stdout, render_report
+from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.registry import RuntimeOptions
+from clca_deploy.terminal import printable
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -18,6 +21,26 @@ def _int_list(text: str) -> tuple[int, ...]:
         return tuple(int(part) for part in text.split(",") if part.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated integers such as 1,8, got {text!r}") from None
+
+
+def _log(line: str) -> None:
+    # Progress lines name model files and quote library errors: escaped, and on stderr (stdout may be the JSON).
+    typer.echo(printable(line), err=True)
+
+
+def _bench_outputs(out: Optional[Path], plot: Optional[Path]) -> tuple[Optional[Path], Optional[Path]]:
+    """The report file (None for none or standard output) and the plot, both checked before any work."""
+    out_file = None if out is None or is_stdout(out) else check_output_path(out)
+    if plot is None and out_file is not None:
+        plot = out_file.with_suffix(".png")
+    if plot is not None:
+        check_output_path(plot)
+        if out_file is not None and os.path.abspath(plot) == os.path.abspath(out_file):
+            raise ClcaDeployError(
+                f"the plot would be written over the report {printable(out_file)}; give the report a .json name "
+                "or the plot its own --plot path."
+            )
+    return out_file, plot
 
 
 @with_runtime_options(runtime_list=True)
@@ -33,8 +56,12 @@ def bench(
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
-    out: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
-    plot: Optional[Path] = typer.Option(None, help="Write the accuracy-latency PNG here (default: beside --out)."),
+    out: Optional[Path] = typer.Option(
+        None, help="Write the JSON report here; '-': to standard output (the table then goes to standard error)."
+    ),
+    plot: Optional[Path] = typer.Option(
+        None, help="Write the accuracy-latency PNG here (default: beside --out; none with --out -)."
+    ),
     power: bool = typer.Option(
         True, "--power/--no-power", help="Board power and energy per image during the timed calls (tegrastats on Jetson, NVML)."
     ),
@@ -50,12 +77,9 @@ def bench(
         iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
         runtime_options=runtime_options, power=power,
     )
-    plot = plot or (out.with_suffix(".png") if out else None)
-    for path in (out, plot):
-        if path is not None:
-            check_output_path(path)
-    refuse_overwriting_inputs([out, plot], [*model, reference, data, *runtime_options.paths()])
-    report = run_bench(config, log=lambda line: typer.echo(line, err=True))
+    out_file, plot = _bench_outputs(out, plot)
+    refuse_overwriting_inputs([out_file, plot], [*model, reference, data, *runtime_options.paths()])
+    report = run_bench(config, log=_log)
     render_report(report, out, plot)
     failure = bench_failure(report)
     if failure:  # a script or CI job must see that nothing (or not everything) was measured
@@ -92,5 +116,5 @@ def sweep(
         runtime_options=runtime_options,
     )
     sweep_config = SweepConfig(checkpoint, tuple(keep), workdir, bench_config, runtime_options.values.get("train_args"))
-    report = run_sweep(sweep_config, log=lambda line: typer.echo(line, err=True))
+    report = run_sweep(sweep_config, log=_log)
     render_report(report, workdir / "sweep.json", workdir / "sweep.png")

@@ -150,7 +150,9 @@ def test_refuse_overwriting_inputs_lets_distinct_files_and_new_paths_pass(tmp_pa
 def test_export_refuses_to_write_over_its_checkpoint(checkpoint, how):
     output = _aliases(checkpoint, how)
     before = tree_digest(checkpoint.parent)
-    refused(["export", checkpoint, "-o", output], "is the input", "Choose another output path")
+    # A link is refused as a link before anything else: outputs are never written through one.
+    expected = ("is a symbolic link to",) if how == "symlink" else ("is the input", "Choose another output path")
+    refused(["export", checkpoint, "-o", output], *expected)
     assert tree_digest(checkpoint.parent) == before
 
 
@@ -158,7 +160,7 @@ def test_export_refuses_to_write_over_its_checkpoint(checkpoint, how):
 def test_calibrate_fp16_refuses_to_write_over_its_model(tiny_onnx, how):
     output = _aliases(tiny_onnx, how)
     before = tree_digest(tiny_onnx.parent)
-    refused(["calibrate", tiny_onnx, "--fp16", "-o", output], "is the input")
+    refused(["calibrate", tiny_onnx, "--fp16", "-o", output], "is a symbolic link to" if how == "symlink" else "is the input")
     assert tree_digest(tiny_onnx.parent) == before
 
 
@@ -549,7 +551,7 @@ def test_a_bad_settings_file_is_one_line(bare_state_dict, tmp_path):
     weights, _ = bare_state_dict
     (tmp_path / "list.json").write_text("[1, 2]")
     refused(["info", weights, "--config", tmp_path / "list.json"], "expected an object of train.py args")
-    refused(["info", weights, "--config", weights], "cannot read settings file")
+    refused(["info", weights, "--config", weights], "settings file", str(weights))  # not JSON, or too large to be one
 
 
 def test_an_onnx_file_without_metadata_is_not_told_to_pass_settings(tmp_path):

@@ -54,6 +54,14 @@ def labels_for_model(
 
 def _by_name(labels: np.ndarray, data_classes: tuple[str, ...], model_classes: tuple[str, ...]) -> ModelLabels:
     index = {name: position for position, name in enumerate(model_classes)}
+    if len(index) != len(model_classes):
+        # A name maps to one output; with two outputs of one name, images of that class would be scored
+        # against whichever came last. Exports are refused by their reader; a checkpoint may still carry them.
+        twice = tuple(dict.fromkeys(name for position, name in enumerate(model_classes) if index[name] != position))
+        return ModelLabels(None, failure=(
+            f"the model names class(es) {_names(twice)} more than once, so its class names cannot say which "
+            "output a folder's images belong to: give the model distinct class names"
+        ))
     used = tuple(dict.fromkeys(data_classes[label] for label in np.unique(labels)))
     unknown = tuple(name for name in used if name not in index)
     if unknown:

@@ -11,9 +11,17 @@ from typing import TYPE_CHECKING
 from clca_deploy.artifacts import atomic_output, check_output_path
 from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
 
 if TYPE_CHECKING:  # annotations only; report.py (the results) imports no view
     from clca_deploy.bench.report import BackendResult, BenchReport
+
+
+def plain(value: object) -> str:
+    """Text from files (labels hold file names) as matplotlib must draw it: control characters escaped,
+    and every ``$`` literal, since a pair of them starts mathtext and a crafted name such as
+    ``$\\undefined$`` would abort the plot."""
+    return printable(value).replace("$", r"\$")
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,7 @@ def _is_curve(group: list[PlotPoint]) -> bool:
 
 
 def _annotation(point: PlotPoint, on_curve: bool) -> str:
-    label = point.result.label
+    label = plain(point.result.label)
     keep = format_keep(point.result.keep_rate)
     if on_curve and keep not in label:
         label += f"\nkeep {keep}"
@@ -176,7 +184,7 @@ def _draw_groups(ax, points: list[PlotPoint]) -> list[tuple[PlotPoint, bool, str
     for index, group in enumerate(_groups(points)):
         color = f"C{index % 10}"
         curve = _is_curve(group)
-        name = f"{group[0].result.backend} {group[0].result.precision}"
+        name = plain(f"{group[0].result.backend} {group[0].result.precision}")
         name += " (reference)" if group[0].result.is_reference else ""
         xs, ys = [p.latency_ms for p in group], [p.accuracy for p in group]
         if curve:
@@ -195,10 +203,10 @@ def _scale_axes(ax, latencies: list[float]) -> None:
     if min(latencies) > 0 and max(latencies) / min(latencies) > 10:
         ax.set_xscale("log")
         # Plain numbers at 1-2-5 steps instead of matplotlib's 2x10^0 labels, which collide.
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        ax.xaxis.set_major_formatter(plain)
+        numbers = FuncFormatter(lambda value, _: f"{value:g}")
+        ax.xaxis.set_major_formatter(numbers)
         ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(plain)
+        ax.xaxis.set_minor_formatter(numbers)
     ax.margins(x=0.12, y=0.12)
     ax.autoscale_view()
     if ax.get_ylim()[1] > 100.5:  # no accuracy or agreement is above 100 %
@@ -213,10 +221,10 @@ def _describe_axes(fig, ax, report: BenchReport, batch_size: int, title: str | N
         ax.set_ylabel("top-1 accuracy (%)")
     else:
         reference = report.reference
-        ax.set_ylabel(f"top-1 agreement with {reference.label if reference else 'the reference'} (%)")
-    device = report.environment.get("gpu") or report.environment.get("cpu") or ""
+        ax.set_ylabel(f"top-1 agreement with {plain(reference.label) if reference else 'the reference'} (%)")
+    device = plain(report.environment.get("gpu") or report.environment.get("cpu") or "")
     ax.set_title(title or f"Accuracy vs latency, batch {batch_size}" + (f"\n{device}" if device else ""), fontsize=10)
     if left_out:
-        note = textwrap.fill("not plotted: " + "; ".join(left_out), width=150)
+        note = textwrap.fill("not plotted: " + "; ".join(plain(entry) for entry in left_out), width=150)
         fig.text(0.01, 0.005, note, fontsize=6.5, va="bottom", ha="left", color="dimgray")
         fig.subplots_adjust(bottom=0.1 + 0.025 * note.count("\n"))

@@ -8,6 +8,8 @@ keeps its row with a status and a reason.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -226,12 +228,35 @@ class BenchReport:
             # From a file, a bad status or a row without a reason is bad input, not a bug.
             raise ClcaDeployError(f"benchmark report is malformed: {error}") from error
 
+    def to_json(self) -> str:
+        """The report as indented JSON text, what ``write_json`` writes (control characters escaped)."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
     def write_json(self, path: str | Path) -> Path:
         """Write the report as indented JSON, atomically; returns the path."""
-        text = json.dumps(self.to_dict(), indent=2) + "\n"
+        text = self.to_json()
         with atomic_output(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return Path(path)
+
+
+RESCUE_PREFIX = "clca-deploy-bench-"
+
+
+def write_rescue_copy(report: BenchReport) -> Path:
+    """Write ``report`` to a new file in the temp folder (``TMPDIR``), for when its own path cannot be
+    written: minutes of measurements are not thrown away for a full disk. The file is this user's only
+    (mode 0600: the temp folder is shared); an OSError means the temp folder cannot take it either."""
+    handle, name = tempfile.mkstemp(prefix=RESCUE_PREFIX, suffix=".json")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(report.to_json())
+            stream.flush()
+            os.fsync(stream.fileno())
+    except BaseException:
+        os.unlink(name)  # half a report is no rescue
+        raise
+    return Path(name)
 
 
 def load_report(path: str | Path) -> BenchReport:

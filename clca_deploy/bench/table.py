@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
 
 if TYPE_CHECKING:  # annotations only; report.py (the results) imports no view
     from clca_deploy.bench.report import BackendResult, BenchReport
@@ -73,7 +74,7 @@ def _status(result: BackendResult, note: int | None) -> Text:
 
 def _label(result: BackendResult) -> Text:
     # Text, not markup strings: a label such as "model[int8].onnx" must print as written.
-    text = Text(result.label)
+    text = Text(printable(result.label))
     if result.is_reference:
         text.append(" (reference)", style="bold cyan")
     return text
@@ -92,14 +93,14 @@ def _power_caption(report: BenchReport, sizes) -> list[str]:
     lines = [f"power: mean board power over the timed calls, energy per image; {'; '.join(sources)}"] if sources else []
     if reasons:  # the few distinct reasons; every row's own is in the JSON
         lines.append(f"{'no power reading for some rows' if sources else 'power'}: {'; '.join(reasons[:2])}")
-    return lines
+    return [printable(line) for line in lines]
 
 
 def _caption(report: BenchReport, notes: list[str], sizes=()) -> Text:
     # Text rather than a markup string: reasons like "[ONNXRuntimeError] ..." must print as written.
     timing, data = report.timing, report.data
-    lines = [f"[{n}] {note}" for n, note in enumerate(notes, 1)]
-    timed = f"; timed: {timing['what_was_timed']}" if timing.get("what_was_timed") else ""
+    lines = [f"[{n}] {printable(note)}" for n, note in enumerate(notes, 1)]
+    timed = f"; timed: {printable(timing['what_was_timed'])}" if timing.get("what_was_timed") else ""
     lines.append(f"p50 over {timing.get('iters', '?')} iterations after {timing.get('warmup', '?')} warm-up{timed}")
     if "num_readable" in data or "num_images" in data:
         lines.append(f"accuracy on {data.get('num_readable', '?')} of {data.get('num_images', '?')} images")
@@ -110,7 +111,7 @@ def _caption(report: BenchReport, notes: list[str], sizes=()) -> Text:
     lines += _power_caption(report, sizes)
     device = report.environment.get("gpu") or report.environment.get("cpu")
     if device:
-        lines.append(str(device))
+        lines.append(printable(device))
     return Text("\n".join(lines))
 
 
@@ -124,7 +125,7 @@ def render_table(report: BenchReport, batch_size: int | None = None) -> Table:
         sizes = (batch_size,)
 
     data = report.data
-    title = Text(f"clca-deploy bench: {data.get('kind', 'data')} {data.get('path', '')}".rstrip())
+    title = Text(printable(f"clca-deploy bench: {data.get('kind', 'data')} {data.get('path', '')}".rstrip()))
     table = Table(title=title, caption_justify="left")
     # Power columns only where some row has a reading: most machines have no sensor.
     power = any(stats.power_w is not None for stats in _power_stats(report, sizes))
@@ -158,7 +159,7 @@ def _row_cells(result: BackendResult, note: int | None, sizes, power: bool) -> l
     """One result's cells, in the order of ``_headers`` after label and status."""
     ok = result.status == "ok"
     cells: list[str | Text] = [_label(result), _status(result, note)]
-    cells += [result.precision, format_keep(result.keep_rate)]
+    cells += [printable(result.precision), format_keep(result.keep_rate)]
     for size in sizes:
         stats = result.latency.get(size)
         cells.append(_cell(None if stats is None else stats.p50_ms, format_ms, ok))
@@ -193,13 +194,15 @@ def _add_columns(table: Table, headers: list[str], rows: list[tuple[list[str | T
         table.add_column(header, justify="right" if index > 3 else "left", width=width(index, header))
 
 
-def print_table(report: BenchReport, console: Console | None = None, batch_size: int | None = None) -> None:
-    """Print ``render_table(report)`` to ``console`` (stdout by default)."""
+def print_table(
+    report: BenchReport, console: Console | None = None, batch_size: int | None = None, err: bool = False
+) -> None:
+    """Print ``render_table(report)`` to ``console`` (by default stdout, or stderr where ``err``)."""
     table = render_table(report, batch_size=batch_size)
     if console is None:
-        console = Console()
+        console = Console(stderr=err)
         if not console.is_terminal:
             # A pipe or log file has no width; rich would assume 80 columns and cut numbers to "41.…".
             natural = Measurement.get(console, console.options.update_width(1000), table).maximum
-            console = Console(width=max(console.width, natural))
+            console = Console(width=max(console.width, natural), stderr=err)
     console.print(table)

@@ -1,9 +1,10 @@
 """Reduced precision: calibration images, explicit Q/DQ INT8 and FP16 ONNX files."""
 
+from clca_deploy.calibration.cache import CalibrationCacheWarning
 from clca_deploy.calibration.fp16 import Fp16Result, to_fp16
 from clca_deploy.calibration.int8 import METHODS, CalibrationConfig, QuantizeResult, quantize_int8
 from clca_deploy.calibration.qdq import check_qdq_conventions
 
 __all__ = [
-    "METHODS", "CalibrationConfig", "Fp16Result", "QuantizeResult", "check_qdq_conventions", "quantize_int8", "to_fp16",
+    "METHODS", "CalibrationCacheWarning", "CalibrationConfig", "Fp16Result", "QuantizeResult", "check_qdq_conventions", "quantize_int8", "to_fp16",
 ]

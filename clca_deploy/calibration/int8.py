@@ -1,4 +1,8 @@
-"""FP32 ONNX -> explicit Q/DQ INT8 ONNX, calibrated on leaf images with onnxruntime's quantizer."""
+"""FP32 ONNX -> explicit Q/DQ INT8 ONNX, calibrated on leaf images with onnxruntime's quantizer.
+
+The quantizer never sees the user's file: it reads a copy of the checked model inside a private
+scratch folder (``workspace.py``), so nothing it writes or deletes lands beside the user's input.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs
+from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.calibration.batches import calibration_images
 from clca_deploy.calibration.qdq import check_qdq_conventions, select_int8_nodes
+from clca_deploy.calibration.source import load_fp32_export
+from clca_deploy.calibration.workspace import private_folder, scratch_write_error
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
 
 METHODS = ("entropy", "percentile", "minmax")
 
@@ -92,34 +99,33 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     from clca_deploy.extras import require
 
     require("onnxruntime", "INT8 calibration (onnxruntime's quantizer)")
-    import onnx
     from onnxruntime.quantization import CalibrationMethod
 
-    from clca_deploy.metadata import read_onnx_metadata
+    from clca_deploy.metadata import image_input
 
     started = time.perf_counter()
     config.validate()
     output = check_output_path(output)
     refuse_overwriting_inputs([output], [onnx_path, config.data])
-    info = read_onnx_metadata(onnx_path)
-    if info.precision != "fp32":
-        raise ClcaDeployError(f"{onnx_path} is already {info.precision}; calibrate the FP32 export.")
-    model = onnx.load(str(onnx_path))
-    batch_dim = model.graph.input[0].type.tensor_type.shape.dim[0]
-    fixed_batch = batch_dim.dim_value if batch_dim.HasField("dim_value") else None
+    model, info = load_fp32_export(onnx_path, "calibrate")
+    input_name, fixed_batch = image_input(model, str(onnx_path))  # checked against the metadata's image size
+    _check_graph_types(model, str(onnx_path))
+    _check_fixed_batch(fixed_batch, config.num_images, str(onnx_path))
     calibration = calibration_images(
         config.data, info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
         progress=sys.stderr.isatty(),
     )
     _log_calibration(calibration, log)
+    _check_fixed_batch(fixed_batch, len(calibration.images), str(onnx_path), read=True)
     reducing_blocks = tuple(i for i, (n_in, n_out) in enumerate(info.token_schedule) if n_out != n_in)
     quantize, kept = select_int8_nodes(model, reducing_blocks)
     method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
               "minmax": CalibrationMethod.MinMax}[config.method]
-    with atomic_output(output) as tmp, _quiet_root_logger():
-        reader = _Reader(calibration.images, model.graph.input[0].name, fixed_batch)
-        _quantize_qdq(onnx_path, tmp, reader, quantize, method)
-        _check_and_tag_int8(tmp, model, config.method, int(len(calibration.images)))
+    reader = _Reader(calibration.images, input_name, fixed_batch)
+    with private_folder() as scratch, _quiet_root_logger():
+        quantized = _quantize_qdq(model, scratch, reader, quantize, method, str(onnx_path))
+    _check_and_tag_int8(quantized, model, config.method, int(len(calibration.images)))
+    _save(quantized, output)
     return QuantizeResult(
         path=str(output),
         precision="int8",
@@ -133,18 +139,90 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     )
 
 
+def _check_graph_types(model, source: str) -> None:
+    """Refuse a graph whose shapes or types contradict each other now, in memory, before the images are
+    decoded: onnxruntime's quantizer would find it only after them, with a message about its own files."""
+    import onnx
+
+    try:
+        onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
+    except (onnx.shape_inference.InferenceError, onnx.checker.ValidationError) as exc:
+        raise ClcaDeployError(
+            f"{source} is not a consistent ONNX graph ({_first_line(exc)}); the file was edited or damaged: export it again."
+        ) from None
+
+
+def _check_fixed_batch(fixed_batch: int | None, images: int, source: str, read: bool = False) -> None:
+    """A fixed-batch export is calibrated on whole batches only: refuse fewer images than one batch."""
+    if fixed_batch is not None and images < fixed_batch:
+        had = f"only {images} images could be read" if read else f"--num-images is {images}"
+        raise ClcaDeployError(
+            f"{source} takes fixed batches of {fixed_batch} images but {had}; calibrate on at least {fixed_batch} "
+            "readable images, or export with a dynamic batch."
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    return printable((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
+
+
+def _save(model, output: Path) -> None:
+    """Write the checked model atomically (a full or read-only disk is atomic_output's one line)."""
+    import onnx
+
+    from clca_deploy.artifacts import atomic_output
+
+    with atomic_output(output) as tmp:
+        onnx.save(model, str(tmp))
+
+
 def _log_calibration(calibration, log: Callable[[str], None]) -> None:
     """One line for the calibration set, one per image left out of it."""
     log(
         f"calibration: {len(calibration.images)} images"
-        + (f" (cached: {calibration.cache_path})" if calibration.from_cache else "")
+        + (f" (cached: {_shown(str(calibration.cache_path))})" if calibration.from_cache else "")
         + (f", {len(calibration.skipped)} unreadable skipped" if calibration.skipped else "")
     )
     for path, reason in calibration.skipped:
-        log(f"skipped {path}: {reason}")
+        log(f"skipped {_shown(path)}: {_shown(reason)}")
 
 
-def _quantize_qdq(onnx_path: str | Path, output: Path, reader: _Reader, nodes: list[str], method) -> None:
+def _shown(text: str) -> str:
+    """File names and reasons come from the disk: control characters escaped, and names that are not
+    UTF-8 (surrogate escapes) shown as \\udcXX instead of failing to print."""
+    return printable(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _quantize_qdq(model, scratch: Path, reader: _Reader, nodes: list[str], method, source: str):
+    """The quantized model, made by onnxruntime from a copy of ``model`` in ``scratch``; its failures
+    (a graph it cannot run, a full scratch disk) are one line."""
+    import onnx
+
+    copy, quantized = scratch / "model.onnx", scratch / "model.int8.onnx"
+    try:
+        onnx.save(model, str(copy))
+        _run_quantizer(copy, quantized, reader, nodes, method)
+        return onnx.load(str(quantized))
+    except ClcaDeployError:
+        raise
+    except Exception as exc:  # onnxruntime and onnx raise their own classes, none a user can act on as is
+        raise scratch_write_error(exc, scratch) or _quantizer_error(exc, source, scratch) from None
+
+
+def _quantizer_error(exc: BaseException, source: str, scratch: Path) -> ClcaDeployError:
+    if isinstance(exc, MemoryError):
+        return ClcaDeployError(
+            f"ran out of memory calibrating {source}; pass a smaller --num-images, or calibrate on a machine with more memory."
+        )
+    # The user never named the scratch files onnxruntime's messages quote; say what they are instead.
+    reason = _first_line(exc).replace(str(scratch), "<scratch folder>")
+    return ClcaDeployError(
+        f"onnxruntime could not calibrate {source} ({type(exc).__name__}: {reason}); "
+        "is it an unmodified `clca-deploy export`? Export it again."
+    )
+
+
+def _run_quantizer(onnx_path: Path, output: Path, reader: _Reader, nodes: list[str], method) -> None:
     """Run onnxruntime's static quantizer with Q/DQ placed as TensorRT expects, on ``nodes`` only."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -172,13 +250,10 @@ def _quantize_qdq(onnx_path: str | Path, output: Path, reader: _Reader, nodes: l
     )
 
 
-def _check_and_tag_int8(path: Path, source_model, method: str, images: int) -> None:
+def _check_and_tag_int8(quantized, source_model, method: str, images: int) -> None:
     """Refuse the quantized graph unless it keeps TensorRT's Q/DQ conventions; else tag it int8 in its metadata."""
-    import onnx
-
     from clca_deploy.metadata import metadata_props, write_metadata
 
-    quantized = onnx.load(str(path))
     violations = check_qdq_conventions(quantized)
     if violations:
         raise ClcaDeployError(
@@ -189,4 +264,3 @@ def _check_and_tag_int8(path: Path, source_model, method: str, images: int) -> N
     props["precision"] = "int8"
     props["calibration"] = json.dumps({"method": method, "images": images})
     write_metadata(quantized, props)
-    onnx.save(quantized, str(path))

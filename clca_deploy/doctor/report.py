@@ -15,6 +15,7 @@ from clca_deploy.runtime.registry import runtime_specs
 from clca_deploy.system import gpu as system_gpu
 from clca_deploy.system import jetson as system_jetson
 from clca_deploy.system.checks import Check, Context
+from clca_deploy.terminal import printable
 
 FORMAT = "clca_deploy.doctor/1"
 
@@ -103,12 +104,13 @@ def run_doctor(context: Context | None = None) -> DoctorReport:
 
 def format_report(report: DoctorReport) -> str:
     """The report as an aligned text table, each fix on the line below its row."""
+    # Details quote what the machine reports (a device-tree model, a driver string): escaped, one line each.
     width = max(len(check.name) for check in report.checks)
-    lines = [f"clca-deploy doctor: {report.platform}"]
+    lines = [f"clca-deploy doctor: {printable(report.platform)}"]
     for check in report.checks:
-        lines.append(f"  {check.status:<8} {check.name:<{width}}  {check.detail}")
+        lines.append(f"  {check.status:<8} {printable(check.name):<{width}}  {printable(check.detail)}")
         if check.fix:
-            lines.append(f"  {'':<8} {'':<{width}}  -> {check.fix}")
+            lines.append(f"  {'':<8} {'':<{width}}  -> {printable(check.fix)}")
     counts = ", ".join(f"{report.count(status)} {status}" for status in ("ok", "missing", "note", "error"))
     lines.append(counts)
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import logging
 import time
 import warnings
@@ -19,6 +20,10 @@ from clca_deploy.export.verify import ExportVerificationError, ParityResult, che
 MIN_OPSET, MAX_OPSET = 17, 20
 GRID_SAMPLE_MAX_OPSET = 19  # opset 20 renamed GridSample's 'bilinear' to 'linear' (see ops.misread_grid_samples)
 INPUT_NAME, OUTPUT_NAME = "images", "logits"
+
+
+# Logits of a leaf classifier are O(10); a tolerance above this would let any graph pass.
+MAX_TOLERANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,12 @@ class ExportConfig:
             raise ConfigError("the parity check needs at least one image.")
         if self.data is not None and not Path(self.data).exists():
             raise ConfigError(f"data folder {self.data} does not exist.")
+        # A NaN tolerance would turn the parity gate off (every comparison with NaN is false).
+        if isinstance(self.tolerance, bool) or not (math.isfinite(self.tolerance) and 0 < self.tolerance <= MAX_TOLERANCE):
+            raise ConfigError(
+                f"--tolerance must be a number in (0, {MAX_TOLERANCE:g}] (max abs logit error against PyTorch), "
+                f"got {self.tolerance}."
+            )
 
 
 @dataclass(frozen=True)

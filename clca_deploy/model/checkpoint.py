@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import pickle
 import re
 import zipfile
@@ -19,6 +20,7 @@ from typing import Any, Mapping
 import torch
 
 from clca_deploy.errors import CheckpointError, ClcaDeployError, ConfigError
+from clca_deploy.metadata import read_regular_file
 from clca_deploy.model.clca import ClcaModel
 from clca_deploy.model.config import ClcaConfig
 from clca_deploy.model.fgir.checkpoint import FgirModel, is_fgir_state_dict
@@ -272,20 +274,49 @@ def load_checkpoint(path: str | Path, **settings: Any) -> ClcaModel | FgirModel:
     return model
 
 
+# A train.py args dump is a few KB; past this bound the file is not one (or is hostile).
+MAX_TRAIN_ARGS_BYTES = 1 << 20
+MAX_TRAIN_ARGS_LIST = 1024
+_ARGS_EXAMPLE = '{"model": "evit_vit_tiny_patch16_224", "num_classes": 10, ...}'
+
+
+def _simple(value: Any) -> bool:
+    """A value train.py's argparse can hold: text, a finite number, true/false, null."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (str, bool)) or (isinstance(value, int) and abs(value) <= 2**53)
+
+
+def _train_arg(value: Any) -> bool:
+    """A simple value, or a flat list of them (keep_rate, reduction_loc...)."""
+    if isinstance(value, list):
+        return len(value) <= MAX_TRAIN_ARGS_LIST and all(_simple(item) for item in value)
+    return _simple(value)
+
+
 def read_train_args(path: str | Path) -> dict[str, Any]:
     """The settings a checkpoint was trained with, from a JSON object of official train.py args
     (``--config ARGS.json``: what a bare state dict lacks). Unknown keys are ignored, so a dump
-    of ``vars(args)`` works as it is."""
+    of ``vars(args)`` works as it is. Only a regular file of at most 1 MiB is read, and only an object
+    of simple values (text, numbers, true/false, null, flat lists of them) is accepted."""
     path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"settings file {path} not found; give a JSON file of the checkpoint's train.py args.")
+    data = read_regular_file(path, "settings file", MAX_TRAIN_ARGS_BYTES, error=ConfigError)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"settings file {path} not found; give a JSON file of the checkpoint's train.py args.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise ConfigError(f"cannot read settings file {path} as JSON ({type(exc).__name__}: {exc}).") from None
-    if not isinstance(data, dict):
+        args = json.loads(data.decode("utf-8"))
+    except RecursionError:
+        raise ConfigError(f"cannot read settings file {path} as JSON: it is nested too deeply; expected an object {_ARGS_EXAMPLE}") from None
+    except ValueError as exc:  # UnicodeDecodeError is a ValueError too
+        raise ConfigError(f"cannot read settings file {path} as JSON ({type(exc).__name__}: {str(exc)[:120]}).") from None
+    if not isinstance(args, dict):
         raise ConfigError(
-            f"settings file {path} holds a JSON {type(data).__name__}; expected an object of train.py args "
-            'such as {"model": "evit_vit_tiny_patch16_224", "num_classes": 10, ...}.'
+            f"settings file {path} holds a JSON {type(args).__name__}; expected an object of train.py args such as {_ARGS_EXAMPLE}."
         )
-    return data
+    bad = next((key for key, value in args.items() if not _train_arg(value)), None)
+    if bad is not None:
+        raise ConfigError(
+            f"settings file {path}: {bad[:60]!r} is not a train.py arg value (text, a number, true/false, null or a flat "
+            f"list of them); give the JSON of the checkpoint's train.py args, such as {_ARGS_EXAMPLE}."
+        )
+    return args

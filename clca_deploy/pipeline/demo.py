@@ -96,15 +96,32 @@ def _prepare_data(config: DemoConfig, steps: _Steps) -> tuple[Path, Path]:
     return info.train_dir, info.test_dir
 
 
-def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, log: Callable[[str], None]) -> Path:
-    from clca_deploy.train import TrainConfig, train
-    from clca_deploy.train.checkpoint import read_training_state
+def _train_config(config: DemoConfig):
+    from clca_deploy.train import TrainConfig
 
-    output = config.workdir / MODEL_FILE
-    train_config = TrainConfig(
+    return TrainConfig(
         model=config.model, keep_rate=config.keep_rate, img_size=config.img_size, epochs=config.epochs,
         augment="weak", seed=config.seed, evaluations=3,
     )
+
+
+def _check_settings(config: DemoConfig) -> None:
+    """Every setting the steps will use, refused before the first step writes anything."""
+    from clca_deploy.export import ExportConfig
+    from clca_deploy.train.family import family_for
+
+    family_for(_train_config(config)).build(("a", "b"))  # the model settings (size, patch grid...), tiny to build
+    ExportConfig(keep_rate=config.keep_rate).validate()
+    if config.calibration_images < 1 or config.iters < 1 or not config.batch_sizes or min(config.batch_sizes) < 1:
+        raise ClcaDeployError("calibration images, timed calls and batch sizes must all be at least 1.")
+
+
+def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, log: Callable[[str], None]) -> Path:
+    from clca_deploy.train import train
+    from clca_deploy.train.checkpoint import read_training_state
+
+    output = config.workdir / MODEL_FILE
+    train_config = _train_config(config)
     resume = False
     if output.exists():
         state = read_training_state(output)
@@ -220,6 +237,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[De
     from clca_deploy.bench.run import BenchConfig, run_bench
 
     started = time.perf_counter()
+    _check_settings(config)
     config.workdir.mkdir(parents=True, exist_ok=True)
     steps = _Steps(7, log)
     train_dir, test_dir = _prepare_data(config, steps)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from clca_deploy.errors import ClcaDeployError
-from clca_deploy.metadata import OnnxModelInfo, image_input, load_onnx_structure, metadata_props, parse_metadata
+from clca_deploy.metadata import OnnxModelInfo, check_regular_file, checked_metadata, image_input, load_onnx_structure
 from clca_deploy.runtime.base import ONNX_FILE, TENSORRT_ENGINE
 from clca_deploy.runtime.registry import file_format
 
@@ -51,7 +51,7 @@ def _common(path: Path, kind: str, info: OnnxModelInfo, batch: str, details: dic
 
 def _describe_onnx(path: Path) -> DeployedModelInfo:
     model = load_onnx_structure(path)
-    info = parse_metadata(metadata_props(model), source=str(path))
+    info = checked_metadata(model, str(path))
     input_name, fixed_batch = image_input(model, str(path))
     ops = Counter(node.op_type for node in model.graph.node)
     details = {
@@ -71,14 +71,13 @@ def _describe_engine(path: Path) -> DeployedModelInfo:
     from clca_deploy.tensorrt.sidecar import load_sidecar
 
     sidecar = load_sidecar(path)
-    info = parse_metadata(sidecar.get("onnx_metadata", {}), source=f"sidecar of {path.name}")
-    profile = (sidecar.get("profiles") or [{}])[0]
-    batch = f"{profile.get('min')}..{profile.get('max')} (opt {profile.get('opt')})"
+    profile = sidecar.profile
+    batch = f"{profile.min}..{profile.max} (opt {profile.opt})"
     details = {
-        key: sidecar.get(key)
-        for key in ("tensorrt_version", "gpu_name", "compute_capability", "builder_flags", "strongly_typed", "io", "notes")
+        key: value for key, value in sidecar.to_dict().items()
+        if key in ("tensorrt_version", "gpu_name", "compute_capability", "builder_flags", "strongly_typed", "io", "notes")
     }
-    return _common(path, "tensorrt engine", info, batch, details)
+    return _common(path, "tensorrt engine", sidecar.info, batch, details)
 
 
 _DESCRIBERS = {ONNX_FILE: _describe_onnx, TENSORRT_ENGINE: _describe_engine}
@@ -94,9 +93,7 @@ def is_deployed_file(path: str | Path) -> bool:
 
 def describe_model_file(path: str | Path) -> DeployedModelInfo:
     """What an exported .onnx file or a built engine holds; a clear error for anything else."""
-    path = Path(path)
-    if not path.is_file():
-        raise ClcaDeployError(f"model file not found: {path}. Check the path.")
+    path = check_regular_file(path)  # a FIFO or a device would block or never end
     if not is_deployed_file(path):
         raise ClcaDeployError(f"{path.name} is not an .onnx file or an engine (.engine, .plan).")
     return _DESCRIBERS[file_format(path)](path)

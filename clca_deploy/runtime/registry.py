@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.metadata import check_regular_file
 from clca_deploy.runtime import onnxruntime_backend, openvino_backend, tensorrt_backend, torch_backend
 from clca_deploy.runtime.base import Backend, RuntimeSpec
 from clca_deploy.runtime.options import CliOption, cli_options
@@ -177,9 +178,7 @@ def open_backend(
     ``settings`` are that runtime's own options by field name; ``options`` carries a command's options
     for every runtime (``settings`` win over it).
     """
-    path = Path(path)
-    if not path.exists():
-        raise ClcaDeployError(f"model file not found: {path}. Check the path.")
+    path = check_regular_file(path)  # before any runtime opens it: a FIFO would block it, /dev/zero never ends
     spec = runtime_spec(backend_for_path(path, runtime))
     chosen = (options or RuntimeOptions()).of(spec.name)
     if settings:

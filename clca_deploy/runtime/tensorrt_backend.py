@@ -32,7 +32,7 @@ from clca_deploy.runtime.base import (
 from clca_deploy.runtime.options import cli_option
 from clca_deploy.system import checks
 from clca_deploy.system.checks import Check, Context
-from clca_deploy.tensorrt.plan import BatchProfile, build_mode_summary, parse_trt_version, profile_option, profile_reaching
+from clca_deploy.tensorrt.plan import build_mode_summary, parse_trt_version, profile_option, profile_reaching
 from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import CUDA_BINDING_HINT, JETSON_CUDA_BINDING_HINT, JETSON_TENSORRT_HINT
 
@@ -55,35 +55,34 @@ class TensorRTBackend(BackendBase):
     name = "tensorrt"
 
     def __init__(self, path: str | Path, options: TensorRTOptions = TensorRTOptions()):
-        from clca_deploy.metadata import parse_metadata
         from clca_deploy.tensorrt.cuda import open_binding
         from clca_deploy.tensorrt.toolkit import load_toolkit
 
         device, cuda_binding = options.device, options.cuda_binding
         path = Path(path)
-        sidecar = load_sidecar(path)  # file problems are errors on any machine
+        sidecar = load_sidecar(path)  # checked whole: file problems are errors on any machine
         try:
             toolkit = load_toolkit(device)
         except UnsupportedError as exc:
-            built = f"TensorRT {sidecar.get('tensorrt_version')} on {sidecar.get('gpu_name')}"
+            built = f"TensorRT {sidecar.tensorrt_version} on {sidecar.gpu_name}"
             raise UnsupportedError(f"cannot run {path.name} (built for {built}): {exc}") from exc
         gpu = toolkit.gpu
         warning = check_sidecar_matches(sidecar, toolkit.version_string, gpu.name, gpu.compute_capability)
         if warning:  # checked before deserializing: a foreign plan can crash TensorRT
             warnings.warn(warning, stacklevel=2)
         plan = path.read_bytes()
-        if sidecar.get("engine_sha256") not in (None, hashlib.sha256(plan).hexdigest()):
+        if sidecar.engine_sha256 not in (None, hashlib.sha256(plan).hexdigest()):
             raise ClcaDeployError(f"{path.name} does not match its sidecar (another build, or an interrupted one); {BUILD_HINT}.")
 
-        info = parse_metadata(sidecar.get("onnx_metadata", {}), source=f"sidecar of {path.name}")
-        self.profile = BatchProfile(**sidecar["profiles"][0])
+        info = sidecar.info
+        self.profile = sidecar.profile
         fixed = self.profile.max if self.profile.min == self.profile.max else None
         self.description = ModelDescription(
             model=info.model, keep_rate=info.keep_rate, num_classes=info.num_classes, preprocess=info.preprocess,
-            class_names=info.class_names, precision=sidecar["precision"],
+            class_names=info.class_names, precision=sidecar.precision,
             extra={
                 "token_schedule": info.token_schedule, "tensorrt_version": toolkit.version_string,
-                "builder_flags": sidecar.get("builder_flags", []), "strongly_typed": sidecar.get("strongly_typed"),
+                "builder_flags": list(sidecar.builder_flags), "strongly_typed": sidecar.strongly_typed,
                 "profile": self.profile.to_dict(), "warnings": [warning] if warning else [], "device": device,
             },
         )

@@ -7,6 +7,7 @@ serves it with numpy and pillow and nothing of this project installed.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from dataclasses import asdict, dataclass
@@ -35,8 +36,8 @@ from clca_deploy.serving.triton_config import (
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 # The clca_deploy modules each Python model runs, copied beside its model.py (package-relative paths).
-PREPROCESS_MODULES = ("errors.py", "data/images.py", "data/preprocess.py")
-POSTPROCESS_MODULES = ("runtime/scores.py",)
+PREPROCESS_MODULES = ("errors.py", "data/images.py", "data/preprocess.py", "serving/replies.py")
+POSTPROCESS_MODULES = ("runtime/scores.py", "serving/replies.py")
 # In every repository this tool writes: `--overwrite` replaces only folders holding it. Triton reads
 # only the model subfolders of a repository, so a file at its top is ignored there.
 REPOSITORY_MARKER = ".clca-deploy-triton-repo"
@@ -70,6 +71,8 @@ def write_triton_repository(
     """
     spec = read_classifier_spec(model_path)  # a checkpoint or a damaged file is refused here
     served = served_runtime(model_path, config, stock_triton=not runtime_classifier)
+    if served.triton is not None:
+        _check_packable(spec)
     output = Path(output)
     _check_destination(output, overwrite, Path(model_path))
     max_batch = resolve_max_batch(spec, config.max_batch)
@@ -111,7 +114,7 @@ def _write_models(root: Path, spec: ClassifierSpec, names: ModelNames, served: S
     else:
         target = root / names.classifier / "1" / served.triton.model_file
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(spec.path, target)
+        _copy_model_file(spec, target)
         companions = served.triton.companions(spec.path) if served.triton.companions else {}
         for name, source in companions.items():
             shutil.copyfile(source, root / names.classifier / name)
@@ -119,6 +122,37 @@ def _write_models(root: Path, spec: ClassifierSpec, names: ModelNames, served: S
     write(f"{names.postprocess}/config.pbtxt", to_pbtxt(postprocess_config(spec, names, config, max_batch)))
     write(f"{names.postprocess}/1/model.py", _model_source("postprocess.py"))
     _copy_modules(root / names.postprocess / "1", POSTPROCESS_MODULES)
+
+
+def _check_packable(spec: ClassifierSpec) -> None:
+    """Refuse, before any file is written, a model the repository could not hold whole."""
+    if spec.external_data:
+        shown = ", ".join(repr(location) for location in spec.external_data[:3])
+        raise ClcaDeployError(
+            f"{spec.path.name} keeps weights in external data files ({shown}{', ...' if len(spec.external_data) > 3 else ''}), "
+            "which a repository of the model file alone could not load; export it again (`clca-deploy export` "
+            "writes self-contained files)."
+        )
+
+
+def _copy_model_file(spec: ClassifierSpec, target: Path) -> None:
+    """Copy the model file into the repository; an engine's bytes must have the hash its sidecar records.
+
+    The hash is taken from the very bytes written, so what the repository holds is what was checked, even
+    if the file changes meanwhile; a mismatch fails the write and the staging folder goes with it."""
+    if spec.sha256 is None:
+        shutil.copyfile(spec.path, target)
+        return
+    digest = hashlib.sha256()
+    with open(spec.path, "rb") as source, open(target, "wb") as copy:
+        while chunk := source.read(1 << 20):
+            digest.update(chunk)
+            copy.write(chunk)
+    if digest.hexdigest() != spec.sha256:
+        raise ClcaDeployError(
+            f"{spec.path.name} does not match its sidecar (its SHA-256 differs from the engine_sha256 recorded: another "
+            "build, or an interrupted copy); rebuild the engine with `clca-deploy build-trt`."
+        )
 
 
 def _writer(root: Path) -> Callable[[str, str], None]:

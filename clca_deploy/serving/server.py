@@ -9,6 +9,7 @@ preprocessing, postprocessing and ensemble are the very files a GPU deployment u
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -20,10 +21,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping
 
+from clca_deploy.data.images import DEFAULT_MAX_PIXELS
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.runtime.registry import RuntimeOptions, open_backend
 from clca_deploy.serving.repository import TritonRepository, write_triton_repository
-from clca_deploy.serving.triton_config import TritonRepoConfig
+from clca_deploy.serving.triton_config import DEFAULT_MAX_REQUEST_PIXELS, TritonRepoConfig
+from clca_deploy.serving.watch import (
+    ServerStopped,
+    ServerWatch,
+    quiet_triton,
+    read_log,
+    server_console,
+    silence_pytriton_warnings,
+    start_failure,
+)
 from clca_deploy.serving.workdir import private_umask, private_workdir, remove_stale_workdirs, restrict_shared_memory
 
 INSTALL_HINT = 'install the serving extra: pip install "clca-deploy[serve]"'
@@ -42,10 +53,24 @@ class ServeConfig:
     verbose: bool = False
     runtime: str | None = None  # the classifier's runtime; None: the file's own
     runtime_options: RuntimeOptions = RuntimeOptions()
+    max_image_megapixels: float = DEFAULT_MAX_PIXELS / 1e6
+    max_request_megapixels: float = DEFAULT_MAX_REQUEST_PIXELS / 1e6
 
     def __post_init__(self) -> None:
-        if not isinstance(self.port, int) or not 1 <= self.port <= 65533:
+        if not isinstance(self.port, int) or isinstance(self.port, bool) or not 1 <= self.port <= 65533:
             raise ConfigError(f"--port must be 1..65533 (gRPC and metrics use the next two), got {self.port!r}.")
+        host = self.host
+        if not isinstance(host, str) or not 0 < len(host) <= 253 or not host.isprintable() or any(c.isspace() for c in host):
+            raise ConfigError(f"--host must be an address or a host name (127.0.0.1, 0.0.0.0 for every interface), got {host!r}.")
+        self.repository_config()  # the repository's own settings are refused here, before any work
+
+    def repository_config(self) -> TritonRepoConfig:
+        """The repository `serve` writes: its classifier and decoders on the CPU (the Python backend's models)."""
+        return TritonRepoConfig(
+            name=self.name, max_batch=self.max_batch, instances=self.instances, device="cpu", top_k=self.top_k,
+            runtime=self.runtime, runtime_options=self.runtime_options,
+            max_image_megapixels=self.max_image_megapixels, max_request_megapixels=self.max_request_megapixels,
+        )
 
     @property
     def ports(self) -> dict[str, int]:
@@ -65,6 +90,7 @@ class RunningServer:
     # the only way tritonserver takes it: local users can read it with `ps`. Nothing here can
     # change that; /proc mounted with hidepid=2 hides other users' command lines.
     access_token: str
+    watch: ServerWatch  # whether the server process still runs, and how it ended
 
 
 def stub_environment(environ: Mapping[str, str], python_libdir: str | None, shared_python: bool) -> dict[str, str]:
@@ -115,13 +141,35 @@ def free_port(host: str = "127.0.0.1") -> int:
     raise ClcaDeployError(f"found no three consecutive free ports on {host}.")
 
 
-def check_port_free(host: str, port: int) -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+def check_port_free(host: str, port: int) -> str:
+    """Refuse, in one line saying what to do, a host this machine cannot listen on or a port already taken;
+    returns the numeric address ``host`` resolves to (what the server is told to bind)."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror is an OSError
+        reason = getattr(exc, "strerror", None) or exc
+        raise ClcaDeployError(
+            f"--host {host!r} is not an address or a name this machine can resolve ({reason}); give 127.0.0.1, "
+            "0.0.0.0 (every interface) or an address of this machine."
+        ) from None
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind((host, port))
+            probe.bind(address)
         except OSError as exc:
-            raise ClcaDeployError(f"port {port} on {host} is taken ({exc.strerror}); choose another with --port.") from None
+            raise ClcaDeployError(_bind_failure(host, port, exc)) from None
+    return str(address[0])
+
+
+def _bind_failure(host: str, port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"port {port} on {host} is taken ({exc.strerror}); choose another with --port."
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return (f"--host {host} is not an address of this machine ({exc.strerror}); give 127.0.0.1, 0.0.0.0 "
+                "(every interface) or the address of one of its network interfaces.")
+    if exc.errno == errno.EACCES:
+        return f"port {port} on {host} needs administrator rights (ports below 1024); choose one above 1023 with --port."
+    return f"cannot listen on {host} port {port} ({exc.strerror or exc}); check --host and --port."
 
 
 def _require_pytriton():
@@ -153,40 +201,29 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
 def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
                    log: Callable[[str], None] = lambda _: None) -> Iterator[RunningServer]:
     """A Triton server for ``model_path`` (.onnx or .engine), ready for requests until the block ends."""
+    repo_config = config.repository_config()
     Triton, TritonConfig = _require_pytriton()
-    for port in config.ports.values():
+    address = check_port_free(config.host, config.ports["http"])
+    for port in (config.ports["grpc"], config.ports["metrics"]):
         check_port_free(config.host, port)
-    repo_config = TritonRepoConfig(
-        name=config.name, max_batch=config.max_batch, instances=config.instances, device="cpu", top_k=config.top_k,
-        runtime=config.runtime, runtime_options=config.runtime_options,
-    )
     _check_model_loads(model_path, repo_config)
     for stale in remove_stale_workdirs():
         log(f"removed      {stale} (left by a server that was killed)")
+    silence_pytriton_warnings()
     with private_workdir() as workdir:
         repository = write_triton_repository(model_path, Path(workdir) / "repository", repo_config, runtime_classifier=True)
         log(f"repository   {repository.path} ({', '.join(repository.models)})")
         log_file = Path(workdir) / "tritonserver.log"
         triton_config = TritonConfig(
-            model_repository=Path(repository.path), http_address=config.host, grpc_address=config.host,
-            metrics_address=config.host, http_port=config.ports["http"], grpc_port=config.ports["grpc"],
+            model_repository=Path(repository.path), http_address=address, grpc_address=address,
+            metrics_address=address, http_port=config.ports["http"], grpc_port=config.ports["grpc"],
             metrics_port=config.ports["metrics"], log_verbose=1 if config.verbose else 0,
             # The server's own log goes to a file unless asked for: its startup tables would bury ours.
             log_file=None if config.verbose else log_file, exit_timeout_secs=10, allow_gpu_metrics=_has_gpu(),
         )
         started = time.perf_counter()
-        triton = Triton(config=triton_config, workspace=Path(workdir) / "pytriton")
-        try:
-            # Triton and its Python-backend stubs inherit the umask: what they create (the log...) is
-            # this user's only. Not their /dev/shm regions: Boost sets those to 0644 (see below).
-            with _environment(_this_python_stub_environment()), private_umask():
-                triton.run()
-        except Exception as exc:  # noqa: BLE001 - PyTriton reports a failed start with several types
-            triton.stop()
-            raise ClcaDeployError(f"the Triton server did not start: {_failure(exc, log_file)}") from exc
-        except BaseException:  # Ctrl-C or SIGTERM while starting: no server may outlive us
-            triton.stop()
-            raise
+        triton = (Triton if config.verbose else quiet_triton(Triton))(config=triton_config, workspace=Path(workdir) / "pytriton")
+        _start(triton, log_file)
         try:
             # Every model's stub has made its region by now (models load during run()).
             restrict_shared_memory(pytriton_shm_prefix())
@@ -195,10 +232,26 @@ def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
             yield RunningServer(
                 http_url=f"{host}:{config.ports['http']}", grpc_url=f"{host}:{config.ports['grpc']}",
                 metrics_url=f"http://{host}:{config.ports['metrics']}/metrics", model=repository.model,
-                repository=repository, access_token=triton.get_access_token(),
+                repository=repository, access_token=triton.get_access_token(), watch=ServerWatch(triton),
             )
         finally:
             triton.stop()
+
+
+def _start(triton, log_file: Path) -> None:
+    try:
+        # Triton and its Python-backend stubs inherit the umask: what they create (the log...) is
+        # this user's only. Not their /dev/shm regions: Boost sets those to 0644 (see running_server).
+        with _environment(_this_python_stub_environment()), private_umask():
+            triton.run()
+    except Exception as exc:  # noqa: BLE001 - PyTriton reports a failed start with several types
+        console = server_console(triton)
+        triton.stop()
+        reason = start_failure(read_log(log_file), console, fallback=f"{type(exc).__name__}: {exc}")
+        raise ClcaDeployError(f"the Triton server did not start: {reason}") from exc
+    except BaseException:  # Ctrl-C or SIGTERM while starting: no server may outlive us
+        triton.stop()
+        raise
 
 
 def pytriton_shm_prefix(pid: int | None = None) -> str:
@@ -220,18 +273,10 @@ def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) ->
         raise ClcaDeployError(f"cannot load {model_path} ({type(exc).__name__}: {exc}); export it again.") from exc
 
 
-def _failure(exc: Exception, log_file: Path) -> str:
-    """The server's own error lines (a model that failed to load says why there), else the exception."""
-    try:
-        lines = log_file.read_text(errors="replace").splitlines()
-    except OSError:
-        lines = []
-    errors = [" ".join(line.split()) for line in lines if line.startswith("E")]
-    return "; ".join(errors[-3:]) if errors else f"{type(exc).__name__}: {exc}"
-
-
 def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Callable[[str], None] = print) -> None:
-    """Run the server until Ctrl-C or SIGTERM (how `docker stop` and Kubernetes end a process), or until it stops."""
+    """Run the server until Ctrl-C or SIGTERM (how `docker stop` and Kubernetes end a process). If the server
+    process ends on its own (a crash, a kill), raise ``ServerStopped`` (the CLI exits with code 1) so that a
+    supervisor restarts `serve` instead of watching a process with nothing listening."""
     _stop_on_sigterm()
     with running_server(model_path, config, log) as server:
         # The lines are inside the try: a stop that arrives while they print (a supervisor
@@ -240,10 +285,11 @@ def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Call
             log(f"serving      model '{server.model}': HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}")
             log(f"admin token  {server.access_token} (header triton-access-token, for statistics and logging)")
             log("stop with    Ctrl-C")
-            while True:
-                time.sleep(1.0)
+            ended = server.watch.wait()
         except KeyboardInterrupt:
             log("stopping")
+            return
+    raise ServerStopped(f"the Triton server stopped while serving ({ended}); nothing listens any more, so serve exits.")
 
 
 def _stop_on_sigterm() -> None:

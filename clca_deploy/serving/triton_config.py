@@ -10,13 +10,15 @@ entry names, or this tool's runtime in a Python model under `serve`) -> ``<name>
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clca_deploy.data.images import DEFAULT_MAX_PIXELS
-from clca_deploy.errors import ConfigError
+from clca_deploy.data.images import DEFAULT_MAX_PIXELS, PIXEL_LIMIT_CEILING
+from clca_deploy.errors import ClcaDeployError, ConfigError
+from clca_deploy.metadata import MAX_BATCH
 from clca_deploy.runtime.base import RuntimeSpec, TritonClassifier
 from clca_deploy.runtime.options import option_values
 from clca_deploy.runtime.registry import RuntimeOptions, backend_for_path, runtime_spec
@@ -25,6 +27,14 @@ from clca_deploy.serving.spec import ClassifierSpec
 from clca_deploy.tensorrt.plan import profile_option, profile_reaching
 
 DEFAULT_MAX_BATCH = 16
+# Decode work one request may ask for, summed over its images' declared sizes: four of the largest
+# images (or 16 images of 10 MP), about 3 s of one core's decoding, so a request cannot hold a
+# preprocessing instance (and every request queued behind it) much longer than that.
+DEFAULT_MAX_REQUEST_PIXELS = 4 * DEFAULT_MAX_PIXELS
+# Ceilings of the settings: beyond them a value is a typo, not a plan (every instance is a process). The
+# batch stops where exports and engines stop (metadata.MAX_BATCH).
+MAX_INSTANCES = 64
+MAX_QUEUE_DELAY_US = 10_000_000
 # Tensor names clients and the inner models see; the classifier keeps the names of its file.
 IMAGE, PIXELS, LOGITS = "IMAGE", "PIXELS", "LOGITS"
 CLASS_ID, CLASS_NAME, SCORE = "CLASS_ID", "CLASS_NAME", "SCORE"
@@ -46,20 +56,52 @@ class TritonRepoConfig:
     # The classifier's runtime: None for the file's own (the first its suffix lists in the registry).
     runtime: str | None = None
     runtime_options: RuntimeOptions = RuntimeOptions()
+    # Pixel budgets of the preprocessing model, checked from the images' headers before any decoding.
+    max_image_megapixels: float = DEFAULT_MAX_PIXELS / 1e6
+    max_request_megapixels: float = DEFAULT_MAX_REQUEST_PIXELS / 1e6
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ConfigError(f"model name {self.name!r} must start with a letter and hold only letters, digits, _ and - (64 at most).")
-        for field, value in (("max batch", self.max_batch), ("instances", self.instances),
-                             ("preprocess instances", self.preprocess_instances), ("top-k", self.top_k)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise ConfigError(f"{field} must be a whole number of at least 1, got {value!r}.")
+        for field, value, ceiling in (("max batch", self.max_batch, MAX_BATCH), ("instances", self.instances, MAX_INSTANCES),
+                                      ("preprocess instances", self.preprocess_instances, MAX_INSTANCES),
+                                      ("top-k", self.top_k, None)):
+            if value is not None and (not _is_int(value) or value < 1 or (ceiling is not None and value > ceiling)):
+                within = f"1..{ceiling}" if ceiling else "a whole number of at least 1"
+                raise ConfigError(f"{field} must be {within}, got {value!r}.")
         if self.device not in (None, "gpu", "cpu"):
             raise ConfigError(f"device must be gpu or cpu, got {self.device!r}.")
         if self.runtime is not None:
             runtime_spec(self.runtime)
-        if not isinstance(self.max_queue_delay_us, int) or self.max_queue_delay_us < 0:
-            raise ConfigError(f"the queue delay must be a whole number of microseconds >= 0, got {self.max_queue_delay_us!r}.")
+        if not _is_int(self.max_queue_delay_us) or not 0 <= self.max_queue_delay_us <= MAX_QUEUE_DELAY_US:
+            raise ConfigError(f"the queue delay must be 0..{MAX_QUEUE_DELAY_US} microseconds, got {self.max_queue_delay_us!r}.")
+        _check_pixel_budgets(self.max_image_megapixels, self.max_request_megapixels)
+
+    @property
+    def max_image_pixels(self) -> int:
+        return round(self.max_image_megapixels * 1e6)
+
+    @property
+    def max_request_pixels(self) -> int:
+        return round(self.max_request_megapixels * 1e6)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_pixel_budgets(image: object, request: object) -> None:
+    ceiling = PIXEL_LIMIT_CEILING / 1e6
+    for option, value in (("--max-image-megapixels", image), ("--max-request-megapixels", request)):
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{option} must be a number of megapixels above 0, got {value!r}.")
+    if image > ceiling:
+        raise ConfigError(f"--max-image-megapixels must be at most {ceiling:.1f} (Pillow refuses larger images anyway), got {image!r}.")
+    if request < image:
+        raise ConfigError(
+            f"--max-request-megapixels ({request!r}) is below --max-image-megapixels ({image!r}): a request with one "
+            "image of the allowed size would be refused. Raise it, or lower the per-image limit."
+        )
 
 
 @dataclass(frozen=True)
@@ -104,6 +146,12 @@ class ModelNames:
 
 def resolve_max_batch(spec: ClassifierSpec, requested: int | None) -> int:
     """The batch Triton may form: as asked, within what the model file accepts."""
+    if spec.max_batch is not None and (not _is_int(spec.max_batch) or spec.max_batch < 1):
+        # An engine's profile comes from its sidecar, a file like any other: never a max_batch_size of -5.
+        raise ClcaDeployError(
+            f"{spec.path.name} says its largest batch is {spec.max_batch!r}; the sidecar is damaged: rebuild the engine "
+            "with `clca-deploy build-trt`."
+        )
     if requested is None:
         return DEFAULT_MAX_BATCH if spec.max_batch is None else min(DEFAULT_MAX_BATCH, spec.max_batch)
     if spec.max_batch is not None and requested > spec.max_batch:
@@ -160,7 +208,8 @@ def preprocess_config(spec: ClassifierSpec, names: ModelNames, config: TritonRep
         "instance_group": _instances(config.preprocess_instances, "KIND_CPU"),
         "parameters": _parameters({
             "preprocess": json.dumps(spec.info.preprocess, sort_keys=True),
-            "max_pixels": str(DEFAULT_MAX_PIXELS),
+            "max_pixels": str(config.max_image_pixels),
+            "max_request_pixels": str(config.max_request_pixels),
         }),
     }
 

@@ -23,6 +23,10 @@ from clca_deploy.tensorrt.sidecar import build_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import TensorRTToolkit, load_toolkit
 
 
+# The builder's scratch memory; the largest GPUs have 192 GiB, so more is a typo.
+MAX_WORKSPACE_GIB = 256
+
+
 @dataclass(frozen=True)
 class EngineConfig:
     """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU.
@@ -41,8 +45,8 @@ class EngineConfig:
         """Refuse values TensorRT would reject, before anything is read or built."""
         if self.precision is not None and self.precision not in PRECISIONS:
             raise ClcaDeployError(f"unknown precision '{self.precision}'; use one of {', '.join(PRECISIONS)}.")
-        if not self.workspace_gib > 0:
-            raise ClcaDeployError(f"--workspace must be positive (GiB), got {self.workspace_gib}.")
+        if not (0 < self.workspace_gib <= MAX_WORKSPACE_GIB):  # NaN and inf fail this too
+            raise ClcaDeployError(f"--workspace must be in (0, {MAX_WORKSPACE_GIB}] GiB, got {self.workspace_gib}.")
         if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
             raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
 

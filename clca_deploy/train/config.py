@@ -61,8 +61,8 @@ class TrainConfig:
             raise ConfigError(f"keep rate {self.keep_rate} is outside (0, 1]; use e.g. 0.1 to keep 10% of tokens.")
         if self.batch_size < 2:
             raise ConfigError(f"batch size must be at least 2 (the CLA head has BatchNorm), got {self.batch_size}.")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}.")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"learning rate must be a positive number, got {self.lr}.")
         if self.warmup_epochs < 0 or self.evaluations < 1:
             raise ConfigError("warmup_epochs must be >= 0 and evaluations >= 1.")
         if not 0.0 <= self.label_smoothing < 1.0:

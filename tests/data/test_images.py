@@ -165,3 +165,40 @@ def test_decode_image_equals_load_image_and_names_its_source(tmp_path):
         decode_image("leaf.jpg")
     with pytest.raises(ImageReadError, match="exceeds the limit"):
         decode_image(data, max_pixels=1000)
+
+
+def test_default_limit_takes_a_600_dpi_a4_scan_and_refuses_a_9000_pixel_square():
+    from clca_deploy.data.images import DEFAULT_MAX_PIXELS, PIXEL_LIMIT_CEILING
+
+    assert 4960 * 7016 <= DEFAULT_MAX_PIXELS < 9000 * 9000
+    assert DEFAULT_MAX_PIXELS < PIXEL_LIMIT_CEILING
+
+
+def declaring_png(width: int, height: int) -> bytes:
+    """A 1x1 PNG whose header declares ``width`` x ``height``: small, and impossible to decode."""
+    import io
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")  # IHDR's width and height
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # and its CRC, so the header stays valid
+    return bytes(data)
+
+
+def test_declared_size_reads_the_header_without_decoding():
+    from clca_deploy.data.images import declared_size
+
+    data = declaring_png(9000, 9000)
+    assert declared_size(data, source="<request image 1>") == (9000, 9000)
+    # The same bytes cannot be decoded: declared_size never tried.
+    with pytest.raises(ImageReadError, match="truncated|corrupt"):
+        decode_image(data, max_pixels=10**8)
+    # And the limit refuses it from the header, before decoding.
+    with pytest.raises(ImageReadError, match="9000x9000 = 81000000 pixels exceeds the limit of 40000000"):
+        decode_image(data)
+    for bad, reason in ((b"", "no data"), (b"hello", "not a recognised image format"), ("x.png", "expected encoded image bytes")):
+        with pytest.raises(ImageReadError, match=reason) as info:
+            declared_size(bad, source="<request image 1>")
+        assert "<request image 1>" in str(info.value) and "\n" not in str(info.value)

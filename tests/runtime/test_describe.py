@@ -32,7 +32,10 @@ def test_describe_engine_through_its_sidecar(plain_onnx, tmp_path):
     props = {key: value for key, value in _props(onnx_path).items()}
     sidecar = build_sidecar(
         tensorrt_version="10.3.0.30", gpu_name="Orin", compute_capability="8.7",
-        plan=plan_build((10, 3, 0), "fp16", "fp16"), io=[], profiles=[BatchProfile(1, 8, 32)],
+        plan=plan_build((10, 3, 0), "fp16", "fp16"),
+        io=[{"name": "images", "mode": "input", "dtype": "float32", "shape": [-1, 3, 224, 224]},
+            {"name": "logits", "mode": "output", "dtype": "float32", "shape": [-1, 15]}],
+        profiles=[BatchProfile(1, 8, 32)],
         onnx_sha256="ab" * 32, keep_rate=(0.5,), onnx_metadata=props, engine_sha256="cd" * 32,
     )
     sidecar_path(engine).write_text(json.dumps(sidecar))
@@ -40,6 +43,8 @@ def test_describe_engine_through_its_sidecar(plain_onnx, tmp_path):
     assert (described.kind, described.batch, described.details["tensorrt_version"]) == ("tensorrt engine", "1..32 (opt 8)", "10.3.0.30")
     assert described.details["strongly_typed"] is True and described.details["gpu_name"] == "Orin"
     assert described.model == read_onnx_metadata(onnx_path).model
+    assert [entry["shape"] for entry in described.details["io"]] == [[-1, 3, 224, 224], [-1, 15]]
+    json.dumps(described.to_dict())
 
 
 def _props(onnx_path):

@@ -39,6 +39,28 @@ def test_port_checks():
             check_port_free("127.0.0.1", taken.getsockname()[1])
 
 
+def test_host_checks_say_what_is_wrong_with_the_host_not_the_port():
+    for bad in ("", "two words", "tab\there", "x" * 300, 5):
+        with pytest.raises(ConfigError, match="--host"):
+            ServeConfig(host=bad)
+    with pytest.raises(ClcaDeployError, match=r"--host 'no-such-host\.invalid' is not an address or a name this machine can resolve"):
+        check_port_free("no-such-host.invalid", free_port())
+    # 192.0.2.1 is TEST-NET-1 (RFC 5737): documentation only, never an address of a real machine.
+    with pytest.raises(ClcaDeployError, match="--host 192.0.2.1 is not an address of this machine") as info:
+        check_port_free("192.0.2.1", free_port())
+    assert "taken" not in str(info.value)
+    assert check_port_free("localhost", free_port()) == "127.0.0.1"  # what the server is told to bind
+
+
+def test_serve_settings_are_checked_when_made():
+    with pytest.raises(ConfigError, match="below --max-image-megapixels"):
+        ServeConfig(max_image_megapixels=10, max_request_megapixels=5)
+    with pytest.raises(ConfigError, match="instances"):
+        ServeConfig(instances=0)
+    repo = ServeConfig(max_image_megapixels=10, max_request_megapixels=20, top_k=2).repository_config()
+    assert (repo.device, repo.max_image_pixels, repo.max_request_pixels, repo.top_k) == ("cpu", 10_000_000, 20_000_000, 2)
+
+
 @pytest.fixture(scope="module")
 def server(plain_onnx):
     require_module("pytriton")

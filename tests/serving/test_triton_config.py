@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -42,16 +43,17 @@ def _onnx_io(path):
     return (inp.name, dims(inp)), (out.name, dims(out)), {p.key: p.value for p in model.metadata_props}
 
 
-def _fake_engine(tmp_path, onnx_path, profile=BatchProfile(1, 8, 32)):
-    """An engine file with the sidecar `build-trt` writes (the plan bytes are not read here)."""
+def _fake_engine(tmp_path, onnx_path, profile=BatchProfile(1, 8, 32), plan=b"not a real plan"):
+    """An engine file with the sidecar `build-trt` writes (the plan bytes are only hashed here)."""
     (in_name, in_dims), (out_name, out_dims), metadata = _onnx_io(onnx_path)
     engine = tmp_path / "model.int8.engine"
-    engine.write_bytes(b"not a real plan")
+    engine.write_bytes(plan)
     sidecar = build_sidecar(
         tensorrt_version="10.3.0.26", gpu_name="Orin", compute_capability="8.7", plan=plan_build((10, 3, 0), "int8", "int8"),
         io=[{"name": in_name, "mode": "input", "dtype": "float32", "shape": [-1, *in_dims]},
             {"name": out_name, "mode": "output", "dtype": "float32", "shape": [-1, *out_dims]}],
-        profiles=[profile], onnx_sha256="ab" * 32, keep_rate=(0.5,), onnx_metadata=metadata, engine_sha256="cd" * 32,
+        profiles=[profile], onnx_sha256="ab" * 32, keep_rate=(0.5,), onnx_metadata=metadata,
+        engine_sha256=hashlib.sha256(plan).hexdigest(),
     )
     sidecar_path(engine).write_text(json.dumps(sidecar))
     return engine
@@ -209,3 +211,35 @@ def test_a_checkpoint_is_refused_as_a_checkpoint_by_triton_repo(tmp_path):
     assert isinstance(result.exception, ClcaDeployError)
     assert "is a checkpoint" in str(result.exception) and "clca-deploy export" in str(result.exception)
     assert not (tmp_path / "repo").exists()
+
+
+def test_settings_are_bounded_before_any_work():
+    for bad in ({"max_batch": 0}, {"max_batch": 5000}, {"instances": 65}, {"preprocess_instances": True},
+                {"max_queue_delay_us": -1}, {"max_queue_delay_us": 10**9}, {"top_k": 0}):
+        with pytest.raises(ConfigError):
+            TritonRepoConfig(**bad)
+    for bad, message in (({"max_image_megapixels": 0}, "above 0"), ({"max_image_megapixels": float("nan")}, "above 0"),
+                         ({"max_request_megapixels": True}, "above 0"), ({"max_image_megapixels": 500}, "at most 179.0"),
+                         ({"max_image_megapixels": 50, "max_request_megapixels": 40}, "below --max-image-megapixels")):
+        with pytest.raises(ConfigError, match=message):
+            TritonRepoConfig(**bad)
+    config = TritonRepoConfig(max_image_megapixels=12.5, max_request_megapixels=30)
+    assert (config.max_image_pixels, config.max_request_pixels) == (12_500_000, 30_000_000)
+
+
+def test_the_preprocess_model_gets_both_pixel_budgets(plain_onnx):
+    spec = read_classifier_spec(plain_onnx[1])
+    names = ModelNames.for_name("clca")
+    default = _parse(preprocess_config(spec, names, TritonRepoConfig(), 8)).parameters
+    assert (default["max_pixels"].string_value, default["max_request_pixels"].string_value) == ("40000000", "160000000")
+    custom = _parse(preprocess_config(spec, names, TritonRepoConfig(max_image_megapixels=2, max_request_megapixels=5), 8))
+    assert (custom.parameters["max_pixels"].string_value, custom.parameters["max_request_pixels"].string_value) == ("2000000", "5000000")
+
+
+def test_a_damaged_profile_never_becomes_max_batch_size(plain_onnx):
+    import dataclasses
+
+    spec = read_classifier_spec(plain_onnx[1])
+    for damaged in (-5, 0, True):
+        with pytest.raises(ClcaDeployError, match="largest batch.*damaged"):
+            resolve_max_batch(dataclasses.replace(spec, max_batch=damaged), None)

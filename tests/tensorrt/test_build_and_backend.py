@@ -100,10 +100,25 @@ def test_build_and_backend_name_what_is_missing(tmp_path, monkeypatch, missing, 
 
     engine = tmp_path / "m.engine"
     engine.write_bytes(b"plan")
-    sidecar_path(engine).write_text(json.dumps({"format": "clca_deploy.engine/1", "tensorrt_version": "10.3.0", "gpu_name": "Orin"}))
+    sidecar_path(engine).write_text(json.dumps(_complete_sidecar(onnx_path, "10.3.0", "Orin")))  # a damaged one is refused first
     with pytest.raises(ClcaDeployError, match=r"^cannot run m\.engine \(built for TensorRT 10\.3\.0 on Orin\)") as error:
         open_backend(engine)
     _assert_missing(error, what)
+
+
+def _complete_sidecar(onnx_path: Path, tensorrt_version: str, gpu_name: str) -> dict:
+    """The sidecar `build-trt` would write for ``onnx_path`` (32 px, 15 classes), without building anything."""
+    from clca_deploy.metadata import load_onnx_structure, metadata_props
+    from clca_deploy.tensorrt.sidecar import build_sidecar
+
+    return build_sidecar(
+        tensorrt_version=tensorrt_version, gpu_name=gpu_name, compute_capability="8.7",
+        plan=plan_build((10, 3, 0), "fp32", "fp32"),
+        io=[{"name": "images", "mode": "input", "dtype": "float32", "shape": [-1, 3, 32, 32]},
+            {"name": "logits", "mode": "output", "dtype": "float32", "shape": [-1, 15]}],
+        profiles=[BatchProfile(1, 8, 32)], onnx_sha256="ab" * 32, keep_rate=(0.5,),
+        onnx_metadata=metadata_props(load_onnx_structure(onnx_path)), engine_sha256="cd" * 32,
+    )
 
 
 def test_engine_without_sidecar_is_an_error_not_a_skip(tmp_path):

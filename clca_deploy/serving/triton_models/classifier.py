@@ -14,6 +14,7 @@ import triton_python_backend_utils as pb_utils
 
 from clca_deploy.runtime import open_backend
 from clca_deploy.runtime.predictor import infer
+from clca_deploy.serving.replies import log_error, triton_error
 
 
 class TritonPythonModel:
@@ -30,11 +31,14 @@ class TritonPythonModel:
 
     def execute(self, requests):
         # Dynamic batching hands over several requests at once: one runtime call for all of them.
-        batches = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
         try:
+            batches = [pb_utils.get_input_tensor_by_name(r, self.input_name).as_numpy() for r in requests]
             logits = infer(self.backend, np.concatenate(batches))
         except Exception as exc:  # noqa: BLE001 - every request must get an answer, even a failed one
-            error = pb_utils.TritonError(f"{type(exc).__name__}: {exc}")
+            # Runtimes' messages can span lines and name files: the log keeps them whole, the client
+            # gets one line without server paths.
+            log_error(pb_utils, f"the classifier failed: {type(exc).__name__}: {exc}")
+            error = triton_error(pb_utils, f"the classifier failed on this batch ({type(exc).__name__}: {exc})", client_fault=False)
             return [pb_utils.InferenceResponse(output_tensors=[], error=error) for _ in requests]
         bounds = np.cumsum([len(batch) for batch in batches])[:-1]
         return [pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor(self.output_name, part)])
