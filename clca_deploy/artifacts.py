@@ -14,43 +14,24 @@ A write that fails for want of space, quota or permission (ENOSPC, EDQUOT, EROFS
 EACCES, EPERM) is one ``WriteFailed`` line naming the folder and what to do; the previous
 artefact is left as it was.
 
-A temporary is locked (``flock``) for as long as its writer lives. Those a killed writer left are
-removed by the next write into the same folder, and only those certainly stale: named by this
-module, a regular file (or folder) of this user, untouched for ``STALE_AFTER_S`` and not locked.
+Temporaries are locked while their writer lives and swept once stale (``temporaries``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
-import re
 import shutil
 import stat
 import tempfile
-import time
 from pathlib import Path
 from typing import Iterable, Iterator, NoReturn
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.temporaries import TAG, sweep_stale_temporaries, temporary_prefix, try_lock
 from clca_deploy.terminal import printable
-
-# The lock is what protects a live writer; the age only covers the instant between creating a
-# temporary and locking it, and file systems where flock is not available.
-STALE_AFTER_S = 3600
-TAG = "clca-deploy"
-_RANDOM = r"[a-z0-9_]{8}"  # mkstemp's and mkdtemp's random part
-# .NAME.clca-deploy-XXXXXXXX.tmp (atomic_output), .partial (atomic_folder's staging folder), .old
-# (the folder atomic_folder is replacing); re.S: a file name may hold a newline.
-_TEMPORARY = re.compile(rf"\.(?P<target>.+)\.{TAG}-{_RANDOM}\.(?P<kind>tmp|partial|old)", re.S)
-_PROBE = re.compile(rf"\.{TAG}-probe\.{_RANDOM}")
-# Earlier versions wrote .NAME.XXXXXXXX.tmp: swept only beside the very NAME being written, where the
-# name says whose it is (elsewhere the pattern could be another program's).
-_LEGACY = re.compile(rf"\.(?P<target>.+)\.{_RANDOM}\.(?P<kind>tmp|partial)", re.S)
-_MAX_PREFIX_BYTES = 200  # NAME_MAX is 255: the tag, the random part and the suffix must still fit
-
 
 def _nearest_existing(path: Path) -> Path:
     for candidate in (path, *path.parents):
@@ -126,8 +107,8 @@ def refuse_unsafe_output(path: str | Path, folder: bool = False) -> None:
     path = Path(path)
     try:
         mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
+    except (FileNotFoundError, NotADirectoryError):
+        return  # nothing there to replace (a missing parent, or a file as parent, is the folder check's to name)
     except OSError as exc:
         raise ClcaDeployError(f"cannot inspect output {printable(path)} ({exc.strerror}); choose another output path.") from None
     wanted = stat.S_ISDIR if folder else stat.S_ISREG
@@ -142,6 +123,8 @@ def refuse_unsafe_output(path: str | Path, folder: bool = False) -> None:
         )
     if stat.S_ISDIR(mode):
         raise ClcaDeployError(f"output path {shown} is a folder; give a file name such as {printable(path / 'model.onnx')}.")
+    if folder and stat.S_ISREG(mode):
+        raise ClcaDeployError(f"{shown} is a file; give a folder for the output, not a file it would replace.")
     expected = "a folder" if folder else "a regular file"
     raise ClcaDeployError(
         f"output {shown} is {_kind(mode)}, not {expected}; writing would replace it. Choose another output path."
@@ -249,92 +232,6 @@ def write_failure(exc: OSError, path: Path, ours: tuple[Path, ...] = ()) -> Writ
 # temporaries: locked while written, swept when certainly stale
 
 
-def _prefix(name: str) -> str:
-    # A long output name must still leave room for the tag: mkstemp would fail with ENAMETOOLONG.
-    while len(os.fsencode(name)) > _MAX_PREFIX_BYTES:
-        name = name[:-1]
-    return f".{name}.{TAG}-"
-
-
-def _temporary_kind(name: str, writing: str | None) -> tuple[str, str] | None:
-    """(kind, target) of a name this module gives its temporaries, or None for any other name."""
-    if _PROBE.fullmatch(name):
-        return "probe", ""
-    match = _TEMPORARY.fullmatch(name)
-    if not match and writing is not None:
-        match = _LEGACY.fullmatch(name)
-        if match and match["target"] != writing:
-            match = None
-    return (match["kind"], match["target"]) if match else None
-
-
-def _try_lock(handle: int) -> bool:
-    """Take the lock on ``handle`` without waiting: False when someone holds it or this file system has
-    no flock (a writer then goes on unlocked, the age still protecting its file; a sweeper leaves it)."""
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _remove_if_stale(path: Path, kind: str, now: float, stale_after: float) -> bool:
-    """Remove one temporary if it is certainly stale; True if it was removed."""
-    try:
-        info = os.lstat(path)
-    except OSError:
-        return False
-    is_folder = kind in ("partial", "old")
-    if not (stat.S_ISDIR if is_folder else stat.S_ISREG)(info.st_mode) or info.st_uid != os.geteuid():
-        return False  # a link, a device, another user's file: never
-    if now - info.st_mtime < stale_after:
-        return False
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | (os.O_DIRECTORY if is_folder else 0)
-    try:
-        handle = os.open(path, flags)
-    except OSError:
-        return False
-    try:
-        opened = os.fstat(handle)
-        if (opened.st_dev, opened.st_ino) != (info.st_dev, info.st_ino) or not _try_lock(handle):
-            return False  # replaced meanwhile, or a live writer holds it
-        # Removed while we hold the lock: no writer can take it up in between.
-        if is_folder:
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-    except OSError:
-        return False
-    finally:
-        os.close(handle)
-    return not os.path.lexists(path)
-
-
-def sweep_stale_temporaries(
-    folder: str | Path, writing: str | None = None, stale_after: float = STALE_AFTER_S, now: float | None = None,
-) -> list[Path]:
-    """Remove the temporaries killed writes of this tool left in ``folder``; returns them. ``writing``:
-    the output name about to be written, whose temporaries of earlier versions go too."""
-    folder = Path(folder)
-    now = time.time() if now is None else now
-    try:
-        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(".")]
-    except OSError:
-        return []
-    removed = []
-    for name in sorted(names):
-        found = _temporary_kind(name, writing)
-        if found is None:
-            continue
-        kind, target = found
-        # An .old folder whose output is missing holds the only copy of it (killed mid-swap): keep it.
-        if kind == "old" and not os.path.lexists(folder / target):
-            continue
-        if _remove_if_stale(folder / name, kind, now, stale_after):
-            removed.append(folder / name)
-    return removed
-
-
 def _flush_to_disk(path: Path) -> None:
     # A full disk or quota may only show when the data reach the disk (NFS, delayed allocation):
     # found before the rename, the old artefact is still there.
@@ -360,10 +257,10 @@ def _sync_folder(folder: Path) -> None:
 def _new_temporary(path: Path) -> tuple[int, Path]:
     """A new, locked, empty temporary file beside ``path`` with an artefact's usual mode."""
     try:
-        handle, name = tempfile.mkstemp(dir=path.parent, prefix=_prefix(path.name), suffix=".tmp")
+        handle, name = tempfile.mkstemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".tmp")
     except OSError as exc:
         _raise_write_failure(exc, path, (path.parent,))
-    _try_lock(handle)  # before anything else: only a locked temporary may live longer than an instant
+    try_lock(handle)  # before anything else: only a locked temporary may live longer than an instant
     try:
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp's 0600 -> what open() would give
     except BaseException:
@@ -436,11 +333,11 @@ def atomic_folder(path: str | Path) -> Iterator[Path]:
     refuse_unsafe_output(path, folder=True)
     sweep_stale_temporaries(path.parent, writing=path.name)
     try:
-        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path.name), suffix=".partial"))
+        staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".partial"))
     except OSError as exc:
         _raise_write_failure(exc, path, (path.parent,))
     lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    _try_lock(lock)
+    try_lock(lock)
     try:
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp's 0700 would hide a repository from a server's user
         try:
@@ -460,7 +357,7 @@ def _swap_in(staging: Path, path: Path) -> None:
     if not path.exists() and not path.is_symlink():
         os.replace(staging, path)
         return
-    holder = Path(tempfile.mkdtemp(dir=path.parent, prefix=_prefix(path.name), suffix=".old"))
+    holder = Path(tempfile.mkdtemp(dir=path.parent, prefix=temporary_prefix(path.name), suffix=".old"))
     retired = holder / path.name
     try:
         os.replace(path, retired)

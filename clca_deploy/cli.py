@@ -11,6 +11,7 @@ import typer
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.cli_bench import bench, sweep
+from clca_deploy import cli_options as opt
 from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import print_deployed, print_predictions, print_summary
 from clca_deploy.errors import ClcaDeployError
@@ -215,6 +216,8 @@ def triton_repo(
     ),
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
     overwrite: bool = typer.Option(False, help="Replace OUTPUT if it is a repository this command wrote before."),
+    max_image_megapixels: Optional[float] = opt.MAX_IMAGE_MEGAPIXELS,
+    max_request_megapixels: Optional[float] = opt.MAX_REQUEST_MEGAPIXELS,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     runtime: Optional[str] = None,
     runtime_options: RuntimeOptions = RuntimeOptions(),
@@ -225,6 +228,7 @@ def triton_repo(
     config = TritonRepoConfig(
         name=name, max_batch=max_batch, instances=instances, preprocess_instances=preprocess_instances,
         device=device, top_k=top_k, runtime=runtime, runtime_options=runtime_options,
+        **opt.pixel_budgets(max_image_megapixels, max_request_megapixels),
     )
     result = write_triton_repository(model, output, config, overwrite=overwrite)
     if as_json:
@@ -245,15 +249,18 @@ def serve(
     name: str = typer.Option("clca", help="Model name clients call."),
     top_k: int = typer.Option(5, "--top-k", help="Classes in each answer."),
     verbose: bool = typer.Option(False, help="Show the Triton server's own log."),
+    max_image_megapixels: Optional[float] = opt.MAX_IMAGE_MEGAPIXELS,
+    max_request_megapixels: Optional[float] = opt.MAX_REQUEST_MEGAPIXELS,
     runtime: Optional[str] = None,
     runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
-    """A local Triton Inference Server (through PyTriton) with dynamic batching, until Ctrl-C."""
+    """A local Triton Inference Server (through PyTriton) with dynamic batching, until Ctrl-C (or until the
+    server stops on its own: then one line and exit code 1)."""
     from clca_deploy.serving import ServeConfig, serve as run_server
 
     config = ServeConfig(
         port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose,
-        runtime=runtime, runtime_options=runtime_options,
+        runtime=runtime, runtime_options=runtime_options, **opt.pixel_budgets(max_image_megapixels, max_request_megapixels),
     )
     run_server(model, config, log=_say)
 
@@ -353,16 +360,25 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON instea
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_report(report))
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    # Python's default shows the warning's source file and line: two lines a user cannot act on.
+    return f"warning: {printable(message)}\n"
+
+
 def main() -> None:
-    """Console entry point: user errors become one line on stderr and exit code 2."""
+    """Console entry point: errors become one line on stderr and the error's exit code (2 for bad input,
+    1 for a server that stopped while serving); warnings are one line each."""
+    import warnings
+
     from clca_deploy.system.home import keep_missing_home_absent
 
     keep_missing_home_absent()  # before any library is imported
+    warnings.formatwarning = _one_line_warning
     try:
         app()
     except ClcaDeployError as exc:
         typer.echo(f"error: {printable(exc)}", err=True)  # one line, whatever the message quotes
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)

@@ -81,3 +81,21 @@ def with_runtime_options(
 ) -> Callable[[Callable[..., Any]], RuntimeOptionsCommand]:
     """Decorate a command taking ``runtime_options`` (and, if it has one, a ``runtime`` parameter)."""
     return lambda command: RuntimeOptionsCommand(command, runtime_list, triton_only, only)
+
+
+# The image budgets of `serve` and `triton-repo`; None keeps the defaults, which live in serving's configs.
+MAX_IMAGE_MEGAPIXELS = typer.Option(
+    None, "--max-image-megapixels",
+    help="Largest image one request may hold, in megapixels; refused from its header before decoding (default 40; "
+    "a 600-dpi A4 scan is 35).",
+)
+MAX_REQUEST_MEGAPIXELS = typer.Option(
+    None, "--max-request-megapixels",
+    help="Megapixels all images of one request may declare together; more is refused before decoding (default 160).",
+)
+
+
+def pixel_budgets(image: Optional[float], request: Optional[float]) -> dict[str, float]:
+    """The budgets given on the command line, as keyword arguments of ServeConfig / TritonRepoConfig."""
+    given = (("max_image_megapixels", image), ("max_request_megapixels", request))
+    return {name: value for name, value in given if value is not None}

@@ -2,7 +2,13 @@
 
 
 class ClcaDeployError(Exception):
-    """A problem with the user's input or environment, with a message saying what to do."""
+    """A problem with the user's input or environment, with a message saying what to do.
+
+    The CLI prints it as one line and exits with ``exit_code``: 2 for bad input; a subclass for a
+    failure that is not the input's (a server that died while serving) sets its own.
+    """
+
+    exit_code = 2
 
 
 class ConfigError(ClcaDeployError):

@@ -89,7 +89,7 @@ FLOORS = [
     {"bench", "serving", "train", "export", "calibration"},
     {"runtime"},
     {"tensorrt", "model", "data"},
-    {"system", "metadata", "extras", "artifacts", "errors", "terminal", ""},
+    {"system", "metadata", "extras", "artifacts", "temporaries", "errors", "terminal", ""},
 ]
 
 

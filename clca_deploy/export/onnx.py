@@ -12,7 +12,7 @@ from typing import Any
 
 from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs, sha256_file
 from clca_deploy.errors import ClcaDeployError, ConfigError
-from clca_deploy.metadata import build_metadata, write_metadata
+from clca_deploy.metadata import MAX_BATCH, build_metadata, write_metadata
 from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, misread_grid_samples, op_census
 from clca_deploy.export.verify import ExportVerificationError, ParityResult, check_parity, synthetic_images
 
@@ -48,8 +48,8 @@ class ExportConfig:
                 f"opset {self.opset} is not supported; use {MIN_OPSET}..{MAX_OPSET} "
                 "(17+ for one-node LayerNorm, at most 20 for the TensorRT 10 parser)."
             )
-        if self.batch is not None and self.batch < 1:
-            raise ConfigError(f"--batch must be at least 1, got {self.batch}.")
+        if self.batch is not None and not 1 <= self.batch <= MAX_BATCH:
+            raise ConfigError(f"--batch must be 1..{MAX_BATCH}, got {self.batch}.")
         if self.verify_images < 1:
             raise ConfigError("the parity check needs at least one image.")
         if self.data is not None and not Path(self.data).exists():
@@ -97,7 +97,7 @@ def _trace_to_onnx(model, example, path: Path, opset: int, dynamic_batch: bool) 
     """
     import torch
 
-    dynamic_shapes = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
+    dynamic_shapes = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=MAX_BATCH)}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         logging.getLogger("torch.onnx").setLevel(logging.ERROR)

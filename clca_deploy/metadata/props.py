@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import has_unsafe_characters
 
 FORMAT_KEY = "clca_deploy.format"
 FORMAT_VERSION = "1"
@@ -29,19 +30,19 @@ MAX_NAME_CHARS = 200  # a class name, model name, version...
 MAX_VALUE_CHARS = 8 << 20  # one metadata value: room for MAX_CLASSES class names of ~80 characters
 MAX_JSON_DEPTH = 8  # clca_config nests two levels deep; a deeper one was not written by this tool
 MAX_ONNX_BYTES = (2 << 30) - 1  # protobuf parses no message over 2 GiB; larger models keep weights outside
-INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")  # the resampling filters data.preprocess knows
+# The resampling filters data.preprocess knows. It keeps its own table (name -> Pillow filter) because it
+# is copied into Triton repositories, where nothing else of the package is; tests/security checks they agree.
+INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
-# C0, DEL, C1, line and paragraph separators: one would split Triton's labels.txt (a name per line) or a
-# printed line of results.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _SHA256 = re.compile("[0-9a-f]{64}")
 _REQUIRED = object()
 EXPORT_AGAIN = "export it again"
 
 
 def has_control(text: str) -> bool:
-    """Whether ``text`` holds a control character or a line break (what a one-line name must not)."""
-    return _CONTROL.search(text) is not None
+    """Whether ``text`` holds a control, line-break or bidi character: one would split Triton's labels.txt
+    (a name per line) or a printed line of results, or reorder what a terminal shows."""
+    return has_unsafe_characters(text)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,7 @@ class _Props:
 
     def text(self, key: str, default: Any = _REQUIRED) -> Any:
         value = self.raw(key, default)
-        if isinstance(value, str) and (not value or _CONTROL.search(value)):
+        if isinstance(value, str) and (not value or has_control(value)):
             raise self.fail(key, f"is {shown(value)}; expected a non-empty name without control characters")
         return value
 
@@ -170,7 +171,7 @@ def _class_names(read: _Props, num_classes: int) -> tuple[str, ...] | None:
     if not isinstance(names, list) or len(names) != num_classes:
         what = f"{len(names)} names" if isinstance(names, list) else shown(names)
         raise read.fail("class_names", f"holds {what} for {num_classes} outputs; expected one name per class")
-    bad = next((n for n in names if not isinstance(n, str) or not n or len(n) > MAX_NAME_CHARS or _CONTROL.search(n)), None)
+    bad = next((n for n in names if not isinstance(n, str) or not n or len(n) > MAX_NAME_CHARS or has_control(n)), None)
     if bad is not None:
         raise read.fail(
             "class_names", f"holds {shown(bad)}; expected names of 1..{MAX_NAME_CHARS} characters without control characters"

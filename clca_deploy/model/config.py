@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Mapping
 
 from clca_deploy.errors import ConfigError, UnsupportedError
+from clca_deploy.metadata import MAX_CLASSES, MAX_IMG_SIZE, MIN_IMG_SIZE
 from clca_deploy.model.backbone import BackboneSpec, parse_backbone
 from clca_deploy.model.reduction import METHOD_PREFIXES, NO_STATIC_FORM, reducer_class
 
@@ -30,6 +31,15 @@ OFFICIAL_MODEL_DEFAULTS: dict[str, Any] = {
 }
 # DPC-KNN's own fields and the official fallbacks (getattr(args, 'k_neighbors', 5), ...).
 DPCKNN_DEFAULTS: dict[str, Any] = {"k_neighbors": 5, "equal_weight": False}
+
+
+def check_model_size(img_size: int, num_classes: int) -> None:
+    """The bounds an export's metadata must meet (``metadata``), checked when a model is made: a settings
+    file asking for a billion classes is refused here, not when torch tries to allocate them."""
+    if not MIN_IMG_SIZE <= img_size <= MAX_IMG_SIZE:
+        raise ConfigError(f"image size {img_size} is outside {MIN_IMG_SIZE}..{MAX_IMG_SIZE}.")
+    if not 1 <= num_classes <= MAX_CLASSES:
+        raise ConfigError(f"num_classes must be 1..{MAX_CLASSES}, got {num_classes}.")
 
 
 def split_model_name(model_name: str) -> tuple[str, str, str | None]:
@@ -90,8 +100,7 @@ class ClcaConfig:
                 f"image size {self.img_size} is not a positive multiple of the patch size "
                 f"{spec.patch_size}; pick e.g. {max(1, round(self.img_size / spec.patch_size)) * spec.patch_size}."
             )
-        if self.num_classes <= 0:
-            raise ConfigError(f"num_classes must be positive, got {self.num_classes}.")
+        check_model_size(self.img_size, self.num_classes)
         for rate in self.keep_rate:
             if not (0.0 < rate <= 1.0) or math.isnan(rate):
                 raise ConfigError(f"keep rate {rate} is outside (0, 1]; use e.g. 0.1 to keep 10% of tokens.")

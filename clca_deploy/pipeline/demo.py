@@ -229,6 +229,22 @@ def _served_summary(check) -> str:
     return summary
 
 
+def _save_bench(report, json_path: Path) -> None:
+    """The bench JSON; where the work folder cannot take it (a full disk), the minutes of measurements go
+    to a private file in the temp folder, and the one error line says where."""
+    from clca_deploy.artifacts import WriteFailed
+    from clca_deploy.bench.report import write_rescue_copy
+
+    try:
+        report.write_json(json_path)
+    except WriteFailed as exc:
+        try:
+            rescued = f"the bench results were saved to {write_rescue_copy(report)} instead"
+        except OSError as again:
+            rescued = f"the temp folder could not take the bench results either ({again.strerror or again})"
+        raise ClcaDeployError(f"{exc} {rescued}.") from exc
+
+
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[DemoResult, object]:
     """Run (or resume) the demo; returns its summary and the bench report."""
     import time
@@ -252,7 +268,7 @@ def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[De
                         iters=config.iters, progress=False)
     report = run_bench(bench, log=lambda _: None)
     json_path = config.workdir / BENCH_FILE
-    report.write_json(json_path)
+    _save_bench(report, json_path)
     plot_path: Path | None = config.workdir / "bench.png"
     try:
         from clca_deploy.bench.plot import plot_accuracy_latency

@@ -9,6 +9,7 @@ import numpy as np
 
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
 from clca_deploy.extras import has_module, install_command, install_line
+from clca_deploy.metadata import check_regular_file
 from clca_deploy.runtime.base import CHECKPOINT, BackendBase, InputSpec, ModelDescription, RuntimeSpec, check_batch
 from clca_deploy.runtime.options import as_path, cli_option
 from clca_deploy.system import checks
@@ -29,10 +30,13 @@ class TorchOptions:
 
     def __post_init__(self) -> None:
         as_path(self, "train_args")
-        if self.train_args is not None and not self.train_args.is_file():
+        if self.train_args is None:
+            return
+        if not self.train_args.exists():
             raise ClcaDeployError(
                 f"--config {self.train_args} not found; give a JSON file of the checkpoint's train.py args."
             )
+        check_regular_file(self.train_args, "--config file")  # a FIFO or a device is named, not read
 
 
 class TorchBackend(BackendBase):

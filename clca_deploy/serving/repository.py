@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from clca_deploy import __version__
-from clca_deploy.artifacts import atomic_folder, check_writable_folder
+from clca_deploy.artifacts import atomic_folder, check_writable_folder, refuse_unsafe_output
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.serving.pbtxt import to_pbtxt
 from clca_deploy.serving.spec import ClassifierSpec, read_classifier_spec
@@ -195,8 +195,7 @@ def _check_destination(output: Path, overwrite: bool, model_path: Path) -> None:
     """Everything refused before a file is written: replacing a folder deletes all it holds, so only a
     repository this tool wrote (it holds REPOSITORY_MARKER) is ever replaced, and never one holding the
     model or the current folder."""
-    if output.exists() and not output.is_dir():
-        raise ClcaDeployError(f"{output} is a file; give a folder for the model repository.")
+    refuse_unsafe_output(output, folder=True)  # a file, FIFO or link there is refused, never replaced
     absolute = Path(os.path.abspath(output))
     target = absolute.resolve()
     if Path.cwd().resolve().is_relative_to(target):

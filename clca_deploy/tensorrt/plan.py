@@ -9,6 +9,7 @@ import re
 from dataclasses import asdict, dataclass
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.metadata import MAX_BATCH
 
 PRECISIONS = ("fp32", "fp16", "int8")
 MIN_TENSORRT = (10, 3)  # JetPack 6 ships 10.3; older 10.x lacks fixes the Q/DQ path relies on
@@ -163,8 +164,10 @@ class BatchProfile:
         sizes = (self.min, self.opt, self.max)
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in sizes):
             raise ClcaDeployError(f"batch sizes must be whole numbers, got {sizes}.")
-        if not 1 <= self.min <= self.opt <= self.max:
-            raise ClcaDeployError(f"batch profile {self.min},{self.opt},{self.max} must satisfy 1 <= min <= opt <= max.")
+        if not 1 <= self.min <= self.opt <= self.max <= MAX_BATCH:
+            raise ClcaDeployError(
+                f"batch profile {self.min},{self.opt},{self.max} must satisfy 1 <= min <= opt <= max <= {MAX_BATCH}."
+            )
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)

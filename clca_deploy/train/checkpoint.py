@@ -9,6 +9,7 @@ Everything in it loads under ``torch.load(weights_only=True)`` with the Namespac
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,6 +61,17 @@ def official_args(model: ClcaModel, training: Mapping[str, Any]) -> argparse.Nam
     return argparse.Namespace(**fields)
 
 
+def write_torch_file(path: str | Path, payload: Mapping[str, Any]) -> Path:
+    """``torch.save`` of ``payload`` to ``path``, atomically. Serialised in memory first: torch's C++
+    writer reports a full disk or quota as a RuntimeError without an errno, while a plain file write
+    keeps it, so the failure is the one-line error that names the folder."""
+    buffer = io.BytesIO()
+    torch.save(dict(payload), buffer)
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(buffer.getbuffer())
+    return Path(path)
+
+
 def save_training_checkpoint(
     path: str | Path,
     model: ClcaModel,
@@ -82,9 +94,7 @@ def save_training_checkpoint(
         "class_names": list(model.class_names) if model.class_names else None,
         **(extra or {}),
     }
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_torch_file(path, payload)
 
 
 def read_training_state(path: str | Path) -> dict[str, Any]:

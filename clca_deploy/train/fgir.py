@@ -21,12 +21,12 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 from torch import nn
 
-from clca_deploy.artifacts import atomic_output
 from clca_deploy.errors import CheckpointError, ConfigError
 from clca_deploy.model.fgir.checkpoint import MODEL_PREFIX, build_model, config_from_args
 from clca_deploy.model.fgir.config import GLSIM, ILA, VIT_SIZES, FgirConfig, GlsimSettings, IlaSettings, VitSpec
 from clca_deploy.model.fgir.ila import ILAdapter
 from clca_deploy.train.backbone_map import timm_to_fgir
+from clca_deploy.train.checkpoint import write_torch_file
 from clca_deploy.train.config import TrainConfig
 from clca_deploy.train.fgir_args import official_namespace
 
@@ -162,9 +162,7 @@ def save_checkpoint(
         "class_names": list(model.class_names) if model.class_names else None,
         **(extra or {}),
     }
-    with atomic_output(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_torch_file(path, payload)
 
 
 class FgirFamily:

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from clca_deploy.artifacts import STALE_AFTER_S, atomic_folder, atomic_output, sweep_stale_temporaries
+from clca_deploy.artifacts import atomic_folder, atomic_output
+from clca_deploy.temporaries import STALE_AFTER_S, sweep_stale_temporaries
 from clca_deploy.cli import app
 from tests.conftest import REPO_ROOT
 from tests.test_outputs_safety import write_tiny_onnx

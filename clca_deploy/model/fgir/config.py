@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from clca_deploy.errors import ConfigError, UnsupportedError
+from clca_deploy.model.config import check_model_size
 
 ILA = "ila"
 GLSIM = "glsim"
@@ -208,8 +209,7 @@ class FgirConfig:
             raise UnsupportedError(
                 f"image_size {self.image_size} is not a positive multiple of the patch size {patch}; only whole patch grids are supported."
             )
-        if self.num_classes <= 0:
-            raise ConfigError(f"num_classes must be positive, got {self.num_classes}.")
+        check_model_size(self.image_size, self.num_classes)
         if self.resize_size < self.image_size:
             raise UnsupportedError(f"test_resize_size {self.resize_size} is below image_size {self.image_size}.")
         if self.glsim is not None and not 1 <= self.glsim.dynamic_top <= self.num_patches:

@@ -55,7 +55,7 @@ def _embedding_macs(config: FgirConfig) -> int:
     return config.num_patches * spec.hidden_size * 3 * spec.patch_size**2
 
 
-def count_fgir_macs(config: FgirConfig) -> FgirMacReport:
+def count_fgir_macs(config: FgirConfig) -> MacReport:
     """MACs at batch 1 of the model ``config`` describes."""
     spec = config.vit
     dim, schedule = spec.hidden_size, config.token_schedule()
