@@ -239,7 +239,7 @@ def triton_repo(
 
 
 @app.command()
-@with_runtime_options(triton_only=True)
+@with_runtime_options()  # the classifier runs this tool's runtime: every option of it applies
 def serve(
     model: Path = typer.Argument(..., help="An exported .onnx file, or an engine from `clca-deploy build-trt`."),
     port: int = typer.Option(8000, help="HTTP port; gRPC and metrics listen on the next two."),

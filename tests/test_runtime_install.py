@@ -111,7 +111,7 @@ def test_runtime_commands_work_without_torch(runtime_venv, plain_onnx, leaves_di
     [
         (["export", "CHECKPOINT", "-o", "out.onnx"], "clca-deploy[export]"),
         (["info", "CHECKPOINT"], "clca-deploy[export]"),
-        (["build-trt", "MODEL", "--fp16"], "clca-deploy[trt]"),
+        (["build-trt", "MODEL", "--fp16"], "clca-deploy[trt"),  # [trt], or [trt-cu12] / [trt-cu13] by the driver
     ],
 )
 def test_commands_that_need_more_say_which_extra(runtime_venv, plain_onnx, tmp_path, command, extra):

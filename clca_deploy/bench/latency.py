@@ -11,6 +11,10 @@ import numpy as np
 from clca_deploy.bench.power.window import PowerWindow
 from clca_deploy.bench.power.meter import ThreadedPowerSampler
 
+# A time-based window stops here even short of its seconds: a call of a few microseconds would
+# otherwise fill memory (and the report) with millions of samples.
+MAX_TIMED_CALLS = 100_000
+
 
 def _opt(kind, value):
     # numpy scalars are not JSON-serialisable, and JSON gives lists where we keep tuples: coerce on entry.
@@ -24,6 +28,9 @@ class LatencyStats:
     The power fields cover the same timed calls (warm-up excluded): mean board power, energy per
     image, which sensor and rail, the Jetson power mode and the number of readings; or all None and
     ``power_reason`` saying why (no sensor here, a sampler failure, a window too short).
+
+    ``min_seconds``: the timed calls went on for at least this long (a power window), so there may be
+    more of them than were asked for; ``timed_calls`` says how many. None: a count of calls only.
     """
 
     batch_size: int
@@ -35,12 +42,17 @@ class LatencyStats:
     power_mode: str | None = None
     power_samples: int | None = None
     power_reason: str | None = None
+    min_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "samples_ms", tuple(float(s) for s in self.samples_ms))
-        for name in ("power_w", "energy_mj_per_image"):
+        for name in ("power_w", "energy_mj_per_image", "min_seconds"):
             object.__setattr__(self, name, _opt(float, getattr(self, name)))
         object.__setattr__(self, "power_samples", _opt(int, self.power_samples))
+
+    @property
+    def timed_calls(self) -> int:
+        return len(self.samples_ms)
 
     @property
     def p50_ms(self) -> float:
@@ -69,6 +81,7 @@ class LatencyStats:
     def to_dict(self) -> dict:
         return {
             **asdict(self),
+            "timed_calls": self.timed_calls,
             "p50_ms": self.p50_ms,
             "p90_ms": self.p90_ms,
             "p99_ms": self.p99_ms,
@@ -91,6 +104,7 @@ class LatencyStats:
             power_mode=d.get("power_mode"),
             power_samples=d.get("power_samples"),
             power_reason=d.get("power_reason"),
+            min_seconds=d.get("min_seconds"),
         )
 
 
@@ -101,23 +115,38 @@ def measure_latency(
     iters: int,
     power_sampler: ThreadedPowerSampler | None = None,
     power_reason: str | None = None,
+    min_seconds: float | None = None,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> LatencyStats:
     """Time ``run(batch)``; ``run`` must return only after its result is on the host.
 
     With ``power_sampler``, board power is sampled over the timed calls (not the warm-up); without
     one, ``power_reason`` says why not. A failing sampler never fails the timing.
+
+    The timed calls go on until there have been ``iters`` of them and they have lasted ``min_seconds``
+    (``LatencyStats.timed_calls`` says how many there were). ``min_seconds`` None: what the power
+    sampler needs for a reading (``meter.POWER_WINDOW_S``, 2 s, while a sensor is read; 0 otherwise).
     """
     for _ in range(warmup):
         run(batch)
-    samples = []
     with PowerWindow(power_sampler, power_reason) as power:
-        for _ in range(iters):
-            start = time.perf_counter()
-            run(batch)
-            samples.append((time.perf_counter() - start) * 1000.0)
+        floor = power.min_seconds if min_seconds is None else float(min_seconds)
+        samples = _timed_calls(run, batch, iters, floor, clock)
     return LatencyStats(
-        batch_size=len(batch), warmup=warmup, samples_ms=tuple(samples), **power.fields(iters, len(batch))
+        batch_size=len(batch), warmup=warmup, samples_ms=tuple(samples), min_seconds=floor or None,
+        **power.fields(len(samples), len(batch)),
     )
+
+
+def _timed_calls(run, batch: np.ndarray, iters: int, min_seconds: float, clock: Callable[[], float]) -> list[float]:
+    """Milliseconds of each call, until ``iters`` calls and ``min_seconds``; the seconds give way at MAX_TIMED_CALLS."""
+    samples: list[float] = []
+    started = clock()
+    while len(samples) < iters or (clock() - started < min_seconds and len(samples) < MAX_TIMED_CALLS):
+        start = clock()
+        run(batch)
+        samples.append((clock() - start) * 1000.0)
+    return samples
 
 
 def measure_interleaved(

@@ -101,7 +101,10 @@ def _caption(report: BenchReport, notes: list[str], sizes=()) -> Text:
     timing, data = report.timing, report.data
     lines = [f"[{n}] {printable(note)}" for n, note in enumerate(notes, 1)]
     timed = f"; timed: {printable(timing['what_was_timed'])}" if timing.get("what_was_timed") else ""
-    lines.append(f"p50 over {timing.get('iters', '?')} iterations after {timing.get('warmup', '?')} warm-up{timed}")
+    lines.append(
+        f"p50 over at least {timing.get('iters', '?')} iterations (rows with power: at least 2 s of calls) "
+        f"after {timing.get('warmup', '?')} warm-up{timed}"
+    )
     if "num_readable" in data or "num_images" in data:
         lines.append(f"accuracy on {data.get('num_readable', '?')} of {data.get('num_images', '?')} images")
     if report.skipped_images:

@@ -152,8 +152,11 @@ def probe(ctx: Context) -> Check:
 
 
 def triton_parameters(options: OpenVinoOptions) -> dict[str, str]:
-    """The OpenVINO Triton backend's own keys (its README): one stream per instance, for latency."""
-    parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1"}
+    """The OpenVINO Triton backend's own keys (its README): one stream per instance, for latency; batches
+    padded up to max_batch_size."""
+    # The backend fixes the model's batch at max_batch_size (ov::set_batch) and, without ENABLE_BATCH_PADDING,
+    # fails every batch the dynamic batcher forms below it: one image alone would never get an answer.
+    parameters = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "ENABLE_BATCH_PADDING": "YES"}
     if options.threads:
         parameters["INFERENCE_NUM_THREADS"] = str(options.threads)
     if options.inference_precision == "bf16":

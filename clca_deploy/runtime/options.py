@@ -49,6 +49,11 @@ def threads_option() -> Any:
     return cli_option(None, "--threads", "CPU threads of the runtime (default: the runtime's own choice).", triton=True)
 
 
+def device_option() -> Any:
+    """``--device``, shared by the runtimes that run on a CUDA GPU."""
+    return cli_option(0, "--device", "CUDA device the model runs on (an engine; onnxruntime with --provider cuda or tensorrt).")
+
+
 def cli_options(options_type: type) -> list[CliOption]:
     """The command-line options an options dataclass declares, with their evaluated types."""
     hints = typing.get_type_hints(options_type)
@@ -69,6 +74,12 @@ def check_threads(threads: int | None) -> None:
     """None (the runtime's default) or a positive whole number."""
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ClcaDeployError(f"--threads must be a positive integer, got {threads}.")
+
+
+def check_device(device: int) -> None:
+    """A CUDA device index, as the driver numbers them (CUDA_VISIBLE_DEVICES applies)."""
+    if isinstance(device, bool) or not isinstance(device, int) or device < 0:
+        raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {device}.")
 
 
 def check_choice(value: str, choices: tuple[str, ...], what: str) -> None:

@@ -10,6 +10,7 @@ may call from several threads.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import warnings
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 
 from clca_deploy import extras
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
-from clca_deploy.extras import install_command
+from clca_deploy.extras import CUDA_MAJORS, cuda_major_for_driver, driver_requirement, install_command
 from clca_deploy.runtime.base import (
     TENSORRT_ENGINE,
     BackendBase,
@@ -29,24 +30,31 @@ from clca_deploy.runtime.base import (
     TritonClassifier,
     check_batch,
 )
-from clca_deploy.runtime.options import cli_option
+from clca_deploy.runtime.options import check_device, device_option
 from clca_deploy.system import checks
 from clca_deploy.system.checks import Check, Context
 from clca_deploy.tensorrt.plan import build_mode_summary, parse_trt_version, profile_option, profile_reaching
 from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar, sidecar_path
-from clca_deploy.tensorrt.toolkit import CUDA_BINDING_HINT, JETSON_CUDA_BINDING_HINT, JETSON_TENSORRT_HINT
+from clca_deploy.tensorrt.toolkit import (
+    JETSON_CUDA_BINDING_HINT,
+    JETSON_TENSORRT_HINT,
+    TENSORRT_DISTRIBUTIONS,
+    TensorRTToolkit,
+    cuda_problem,
+    installed_tensorrt_wheels,
+    trt_extra,
+)
 
 
 @dataclass(frozen=True)
 class TensorRTOptions:
     """TensorRT's settings: the GPU, and (for tests and the API) which CUDA binding copies the data."""
 
-    device: int = cli_option(0, "--device", "CUDA device an engine runs on.")
+    device: int = device_option()
     cuda_binding: str | None = None  # "pycuda" or "cuda-python"; None: whichever is installed
 
     def __post_init__(self) -> None:
-        if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
-            raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+        check_device(self.device)
 
 
 class TensorRTBackend(BackendBase):
@@ -97,14 +105,16 @@ class TensorRTBackend(BackendBase):
             from clca_deploy.tensorrt.cuda import current
 
             with current(self._cuda):
-                self._load(toolkit.trt, plan, path, info.img_size, fixed)
+                self._load(toolkit, plan, path, info.img_size, fixed)
         except BaseException:
             self.close()
             raise
 
-    def _load(self, trt, plan: bytes, path: Path, img_size: int, fixed: int | None) -> None:
+    def _load(self, toolkit: TensorRTToolkit, plan: bytes, path: Path, img_size: int, fixed: int | None) -> None:
+        trt = toolkit.trt
         self._logger = trt.Logger(trt.Logger.WARNING)
-        self._runtime = trt.Runtime(self._logger)  # kept: the runtime must outlive its engine
+        # Kept: the runtime must outlive its engine. A TensorRT that cannot start CUDA gives one line here.
+        self._runtime = toolkit.create("Runtime", self._logger)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise ClcaDeployError(f"TensorRT cannot load {path.name} (see its messages above); {BUILD_HINT}.")
@@ -195,13 +205,27 @@ def _major(version: str) -> int:
     return int(version.split(".")[0])
 
 
+def _driver_version(ctx: Context) -> str | None:
+    """The newest CUDA the driver supports ("12.4"), as the first GPU reports it; None without a GPU."""
+    return next((gpu.driver_version for gpu in ctx.gpus if gpu.driver_version), None)
+
+
+def _server_fix(ctx: Context) -> str:
+    """`pip install "clca-deploy[trt-cuNN]"` for this driver's CUDA ([trt] while there is no GPU to ask)."""
+    extra = trt_extra(_driver_version(ctx))
+    return install_command(extra) if extra else f"update the NVIDIA driver ({driver_requirement()})"
+
+
 def probe_tensorrt(ctx: Context) -> Check:
-    """`doctor`'s TensorRT row: installed, importable, and which build mode this version gets."""
-    fix = JETSON_TENSORRT_HINT if ctx.on_jetson else install_command("trt")
+    """`doctor`'s TensorRT row: installed, built for a CUDA this driver runs, importable, its build mode."""
+    fix = JETSON_TENSORRT_HINT if ctx.on_jetson else _server_fix(ctx)
     if not extras.has_module("tensorrt"):
         shipped = ctx.jetson.tensorrt if ctx.jetson else None
         extra = f"; this JetPack ships TensorRT {shipped}" if shipped else ""
         return Check("TensorRT", "missing", f"not installed: needed for build-trt and .engine files{extra}", fix)
+    problem = cuda_problem(installed_tensorrt_wheels(), _driver_version(ctx))
+    if problem:  # it imports on any driver; its first CUDA call is what fails, inside build-trt
+        return Check("TensorRT", "error", f"{problem[0]}: build-trt and .engine files cannot start", problem[1])
     try:
         import tensorrt
 
@@ -213,28 +237,53 @@ def probe_tensorrt(ctx: Context) -> Check:
     return Check("TensorRT", status, f"{version}: build-trt is {summary}", fix if status == "error" else None)
 
 
+def _bindings_fix(driver: int | None, fallback: int) -> str:
+    """pip's line for the cuda-bindings of the newest CUDA major this driver runs (``fallback`` when unknown)."""
+    major = cuda_major_for_driver(driver) if driver is not None else fallback
+    if major not in CUDA_MAJORS:
+        return f"update the NVIDIA driver ({driver_requirement()})"
+    return f'pip install "{CUDA_MAJORS[major].bindings}"'
+
+
+def _clobbered_bindings(ctx: Context) -> Check | None:
+    """cuda-python before 12.8 ships cuda/bindings itself, so beside the cuda-bindings distribution (torch
+    2.10+ requires it) the two overwrote each other's files: an error, whatever the versions."""
+    legacy, bindings = checks.dist_version("cuda-python"), checks.dist_version("cuda-bindings")
+    release = re.match(r"(\d+)\.(\d+)", legacy or "")
+    if not (bindings and release and (int(release.group(1)), int(release.group(2))) < (12, 8)):
+        return None
+    fix = _bindings_fix(ctx.driver_major, _major(bindings))
+    return Check(
+        "CUDA bindings", "error",
+        f"cuda-python {legacy} and cuda-bindings {bindings} both install the cuda.bindings module and overwrote "
+        "each other's files", f"pip uninstall -y cuda-python cuda-bindings, then {fix}",
+    )
+
+
 def probe_cuda_bindings(ctx: Context) -> Check:
     """`doctor`'s CUDA bindings row: pycuda and/or cuda-python, and whether the driver is new enough for it."""
     found = []
     if extras.has_module("pycuda"):
         found.append(("pycuda", checks.dist_version("pycuda")))
     if extras.has_module("cuda.bindings") or extras.has_module("cuda.cuda"):
+        clobbered = _clobbered_bindings(ctx)
+        if clobbered:
+            return clobbered
         # Recent cuda-python is a metapackage over cuda-bindings, whose version is the one that matters.
         bindings = checks.dist_version("cuda-bindings")
         found.append(("cuda-bindings", bindings) if bindings else ("cuda-python", checks.dist_version("cuda-python")))
     if not found:
-        fix = JETSON_CUDA_BINDING_HINT if ctx.on_jetson else install_command("trt")
+        fix = JETSON_CUDA_BINDING_HINT if ctx.on_jetson else _server_fix(ctx)
         return Check("CUDA bindings", "missing", "neither pycuda nor cuda-python (TensorRT's host/device copies)", fix)
     detail = ", ".join(f"{name} {version or '(version unknown)'}" for name, version in found)
     driver = ctx.driver_major
     python_version = dict(found).get("cuda-bindings") or dict(found).get("cuda-python")
     if driver is not None and python_version and _major(python_version) > driver:
         # cuda-bindings N.x needs a CUDA N driver; 12.x also runs on CUDA 13 drivers, not the reverse.
-        fix = CUDA_BINDING_HINT if driver == 12 else f'pip install "cuda-python>={driver},<{driver + 1}"'
         return Check(
             "CUDA bindings", "error",
             f"{detail}: cuda-bindings {_major(python_version)}.x needs a CUDA {_major(python_version)} driver, "
-            f"this one supports CUDA {driver}", fix,
+            f"this one supports CUDA {driver}", _bindings_fix(driver, driver),
         )
     return Check("CUDA bindings", "ok", detail)
 
@@ -248,7 +297,7 @@ RUNTIME = RuntimeSpec(
     summary="engines from build-trt, on an NVIDIA GPU",
     requires=("tensorrt",),
     probes=(("TensorRT", probe_tensorrt), ("CUDA bindings", probe_cuda_bindings)),
-    distributions=("tensorrt", "pycuda", "cuda-python", "cuda-bindings"),
+    distributions=(*TENSORRT_DISTRIBUTIONS, "pycuda", "cuda-python", "cuda-bindings"),
     triton=TritonClassifier(
         config={"platform": "tensorrt_plan"}, model_file="model.plan", devices=("gpu",),
         wrong_device="a TensorRT engine runs only on a GPU; use --device gpu, or serve the ONNX file on CPU.",

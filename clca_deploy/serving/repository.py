@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable
@@ -60,6 +60,33 @@ class TritonRepository:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class RepositoryPlan:
+    """What a repository is written from, read and checked before any work: the model file's spec, the runtime
+    that runs it and where, the batch Triton may form, the models' names."""
+
+    spec: ClassifierSpec
+    served: ServedRuntime
+    config: TritonRepoConfig
+    max_batch: int
+    names: ModelNames
+
+    def placed(self, gpu: int | None) -> "RepositoryPlan":
+        """The same plan with the classifier's instances on CUDA device ``gpu`` (None: the CPU)."""
+        return replace(self, served=self.served.placed(gpu))
+
+
+def plan_triton_repository(model_path: str | Path, config: TritonRepoConfig = TritonRepoConfig(),
+                           runtime_classifier: bool = False) -> RepositoryPlan:
+    """Read ``model_path`` once and refuse, before anything is written or loaded, what Triton could not serve."""
+    spec = read_classifier_spec(model_path)  # a checkpoint or a damaged file is refused here
+    served = served_runtime(model_path, config, stock_triton=not runtime_classifier)
+    if served.triton is not None:
+        _check_packable(spec)
+    max_batch = resolve_max_batch(spec, config.max_batch)  # an engine whose batches start above 1 is refused here
+    return RepositoryPlan(spec, served, config, max_batch, ModelNames.for_name(config.name))
+
+
 def write_triton_repository(
     model_path: str | Path, output: str | Path, config: TritonRepoConfig = TritonRepoConfig(),
     overwrite: bool = False, runtime_classifier: bool = False,
@@ -69,27 +96,28 @@ def write_triton_repository(
     ``runtime_classifier`` makes the classifier a Python-backend model that runs the file with this
     tool's runtime, in place (what `serve` uses where Triton has no onnxruntime/tensorrt backend).
     """
-    spec = read_classifier_spec(model_path)  # a checkpoint or a damaged file is refused here
-    served = served_runtime(model_path, config, stock_triton=not runtime_classifier)
-    if served.triton is not None:
-        _check_packable(spec)
+    return write_planned_repository(plan_triton_repository(model_path, config, runtime_classifier), output, overwrite)
+
+
+def write_planned_repository(plan: RepositoryPlan, output: str | Path, overwrite: bool = False) -> TritonRepository:
+    """Write ``output`` as the repository ``plan`` describes, atomically."""
+    spec, served, config = plan.spec, plan.served, plan.config
     output = Path(output)
-    _check_destination(output, overwrite, Path(model_path))
-    max_batch = resolve_max_batch(spec, config.max_batch)
-    names = ModelNames.for_name(config.name)
+    _check_destination(output, overwrite, spec.path)
     with atomic_folder(output) as staging:
-        _write_models(staging, spec, names, served, config, max_batch)
+        _write_models(staging, spec, plan.names, served, config, plan.max_batch)
         (staging / REPOSITORY_MARKER).write_text(
             f"A Triton model repository written by clca-deploy {__version__} from {spec.path.name}.\n"
             "`clca-deploy triton-repo --overwrite` replaces only folders holding this file.\n",
             encoding="utf-8",
         )
+    names = plan.names
     return TritonRepository(
         path=str(output),
         model=names.ensemble,
         models=(names.ensemble, names.preprocess, names.classifier, names.postprocess),
         classifier_format=served.triton.format if served.triton else "runtime",
-        max_batch=max_batch,
+        max_batch=plan.max_batch,
         top_k=top_k_for(spec, config),
         input_size=spec.info.img_size,
         classes=spec.num_classes,

@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Mapping
 from clca_deploy.data.images import DEFAULT_MAX_PIXELS
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.runtime.registry import RuntimeOptions, open_backend
-from clca_deploy.serving.repository import TritonRepository, write_triton_repository
+from clca_deploy.serving.repository import RepositoryPlan, TritonRepository, plan_triton_repository, write_planned_repository
 from clca_deploy.serving.triton_config import DEFAULT_MAX_REQUEST_PIXELS, TritonRepoConfig
 from clca_deploy.serving.watch import (
     ServerStopped,
@@ -65,9 +65,10 @@ class ServeConfig:
         self.repository_config()  # the repository's own settings are refused here, before any work
 
     def repository_config(self) -> TritonRepoConfig:
-        """The repository `serve` writes: its classifier and decoders on the CPU (the Python backend's models)."""
+        """The repository `serve` writes. No device: the classifier runs where its runtime, given every one of
+        the runtime's options, opens the model (see :func:`serving_plan`); the decoders run on the CPU."""
         return TritonRepoConfig(
-            name=self.name, max_batch=self.max_batch, instances=self.instances, device="cpu", top_k=self.top_k,
+            name=self.name, max_batch=self.max_batch, instances=self.instances, top_k=self.top_k,
             runtime=self.runtime, runtime_options=self.runtime_options,
             max_image_megapixels=self.max_image_megapixels, max_request_megapixels=self.max_request_megapixels,
         )
@@ -201,18 +202,18 @@ def _environment(extra: dict[str, str]) -> Iterator[None]:
 def running_server(model_path: str | Path, config: ServeConfig = ServeConfig(),
                    log: Callable[[str], None] = lambda _: None) -> Iterator[RunningServer]:
     """A Triton server for ``model_path`` (.onnx or .engine), ready for requests until the block ends."""
-    repo_config = config.repository_config()
     Triton, TritonConfig = _require_pytriton()
     address = check_port_free(config.host, config.ports["http"])
     for port in (config.ports["grpc"], config.ports["metrics"]):
         check_port_free(config.host, port)
-    _check_model_loads(model_path, repo_config)
+    plan = serving_plan(model_path, config)
     for stale in remove_stale_workdirs():
         log(f"removed      {stale} (left by a server that was killed)")
     silence_pytriton_warnings()
     with private_workdir() as workdir:
-        repository = write_triton_repository(model_path, Path(workdir) / "repository", repo_config, runtime_classifier=True)
+        repository = write_planned_repository(plan, Path(workdir) / "repository")
         log(f"repository   {repository.path} ({', '.join(repository.models)})")
+        log(f"classifier   {plan.served.spec.name} on {_place(plan)}")
         log_file = Path(workdir) / "tritonserver.log"
         triton_config = TritonConfig(
             model_repository=Path(repository.path), http_address=address, grpc_address=address,
@@ -260,13 +261,27 @@ def pytriton_shm_prefix(pid: int | None = None) -> str:
     return f"pytrtion{os.getpid() if pid is None else pid}-"
 
 
-def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) -> None:
+def serving_plan(model_path: str | Path, config: ServeConfig) -> RepositoryPlan:
+    """The repository `serve` writes for ``model_path``: refused before any work where Triton could not serve
+    it, then placed where the runtime, given all its options, runs the model (KIND_GPU on that CUDA device,
+    or the CPU). The backend says so itself (``device_index``), so no runtime is named here and an
+    onnxruntime ``--provider auto`` is placed where it actually landed."""
+    repo_config = config.repository_config()
+    plan = plan_triton_repository(model_path, repo_config, runtime_classifier=True)
+    return plan.placed(_check_model_loads(model_path, repo_config))
+
+
+def _place(plan: RepositoryPlan) -> str:
+    return "the CPU" if plan.served.gpu is None else f"CUDA device {plan.served.gpu}"
+
+
+def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) -> int | None:
     """Open the model here first: a damaged file or an engine built for another GPU is then one
     clear error at once. Inside the server the same failure stops Triton, but PyTriton only
-    notices when its 120 s start-up timeout runs out."""
+    notices when its 120 s start-up timeout runs out. Returns the CUDA device it ran on (None: the CPU)."""
     try:
-        with open_backend(model_path, repo_config.runtime, repo_config.runtime_options):
-            pass
+        with open_backend(model_path, repo_config.runtime, repo_config.runtime_options) as backend:
+            return backend.device_index
     except ClcaDeployError:
         raise
     except Exception as exc:  # noqa: BLE001 - runtimes raise their own types for unreadable models

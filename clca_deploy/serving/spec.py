@@ -16,6 +16,7 @@ from clca_deploy.runtime.base import ONNX_FILE, TENSORRT_ENGINE
 from clca_deploy.runtime.registry import file_format
 
 if TYPE_CHECKING:
+    from clca_deploy.tensorrt.plan import BatchProfile
     from clca_deploy.tensorrt.sidecar import EngineTensor
 
 # ONNX TensorProto element types and numpy dtype names -> Triton's data types.
@@ -49,6 +50,8 @@ class ClassifierSpec:
     sha256: str | None = None
     # Where an ONNX file keeps weights outside itself: its external data locations, as the file names them.
     external_data: tuple[str, ...] = ()
+    # The batches an engine was built for (min..max, tuned for opt), from its sidecar; None for an ONNX file.
+    batch_profile: BatchProfile | None = None
 
     @property
     def num_classes(self) -> int:
@@ -161,6 +164,7 @@ def _spec_from_engine(path: Path) -> ClassifierSpec:
         max_batch=sidecar.profile.max,
         info=sidecar.info,
         sha256=sidecar.engine_sha256,
+        batch_profile=sidecar.profile,
     )
     _check_float_io(spec)
     return spec

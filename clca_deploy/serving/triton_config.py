@@ -9,6 +9,7 @@ entry names, or this tool's runtime in a Python model under `serve`) -> ``<name>
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -20,11 +21,11 @@ from clca_deploy.data.images import DEFAULT_MAX_PIXELS, PIXEL_LIMIT_CEILING
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.metadata import MAX_BATCH
 from clca_deploy.runtime.base import RuntimeSpec, TritonClassifier
-from clca_deploy.runtime.options import option_values
-from clca_deploy.runtime.registry import RuntimeOptions, backend_for_path, runtime_spec
+from clca_deploy.runtime.options import cli_options, option_values
+from clca_deploy.runtime.registry import RuntimeOptions, backend_for_path, command_line_options, runtime_spec
 from clca_deploy.serving.pbtxt import Enum
 from clca_deploy.serving.spec import ClassifierSpec
-from clca_deploy.tensorrt.plan import profile_option, profile_reaching
+from clca_deploy.tensorrt.plan import BatchProfile, profile_option, profile_reaching
 
 DEFAULT_MAX_BATCH = 16
 # Decode work one request may ask for, summed over its images' declared sizes: four of the largest
@@ -109,15 +110,24 @@ class ServedRuntime:
     """The runtime that runs a repository's classifier, and on which device Triton places it."""
 
     spec: RuntimeSpec
-    device: str  # gpu or cpu
+    device: str  # gpu or cpu: the kind of the classifier's instances
     options: object  # the runtime's own options dataclass
     triton: TritonClassifier | None  # how stock Triton runs it; None under `serve` (this tool's runtime runs it)
+    # The one CUDA device of the instances (instance_group gpus), where the runtime decides it: `serve`'s
+    # classifier runs where its runtime opened the model. None: Triton puts GPU instances on every GPU.
+    gpu: int | None = None
+
+    def placed(self, gpu: int | None) -> "ServedRuntime":
+        """This runtime's instances on CUDA device ``gpu`` (KIND_GPU), or on the CPU where ``gpu`` is None."""
+        return dataclasses.replace(self, device="cpu" if gpu is None else "gpu", gpu=gpu)
 
 
 def served_runtime(model_path: str | Path, config: TritonRepoConfig, stock_triton: bool = True) -> ServedRuntime:
     """The classifier's runtime for ``model_path`` (by suffix; nothing is read), refused before any work if
-    stock Triton cannot run it there. Without ``stock_triton`` (`serve`'s Python model), any runtime runs on the CPU."""
+    stock Triton cannot run it there. Without ``stock_triton`` (`serve`'s Python model) any runtime runs it,
+    on the CPU until :meth:`ServedRuntime.placed` puts it where its runtime opened the model."""
     spec = runtime_spec(backend_for_path(model_path, config.runtime))
+    _check_options_apply(spec, config.runtime_options, Path(model_path).name)
     options = config.runtime_options.of(spec.name)
     if not stock_triton:
         return ServedRuntime(spec, "cpu", options, None)
@@ -130,6 +140,20 @@ def served_runtime(model_path: str | Path, config: TritonRepoConfig, stock_trito
     if device not in spec.triton.devices:
         raise ConfigError(spec.triton.wrong_device or f"{spec.name} runs the classifier only on {' or '.join(spec.triton.devices)}.")
     return ServedRuntime(spec, device, options, spec.triton)
+
+
+def _check_options_apply(spec: RuntimeSpec, given: RuntimeOptions, file_name: str) -> None:
+    """Refuse a runtime option set to anything but its default that the one runtime serving the file does not take:
+    dropped, it would leave `serve x.engine --provider cuda` (or a --device the runtime lacks) silently unheeded."""
+    takes = {option.name for option in cli_options(spec.options)}
+    known = {option.name: option for option in command_line_options()}
+    foreign = [f"{known[name].flag.flag} {value}" for name, value in given.values.items()
+               if name not in takes and value != known[name].default]
+    if foreign:
+        raise ConfigError(
+            f"the {spec.name} runtime, which runs {file_name}, takes no {', '.join(foreign)}; leave it out, or choose "
+            "a --runtime that takes it."
+        )
 
 
 @dataclass(frozen=True)
@@ -152,6 +176,7 @@ def resolve_max_batch(spec: ClassifierSpec, requested: int | None) -> int:
             f"{spec.path.name} says its largest batch is {spec.max_batch!r}; the sidecar is damaged: rebuild the engine "
             "with `clca-deploy build-trt`."
         )
+    _check_batches_from_one(spec)
     if requested is None:
         return DEFAULT_MAX_BATCH if spec.max_batch is None else min(DEFAULT_MAX_BATCH, spec.max_batch)
     if spec.max_batch is not None and requested > spec.max_batch:
@@ -162,6 +187,21 @@ def resolve_max_batch(spec: ClassifierSpec, requested: int | None) -> int:
     return requested
 
 
+def _check_batches_from_one(spec: ClassifierSpec) -> None:
+    """Refuse an engine whose profile starts above batch 1. Triton's dynamic batcher has no minimum batch size
+    (preferred_batch_size is a wish, max_queue_delay sends whatever has arrived): one image alone is a batch of
+    1, which TensorRT's Triton backend refuses and `serve`'s classifier could only pad. Padding would hide the
+    cost of every small batch, so neither `triton-repo` nor `serve` takes such an engine."""
+    profile = spec.batch_profile
+    if profile is None or profile.min == 1:
+        return
+    fixed = BatchProfile(1, profile.opt, profile.max)
+    raise ClcaDeployError(
+        f"{spec.path.name} was built for batches of {profile.min}..{profile.max}, but Triton batches requests from 1 "
+        f"(it has no minimum batch size), so smaller batches would fail; rebuild it with `clca-deploy {profile_option(fixed)}`."
+    )
+
+
 def _tensor(name: str, data_type: str, dims: tuple[int, ...] | list[int], **extra: Any) -> dict[str, Any]:
     return {"name": name, "data_type": Enum(data_type), "dims": list(dims), **extra}
 
@@ -170,8 +210,11 @@ def _parameters(values: dict[str, str]) -> list[dict[str, Any]]:
     return [{"key": key, "value": {"string_value": value}} for key, value in values.items()]
 
 
-def _instances(count: int, kind: str) -> list[dict[str, Any]]:
-    return [{"count": count, "kind": Enum(kind)}]
+def _instances(count: int, kind: str, gpu: int | None = None) -> list[dict[str, Any]]:
+    group: dict[str, Any] = {"count": count, "kind": Enum(kind)}
+    if gpu is not None:
+        group["gpus"] = [gpu]
+    return [group]
 
 
 def classifier_config(spec: ClassifierSpec, names: ModelNames, served: ServedRuntime, config: TritonRepoConfig,
@@ -188,7 +231,7 @@ def classifier_config(spec: ClassifierSpec, names: ModelNames, served: ServedRun
     message["input"] = [_tensor(spec.input.name, spec.input.data_type, spec.input.dims)]
     message["output"] = [_tensor(spec.output.name, spec.output.data_type, spec.output.dims, label_filename=LABELS_FILE)]
     message["dynamic_batching"] = {"max_queue_delay_microseconds": config.max_queue_delay_us}
-    message["instance_group"] = _instances(config.instances, "KIND_CPU" if served.device == "cpu" else "KIND_GPU")
+    message["instance_group"] = _instances(config.instances, "KIND_CPU" if served.device == "cpu" else "KIND_GPU", served.gpu)
     if stock is None:
         options = json.dumps(option_values(served.options), sort_keys=True)
         parameters = {"model_path": str(spec.path.resolve()), "runtime": served.spec.name, "runtime_options": options}

@@ -4,6 +4,10 @@ libcuda.so.1 is installed with every NVIDIA driver, Jetson included (JetPack put
 /usr/lib/aarch64-linux-gnu/tegra/, on the loader's path), so this works wherever TensorRT can, with
 no Python CUDA package and no torch. The driver applies CUDA_VISIBLE_DEVICES itself.
 
+A CUDA ordinal names a GPU for this process only: CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER renumber
+them, and NVML (nvidia-smi) numbers the same GPUs in PCI order regardless. Each GpuInfo therefore
+carries the PCI bus id and UUID the driver reports, which name the board itself.
+
 cuInit runs once per process and its answer is cached. Like any CUDA call it makes the process a
 CUDA process: a child forked afterwards must not use CUDA (start such children with "spawn").
 """
@@ -32,6 +36,10 @@ CUDA_ERROR_NO_DEVICE = 100
 ATTRIBUTE_INTEGRATED = 18
 ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR = 75
 ATTRIBUTE_COMPUTE_CAPABILITY_MINOR = 76
+# cuDeviceGetPCIBusId writes "domain:bus:device.function" in hexadecimal (13 characters with the NUL
+# for a 4-digit domain); NVML's wider buffer leaves room for its 8-digit domains.
+PCI_BUS_ID_BUFFER = 32
+_PCI_BUS_ID = re.compile(r"[0-9A-Fa-f]{1,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]")
 
 _INIT_ERRORS = {
     CUDA_ERROR_NO_DEVICE: "CUDA_ERROR_NO_DEVICE: the driver sees no device",
@@ -54,9 +62,17 @@ class GpuInfo:
     total_memory_bytes: int | None
     integrated: bool  # True on Jetson: the GPU shares the CPU's memory
     driver_version: str | None  # CUDA driver API version, e.g. "12.6"
+    # The board, whatever the CUDA ordinal: "0000:3B:00.0" as cuDeviceGetPCIBusId writes it, and
+    # "GPU-<8-4-4-4-12 hex>" as NVML and nvidia-smi write the UUID. None where the driver does not say.
+    pci_bus_id: str | None = None
+    uuid: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The GPU for reports and `doctor --json`; the UUID stays out, as it names one physical board
+        wherever a report is shared, and the PCI bus id already tells a machine's GPUs apart."""
+        data = asdict(self)
+        del data["uuid"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,37 @@ def _driver_version_text(code: int) -> str:
 def _visible_devices_note() -> str:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     return f"; CUDA_VISIBLE_DEVICES={visible!r}" if visible is not None else ""
+
+
+def _pci_bus_id(lib: Any, device: int) -> str | None:
+    """The device's PCI bus id, or None where the driver lacks the call or answers something else."""
+    buffer = ctypes.create_string_buffer(PCI_BUS_ID_BUFFER)
+    try:
+        rc = lib.cuDeviceGetPCIBusId(buffer, len(buffer), device)
+    except AttributeError:  # a driver library without the symbol: the GPU stays usable, only unmatched
+        return None
+    text = buffer.value.decode("ascii", errors="replace")
+    return text if rc == CUDA_SUCCESS and _PCI_BUS_ID.fullmatch(text) else None
+
+
+def uuid_text(raw: bytes) -> str:
+    """A CUuuid's 16 bytes as NVML and nvidia-smi print the GPU's UUID: "GPU-" and 8-4-4-4-12 lower-case hex."""
+    digits = raw.hex()
+    return f"GPU-{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:32]}"
+
+
+def _uuid(lib: Any, device: int) -> str | None:
+    """The GPU's UUID, or None where the driver lacks the call or fails it.
+
+    The plain cuDeviceGetUuid symbol, which every driver since CUDA 9.2 exports; NVIDIA documents _v2 as
+    returning the MIG instance's UUID in MIG mode, and board power belongs to the physical GPU.
+    """
+    raw = (ctypes.c_ubyte * 16)()
+    try:
+        rc = lib.cuDeviceGetUuid(raw, device)
+    except AttributeError:
+        return None
+    return uuid_text(bytes(raw)) if rc == CUDA_SUCCESS and any(raw) else None
 
 
 def _read_device(lib: Any, index: int, driver_version: str | None) -> GpuInfo | str:
@@ -110,6 +157,8 @@ def _read_device(lib: Any, index: int, driver_version: str | None) -> GpuInfo | 
         total_memory_bytes=total,
         integrated=bool(values["integrated"]),
         driver_version=driver_version,
+        pci_bus_id=_pci_bus_id(lib, device.value),
+        uuid=_uuid(lib, device.value),
     )
 
 

@@ -147,7 +147,7 @@ def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Ca
     """Parse, configure and build inside the GPU's context; load the plan back for its real I/O."""
     trt, plan, profile = toolkit.trt, request.plan, request.profile
     logger = trt.Logger(trt.Logger.WARNING)
-    builder = trt.Builder(logger)
+    builder = toolkit.create("Builder", logger)  # one line, not pybind11's nullptr TypeError, when CUDA fails it
     network = builder.create_network(network_flags(trt, toolkit.version, plan))
     _parse(trt, network, logger, onnx_path)
     trt_config = _configure(trt, builder, request.config, plan, log)
@@ -168,7 +168,7 @@ def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Ca
             "a larger --workspace or a smaller batch range (--batch) often helps."
         )
     plan_bytes = bytes(memoryview(serialized))
-    engine = trt.Runtime(logger).deserialize_cuda_engine(plan_bytes)  # the engine's real I/O, for the sidecar
+    engine = toolkit.create("Runtime", logger).deserialize_cuda_engine(plan_bytes)  # its real I/O, for the sidecar
     if engine is None:
         raise ClcaDeployError("TensorRT built an engine it cannot load back; see the TensorRT messages above.")
     cache = bytes(memoryview(trt_config.get_timing_cache().serialize())) if request.config.timing_cache else None

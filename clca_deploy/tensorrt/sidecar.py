@@ -268,21 +268,49 @@ def load_sidecar(engine_path: str | Path) -> EngineSidecar:
     return parse_sidecar(decoded, str(path))
 
 
+_RELEASE = re.compile(r"\s*(\d+)\.(\d+)(?:\.(\d+))?(?:\.(\d+))?")
+
+
+def trt_release(text: str) -> tuple[int, ...]:
+    """(major, minor, patch, build) of a TensorRT version, (major, minor, patch) where it names no build.
+
+    "10.3.0.30" -> (10, 3, 0, 30); "10.13.3.9.post1" (a pip wheel) -> (10, 13, 3, 9); "10.3" -> (10, 3, 0).
+    """
+    parse_trt_version(text)  # the one check of what a TensorRT version may look like
+    major, minor, patch, build = _RELEASE.match(str(text)).groups()
+    release = (int(major), int(minor), int(patch or 0))
+    return release if build is None else (*release, int(build))
+
+
+def _same_release(built: tuple[int, ...], running: tuple[int, ...]) -> bool:
+    # Both sides come from tensorrt.__version__; pip wheels name the build, but a version without one
+    # (a hand-written sidecar, some system packages) cannot be compared on it, and TensorRT's own check
+    # at deserialization still stands behind this one.
+    return built[:3] == running[:3] and (len(built) < 4 or len(running) < 4 or built[3] == running[3])
+
+
 def check_sidecar_matches(sidecar: EngineSidecar, running_trt_version: str, gpu_name: str, compute_capability: str) -> str | None:
     """Raise when this machine cannot run the engine; return a warning when it can but was not built here.
 
-    TensorRT plans load only with the TensorRT version that built them and on the GPU architecture
-    (compute capability) they were built for, so either difference is an error. Another GPU model of
-    the same architecture loads the plan (TensorRT itself only warns), but kernels were timed on the
-    other model, so that difference is returned as a warning for the caller to show.
+    NVIDIA guarantees a plan (built without VERSION_COMPATIBLE, as build-trt builds) only on the exact
+    TensorRT version that built it, build number included (10.3.0.26 and 10.3.0.30 are different
+    versions), and only on the GPU architecture (compute capability) it was built for: either
+    difference is an error, raised before the plan is deserialized. Another GPU model of the same
+    architecture loads the plan (TensorRT itself only warns), but kernels were timed on the other
+    model, so that difference is returned as a warning for the caller to show.
     """
-    built = parse_trt_version(sidecar.tensorrt_version)
+    built, running = trt_release(sidecar.tensorrt_version), trt_release(running_trt_version)
     built_gpu, built_cc = sidecar.gpu_name, sidecar.compute_capability
-    running = parse_trt_version(running_trt_version)
-    if built != running or built_cc != str(compute_capability):
+    same_release = _same_release(built, running)
+    if not same_release or built_cc != str(compute_capability):
+        # Versions are shown to the precision that tells them apart: the build only when it is the difference,
+        # which surprises people, hence the reason.
+        build_differs = not same_release and built[:3] == running[:3]
+        shown_built, shown_running = (built, running) if build_differs else (built[:3], running[:3])
+        why = "a plan loads only on the exact TensorRT build that made it; " if build_differs else ""
         raise ClcaDeployError(
-            f"engine built for TensorRT {version_text(built)} on {built_gpu} ({built_cc}); this machine runs "
-            f"TensorRT {version_text(running)} on {gpu_name} ({compute_capability}): {BUILD_HINT}."
+            f"engine built for TensorRT {version_text(shown_built)} on {built_gpu} ({built_cc}); this machine runs "
+            f"TensorRT {version_text(shown_running)} on {gpu_name} ({compute_capability}): {why}{BUILD_HINT}."
         )
     if built_gpu != gpu_name:
         return (

@@ -13,6 +13,7 @@ import stat
 import sys
 import time
 import types
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,10 @@ from clca_deploy.bench.power.picker import pick_power_sampler, power_sampler_for
 from clca_deploy.bench.power.rails import board_power_mw, parse_rails
 from clca_deploy.bench.power.tegrastats import TegrastatsSampler
 from clca_deploy.bench.power.window import POWER_FIELDS, PowerWindow
+from clca_deploy.system import gpu as gpu_mod
 from clca_deploy.system import jetson as jetson_mod
+from clca_deploy.system.gpu import GpuInfo
+from tests.system.test_gpu import A2000, H100, FakeDevice, FakeDriver
 
 # Recorded tegrastats lines. The AGX Orin one is the brief's sample (JetPack 6: timestamp first, "mW"
 # units, no VDD_IN); the others follow the formats in NVIDIA's tegrastats documentation and in lines
@@ -296,12 +300,45 @@ def test_a_failing_tegrastats_becomes_the_reason(no_sensor, power_mode):
     assert "no reading" in reason and "permission denied" in reason
 
 
-class FakeNvml:
-    """The parts of pynvml the sampler uses; counts init/shutdown so that they must balance."""
+class FakeNvmlError(Exception):
+    """pynvml's NVMLError: a code, printed as NVML's own words."""
 
-    def __init__(self, energy_mj=None, count=2, init_error=None):
-        self.energy = iter(energy_mj) if energy_mj is not None else None
-        self.count, self.init_error, self.open = count, init_error, 0
+    WORDS = {3: "Not Supported", 4: "Insufficient Permissions", 6: "Not Found"}
+
+    def __init__(self, value):
+        super().__init__(value)
+        self.value = value
+
+    def __str__(self):
+        return self.WORDS[self.value]
+
+
+@dataclass
+class NvmlBoard:
+    bus_id: str  # NVML's form: an 8-digit domain
+    uuid: str
+    milliwatts: int
+    energy_mj: list | None = None  # the counter's successive readings; None: NVML_ERROR_NOT_SUPPORTED
+
+
+def _bus(text: str) -> tuple[int, ...]:
+    # NVML accepts domain:bus:device.function in hexadecimal with any number of digits per field.
+    domain, bus, rest = text.split(":")
+    device, function = rest.split(".")
+    return tuple(int(part, 16) for part in (domain, bus, device, function))
+
+
+class FakeNvml:
+    """The parts of pynvml the sampler uses, over boards in NVML's own (PCI) order; init/shutdown must balance.
+
+    Handles come only by PCI bus id or UUID, as the sampler asks for them; by index they come in NVML's
+    order, which is not CUDA's, so a sampler that asked by CUDA ordinal would read the wrong board.
+    """
+
+    def __init__(self, boards, init_error=None, bus_error=None):
+        self.boards = sorted(boards, key=lambda board: _bus(board.bus_id))
+        self.init_error, self.bus_error, self.open = init_error, bus_error, 0
+        self.energy = {id(board): iter(board.energy_mj or ()) for board in self.boards}
 
     def nvmlInit(self):
         if self.init_error:
@@ -312,39 +349,121 @@ class FakeNvml:
         self.open -= 1
 
     def nvmlDeviceGetCount(self):
-        return self.count
+        return len(self.boards)
 
     def nvmlDeviceGetHandleByIndex(self, index):
-        return ("gpu", index)
+        return self.boards[index]
 
-    def nvmlDeviceGetPowerUsage(self, handle):
-        return 250_000  # milliwatts
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        if self.bus_error is not None:
+            raise FakeNvmlError(self.bus_error)
+        found = [board for board in self.boards if _bus(board.bus_id) == _bus(bus_id)]
+        if not found:
+            raise FakeNvmlError(6)
+        return found[0]
 
-    def nvmlDeviceGetTotalEnergyConsumption(self, handle):
-        if self.energy is None:
-            raise RuntimeError("NVML_ERROR_NOT_SUPPORTED")
-        return next(self.energy)
+    def nvmlDeviceGetHandleByUUID(self, uuid):
+        found = [board for board in self.boards if board.uuid == uuid]
+        if not found:
+            raise FakeNvmlError(6)
+        return found[0]
+
+    def nvmlDeviceGetPowerUsage(self, board):
+        return board.milliwatts
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, board):
+        if board.energy_mj is None:
+            raise FakeNvmlError(3)
+        return next(self.energy[id(board)])
+
+
+# Two boards in PCI order: NVML's GPU 0 is the H100, GPU 1 the A2000.
+H100_BOARD = NvmlBoard("00000000:3B:00.0", gpu_mod.uuid_text(H100.uuid), 300_000)
+A2000_BOARD = NvmlBoard("00000000:AF:00.0", gpu_mod.uuid_text(A2000.uuid), 70_000)
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    """``cuda(devices)`` makes the CUDA driver report those GPUs (CUDA_VISIBLE_DEVICES applies)."""
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu_mod._probe.cache_clear()
+    yield lambda devices: monkeypatch.setattr(gpu_mod, "_load_driver", lambda: FakeDriver(devices))
+    gpu_mod._probe.cache_clear()
+
+
+def a2000_info(index: int = 1) -> GpuInfo:
+    return GpuInfo(index, A2000.name, "8.6", None, False, "12.6", "0000:AF:00.0", A2000_BOARD.uuid)
 
 
 def test_nvml_energy_counter_difference():
-    nvml = FakeNvml(energy_mj=[1000, 3500])
-    sampler = NvmlSampler(1, nvml=nvml)
+    board = NvmlBoard(A2000_BOARD.bus_id, A2000_BOARD.uuid, 70_000, energy_mj=[1000, 3500])
+    nvml = FakeNvml([H100_BOARD, board])
+    sampler = NvmlSampler(a2000_info(), nvml=nvml)
     sampler.start()
     result = sampler.stop()
     assert result.energy_j == pytest.approx(2.5)  # (3500 - 1000) mJ
     assert result.mean_w == pytest.approx(2.5 / result.seconds)
-    assert result.source == "NVML board energy counter, GPU 1" and result.power_mode is None
+    assert result.source == "NVML board energy counter, GPU 1 (PCI 0000:AF:00.0)" and result.power_mode is None
     assert nvml.open == 0
 
 
 def test_nvml_without_a_counter_integrates_sampled_power():
-    nvml = FakeNvml(energy_mj=None)
-    sampler = NvmlSampler(0, nvml=nvml)
+    nvml = FakeNvml([H100_BOARD, A2000_BOARD])
+    sampler = NvmlSampler(a2000_info(0), nvml=nvml)
     start_and_wait(sampler)
     result = sampler.stop()
-    assert result.mean_w == pytest.approx(250.0) and result.energy_j == pytest.approx(250.0 * result.seconds)
-    assert result.source == "NVML board power, GPU 0" and result.samples >= 2
+    assert result.mean_w == pytest.approx(70.0) and result.energy_j == pytest.approx(70.0 * result.seconds)
+    assert result.source == "NVML board power, GPU 0 (PCI 0000:AF:00.0)" and result.samples >= 2
     assert nvml.open == 0
+
+
+@pytest.mark.parametrize("visible", ["1", "1,0"])
+def test_nvml_reads_the_board_cuda_runs_on_not_nvmls_gpu_of_that_number(no_sensor, cuda, monkeypatch, visible):
+    # CUDA_VISIBLE_DEVICES makes the A2000 CUDA's GPU 0; NVML ignores it and calls the H100 GPU 0.
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    cuda([H100, A2000])
+    nvml = FakeNvml([H100_BOARD, A2000_BOARD])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    sampler, reason = pick_power_sampler(0)
+    assert reason is None and sampler.device_index == 0
+    assert sampler.source == "NVML board power, GPU 0 (PCI 0000:AF:00.0)"
+    start_and_wait(sampler)
+    assert sampler.stop().mean_w == pytest.approx(70.0)  # the A2000's 70 W, not the H100's 300 W
+    assert nvml.open == 0
+
+
+def test_nvml_falls_back_to_the_uuid_when_the_bus_id_lookup_fails(no_sensor, cuda, monkeypatch):
+    cuda([A2000, H100])  # CUDA's order (fastest first, say) is not NVML's either
+    nvml = FakeNvml([H100_BOARD, A2000_BOARD], bus_error=4)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    sampler, reason = pick_power_sampler(1)
+    assert reason is None
+    start_and_wait(sampler)
+    assert sampler.stop().mean_w == pytest.approx(300.0)  # CUDA's GPU 1 is the H100
+    assert nvml.open == 0
+
+
+def test_nvml_without_the_cuda_gpu_says_why(no_sensor, cuda, monkeypatch):
+    cuda([H100, A2000])
+    nvml = FakeNvml([H100_BOARD])  # NVML cannot see the A2000 (another container's device list, say)
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    sampler, reason = pick_power_sampler(1)
+    assert sampler is None and nvml.open == 0
+    assert (
+        "NVML has no GPU matching CUDA GPU 1 (NVIDIA RTX A2000 12GB): by PCI bus id 0000:AF:00.0: Not Found; "
+        "by UUID: Not Found"
+    ) in reason
+    # The sampler itself refuses the same way when its board goes missing between detect and start.
+    with pytest.raises(PowerSamplingError, match="NVML has no GPU matching CUDA GPU 1"):
+        NvmlSampler(a2000_info(), nvml=nvml).start()
+    assert nvml.open == 0
+
+
+def test_nvml_without_a_board_identity_says_why(no_sensor, cuda, monkeypatch):
+    cuda([FakeDevice("NVIDIA T4", 7, 5)])  # a driver that reports neither PCI bus id nor UUID
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([H100_BOARD]))
+    sampler, reason = pick_power_sampler(0)
+    assert sampler is None and "reports neither a PCI bus id nor a UUID for GPU 0 (NVIDIA T4)" in reason
 
 
 def test_jtop_sampler_with_a_fake_service(power_mode):
@@ -391,20 +510,23 @@ def test_pick_on_a_jetson_without_tegrastats(no_sensor, tmp_path, monkeypatch):
     assert isinstance(sampler, JtopSampler) and reason is None
 
 
-def test_pick_nvml(no_sensor, monkeypatch):
-    nvml = FakeNvml()
+def test_pick_nvml(no_sensor, cuda, monkeypatch):
+    cuda([H100, A2000])
+    nvml = FakeNvml([H100_BOARD, A2000_BOARD])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     sampler, reason = pick_power_sampler(1)
     assert isinstance(sampler, NvmlSampler) and sampler.device_index == 1 and reason is None
+    assert sampler.gpu.pci_bus_id == "0000:AF:00.0"
     assert nvml.open == 0  # the check shut NVML down again
-    assert "none with index 2" in pick_power_sampler(2)[1]
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml(init_error=RuntimeError("NVML Shared Library Not Found")))
+    assert "there is no CUDA GPU 2: this machine has 2 GPUs" in pick_power_sampler(2)[1]
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([], init_error=RuntimeError("NVML Shared Library Not Found")))
     sampler, reason = pick_power_sampler()
     assert sampler is None and "NVML does not start (NVML Shared Library Not Found)" in reason
 
 
-def test_nvml_is_not_used_for_a_cpu_backend(no_sensor, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml())
+def test_nvml_is_not_used_for_a_cpu_backend(no_sensor, cuda, monkeypatch):
+    cuda([H100, A2000])
+    monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([H100_BOARD, A2000_BOARD]))
     cpu = types.SimpleNamespace(name="onnxruntime", device_index=None)
     sampler, reason = power_sampler_for(cpu)
     assert sampler is None and "runs on the CPU" in reason

@@ -29,7 +29,7 @@ TRT_JETSON_HINT = (
     "use JetPack's TensorRT: create the venv with --system-site-packages "
     "(sudo apt install nvidia-jetpack if missing); see docs/jetson.md"
 )
-CUDA_JETSON_HINT = 'pip install "cuda-python>=12.6.2,<13" (or pycuda built with nvcc)'
+CUDA_JETSON_HINT = 'pip install "cuda-bindings>=12.8,<13" (or pycuda built with nvcc)'
 NO_GPU = "no CUDA GPU on this machine (libcuda.so.1 not found: no NVIDIA driver)"
 H100 = GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 85_520_809_984, False, "12.6")
 
@@ -143,14 +143,15 @@ def test_missing_onnxruntime_hint_follows_the_gpu(monkeypatch):
     pretend(monkeypatch, versions={"onnxruntime": None})
     monkeypatch.setattr(onnxruntime_backend, "DISTRIBUTIONS", ("onnxruntime",))
     assert onnxruntime_backend.probe(Context(None, (), NO_GPU)).fix == 'pip install "clca-deploy[cpu]"'
-    assert onnxruntime_backend.probe(Context(None, (H100,), None)).fix == 'pip install "clca-deploy[gpu]"'
+    # The H100's driver supports CUDA 12.6: the build for CUDA 12, not PyPI's default CUDA 13 one.
+    assert onnxruntime_backend.probe(Context(None, (H100,), None)).fix == 'pip install "clca-deploy[gpu-cu12]"'
 
 
 def test_cuda_bindings_13_on_a_cuda_12_driver(monkeypatch):
     pretend(monkeypatch, modules=("cuda.bindings",), versions={"cuda-bindings": "13.0.1"})
     check = tensorrt_backend.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert check.status == "error"
-    assert check.fix == 'pip install "cuda-python>=12.6.2,<13"'
+    assert check.fix == 'pip install "cuda-bindings>=12.8,<13"'
     pretend(monkeypatch, modules=("cuda.bindings", "pycuda"), versions={"cuda-bindings": "12.9.0", "pycuda": "2024.1"})
     check = tensorrt_backend.probe_cuda_bindings(Context(jetson=None, gpus=(H100,), gpu_reason=None))
     assert (check.status, check.detail) == ("ok", "pycuda 2024.1, cuda-bindings 12.9.0")
@@ -171,6 +172,68 @@ def test_tensorrt_that_does_not_import(monkeypatch):
     check = tensorrt_backend.probe_tensorrt(Context(jetson=None, gpus=(), gpu_reason=NO_GPU))
     assert (check.status, check.fix) == ("error", TRT_SERVER_HINT)
     assert check.detail.startswith("installed but does not import:")
+
+
+def gpu_with_driver(driver: str) -> Context:
+    return Context(jetson=None, gpus=(GpuInfo(0, "NVIDIA L4", "8.9", 24 << 30, False, driver),), gpu_reason=None)
+
+
+CU13_WHEELS = {name: "10.13.3.9.post1" for name in ("tensorrt", "tensorrt-cu13", "tensorrt-cu13-libs", "tensorrt-cu13-bindings")}
+CU12_WHEELS = {name: "10.13.3.9.post1" for name in ("tensorrt-cu12", "tensorrt-cu12-libs", "tensorrt-cu12-bindings")}
+
+
+def test_tensorrt_built_for_a_newer_cuda_than_the_driver_is_an_error(monkeypatch):
+    pretend(monkeypatch, modules=("tensorrt",), versions=CU13_WHEELS)
+    monkeypatch.setitem(sys.modules, "tensorrt", None)  # the row is decided before any import
+    check = tensorrt_backend.probe_tensorrt(gpu_with_driver("12.4"))
+    assert check == Check(
+        "TensorRT", "error",
+        "TensorRT from tensorrt-cu13 10.13.3.9.post1 is built for CUDA 13, but this NVIDIA driver supports CUDA 12.4 "
+        "at most: build-trt and .engine files cannot start",
+        "pip uninstall -y tensorrt tensorrt-cu13 tensorrt-cu13-libs tensorrt-cu13-bindings, "
+        'then pip install "clca-deploy[trt-cu12]" (or update the NVIDIA driver to r580 or newer)',
+    )
+
+
+@pytest.mark.parametrize("driver, wheels", [("13.0", CU13_WHEELS), ("13.0", CU12_WHEELS), ("12.2", CU12_WHEELS), (None, CU13_WHEELS)])
+def test_tensorrt_wheels_the_driver_runs_are_ok(monkeypatch, driver, wheels):
+    pretend(monkeypatch, modules=("tensorrt",), versions=wheels)
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="10.13.3.9"))
+    ctx = gpu_with_driver(driver) if driver else Context(jetson=None, gpus=(), gpu_reason=NO_GPU)
+    check = tensorrt_backend.probe_tensorrt(ctx)
+    assert check.status == "ok" and check.detail.startswith("10.13.3.9: build-trt is "), check
+
+
+def test_tensorrt_wheels_of_two_cuda_majors_are_an_error(monkeypatch):
+    pretend(monkeypatch, modules=("tensorrt",), versions={**CU12_WHEELS, **CU13_WHEELS})
+    check = tensorrt_backend.probe_tensorrt(gpu_with_driver("12.8"))
+    assert check.status == "error" and "TensorRT wheels for CUDA 12 and CUDA 13 are both installed" in check.detail
+    assert check.fix.endswith('tensorrt-cu13-bindings, then pip install "clca-deploy[trt-cu12]"'), check.fix
+
+
+@pytest.mark.parametrize("driver, fix", [
+    ("12.6", 'pip install "clca-deploy[trt-cu12]"'), ("13.1", 'pip install "clca-deploy[trt-cu13]"'),
+    ("11.8", "update the NVIDIA driver (r535 or newer for CUDA 12, r580 or newer for CUDA 13)"),
+])
+def test_missing_tensorrt_hint_follows_the_driver(monkeypatch, driver, fix):
+    pretend(monkeypatch)
+    assert tensorrt_backend.probe_tensorrt(gpu_with_driver(driver)).fix == fix
+    assert tensorrt_backend.probe_cuda_bindings(gpu_with_driver(driver)).fix == fix
+
+
+def test_cuda_python_before_12_8_beside_cuda_bindings_is_an_error(monkeypatch):
+    """cuda-python 12.6.2.post1 (what `cuda-python>=12.6.2,<13` resolved to beside torch 2.11) ships cuda/bindings itself."""
+    pretend(monkeypatch, modules=("cuda.bindings",), versions={"cuda-python": "12.6.2.post1", "cuda-bindings": "13.0.3"})
+    check = tensorrt_backend.probe_cuda_bindings(gpu_with_driver("13.0"))
+    assert check == Check(
+        "CUDA bindings", "error",
+        "cuda-python 12.6.2.post1 and cuda-bindings 13.0.3 both install the cuda.bindings module and overwrote "
+        "each other's files",
+        'pip uninstall -y cuda-python cuda-bindings, then pip install "cuda-bindings>=13,<14"',
+    )
+    pretend(monkeypatch, modules=("cuda.bindings",), versions={"cuda-python": "12.9.10", "cuda-bindings": "12.9.10"})
+    check = tensorrt_backend.probe_cuda_bindings(gpu_with_driver("13.0"))
+    assert (check.status, check.detail) == ("ok", "cuda-bindings 12.9.10")  # 12.8 on, cuda-python is a metapackage
 
 
 def test_a_probe_that_raises_becomes_its_row(monkeypatch):

@@ -26,7 +26,7 @@ def test_provider_choice():
     assert choose_providers("auto", cpu_only) == ["CPUExecutionProvider"]
     assert choose_providers("auto", gpu) == gpu
     assert choose_providers("cuda", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
-    with pytest.raises(ClcaDeployError, match="clca-deploy\\[gpu\\]"):
+    with pytest.raises(ClcaDeployError, match=r'clca-deploy\[gpu-cu12\]" on a CUDA 12 driver .*clca-deploy\[gpu-cu13\]"'):
         choose_providers("cuda", cpu_only)  # never a silent CPU fallback for an explicit request
 
 
@@ -68,7 +68,7 @@ def test_runtime_options_give_each_runtime_only_what_it_takes():
     from clca_deploy.runtime.torch_backend import TorchOptions
 
     options = RuntimeOptions.from_values(provider="cuda", device=2, threads=3, inference_precision="bf16")
-    assert options.of("onnxruntime") == OnnxRuntimeOptions(provider="cuda", threads=3)
+    assert options.of("onnxruntime") == OnnxRuntimeOptions(provider="cuda", threads=3, device=2)
     assert options.of("openvino") == OpenVinoOptions(
         inference_precision="bf16", performance_hint="latency", threads=3, cache_dir=None,
     )

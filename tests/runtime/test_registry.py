@@ -63,7 +63,7 @@ class ToyBackend(BackendBase):
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.input_spec)
-        time.sleep(0.02)  # 30 timed calls then span the half second a power reading needs (window.MIN_WINDOW_S)
+        time.sleep(0.01)  # a real call takes time: the timed window (ToyMeter.min_window_s) is then ~60 calls
         row = self.scale * np.arange(self.description.num_classes, dtype=np.float32)
         return np.repeat(row[None], len(batch), axis=0)
 
@@ -82,6 +82,7 @@ class ToyMeter(ThreadedPowerSampler):
     """A sensor that always reads 7 W."""
 
     source = "toy meter"
+    min_window_s = 0.6  # above the half second a reading needs, below the 2 s real sensors get: a quick test
 
     def _run(self, emit) -> None:
         while not self._stopping.is_set():

@@ -58,7 +58,8 @@ def test_serve_settings_are_checked_when_made():
     with pytest.raises(ConfigError, match="instances"):
         ServeConfig(instances=0)
     repo = ServeConfig(max_image_megapixels=10, max_request_megapixels=20, top_k=2).repository_config()
-    assert (repo.device, repo.max_image_pixels, repo.max_request_pixels, repo.top_k) == ("cpu", 10_000_000, 20_000_000, 2)
+    # No device: serve places the classifier where its runtime runs the model (tests/serving/test_placement.py).
+    assert (repo.device, repo.max_image_pixels, repo.max_request_pixels, repo.top_k) == (None, 10_000_000, 20_000_000, 2)
 
 
 @pytest.fixture(scope="module")

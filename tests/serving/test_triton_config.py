@@ -193,6 +193,7 @@ def test_openvino_classifier_runs_on_the_cpu_with_its_own_parameters(plain_onnx)
     assert parsed.instance_group[0].kind == parsed.instance_group[0].KIND_CPU
     assert {key: value.string_value for key, value in parsed.parameters.items()} == {
         "PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": "1", "INFERENCE_NUM_THREADS": "3", "HINT_BF16": "YES",
+        "ENABLE_BATCH_PADDING": "YES",
     }
     with pytest.raises(ConfigError, match="OpenVINO runs the classifier on the CPU"):
         served_runtime(onnx_path, TritonRepoConfig(runtime="openvino", device="gpu"))
@@ -243,3 +244,67 @@ def test_a_damaged_profile_never_becomes_max_batch_size(plain_onnx):
     for damaged in (-5, 0, True):
         with pytest.raises(ClcaDeployError, match="largest batch.*damaged"):
             resolve_max_batch(dataclasses.replace(spec, max_batch=damaged), None)
+
+
+def test_openvino_pads_every_batch_the_dynamic_batcher_forms(plain_onnx):
+    """Triton's OpenVINO backend fixes the model's batch at max_batch_size and fails any other batch unless
+    ENABLE_BATCH_PADDING is YES (its README); the batcher forms batches of 1..max_batch_size."""
+    from clca_deploy.runtime.registry import RuntimeOptions
+
+    spec = read_classifier_spec(plain_onnx[1])
+    for options in ({}, {"threads": 2}, {"inference_precision": "bf16"}):
+        config = TritonRepoConfig(runtime="openvino", runtime_options=RuntimeOptions(options), max_batch=8)
+        parsed = _parse(_classifier(spec, ModelNames.for_name("clca"), config, 8))
+        assert parsed.max_batch_size == 8 and parsed.HasField("dynamic_batching")
+        assert parsed.parameters["ENABLE_BATCH_PADDING"].string_value == "YES", options
+
+
+@pytest.mark.parametrize("profile, rebuild", [
+    (BatchProfile(4, 8, 32), "build-trt --batch 1,8,32"),
+    (BatchProfile(2, 16, 16), "build-trt --batch 1,16,16"),
+    (BatchProfile(8, 8, 8), "build-trt --batch 1,8,8"),  # one size only: as refused as a fixed-batch export
+])
+def test_an_engine_whose_batches_start_above_one_is_refused_with_the_profile_to_build(plain_onnx, tmp_path, profile, rebuild):
+    """Triton's dynamic batcher has no minimum batch size (ModelDynamicBatching has none to set), so a batch of 1
+    reaches the classifier and TensorRT's backend refuses it: triton-repo refuses the engine, naming the rebuild."""
+    from clca_deploy.serving.repository import plan_triton_repository
+
+    batcher = require_module("tritonclient.grpc.model_config_pb2").ModelDynamicBatching.DESCRIPTOR
+    assert not [field.name for field in batcher.fields if "min" in field.name]  # nothing to carry the minimum in
+    engine = _fake_engine(tmp_path, plain_onnx[1], profile)
+    spec = read_classifier_spec(engine)
+    assert spec.batch_profile == profile
+    for max_batch in (None, profile.max):
+        with pytest.raises(ClcaDeployError) as error:
+            resolve_max_batch(spec, max_batch)
+        message = str(error.value)
+        assert f"batches of {profile.min}..{profile.max}" in message and f"`clca-deploy {rebuild}`" in message
+        assert "\n" not in message
+    for runtime_classifier in (False, True):  # `serve` takes the same path
+        with pytest.raises(ClcaDeployError, match=rebuild):
+            plan_triton_repository(engine, TritonRepoConfig(), runtime_classifier=runtime_classifier)
+
+
+def test_an_engine_from_batch_one_keeps_its_profile_and_is_served(plain_onnx, tmp_path):
+    spec = read_classifier_spec(_fake_engine(tmp_path, plain_onnx[1], BatchProfile(1, 4, 8)))
+    assert spec.batch_profile == BatchProfile(1, 4, 8) and resolve_max_batch(spec, None) == 8
+    assert read_classifier_spec(plain_onnx[1]).batch_profile is None  # an ONNX file takes any batch
+
+
+def test_an_option_the_serving_runtime_does_not_take_is_refused_not_dropped(plain_onnx, tmp_path):
+    """`serve` takes every runtime's options; one runtime serves the file, so a set option it lacks is an error."""
+    from clca_deploy.runtime.registry import RuntimeOptions, command_line_options
+
+    engine = _fake_engine(tmp_path, plain_onnx[1])
+    for path, values, shown in ((engine, {"provider": "cuda"}, "--provider cuda"), (engine, {"threads": 2}, "--threads 2"),
+                                (plain_onnx[1], {"inference_precision": "bf16"}, "--inference-precision bf16")):
+        config = TritonRepoConfig(runtime_options=RuntimeOptions(values))
+        for stock in (True, False):
+            with pytest.raises(ConfigError, match=f"^the (tensorrt|onnxruntime) runtime, which runs .*, takes no {shown}; "):
+                served_runtime(path, config, stock_triton=stock)
+    # What a command passes when nothing was given: every option at its default, refused nowhere.
+    defaults = RuntimeOptions({option.name: option.default for option in command_line_options()})
+    for path in (engine, plain_onnx[1]):
+        assert served_runtime(path, TritonRepoConfig(runtime_options=defaults), stock_triton=False).device == "cpu"
+    assert served_runtime(plain_onnx[1], TritonRepoConfig(runtime="openvino", runtime_options=RuntimeOptions(
+        {"inference_precision": "bf16", "threads": 2}))).device == "cpu"

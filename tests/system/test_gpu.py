@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -21,24 +22,46 @@ class FakeDevice:
     minor: int
     integrated: int = 0
     memory: int = 0
+    pci_bus_id: str = ""  # as cuDeviceGetPCIBusId writes it; "" makes the call fail
+    uuid: bytes = b""  # the CUuuid's 16 bytes; b"" makes the call fail
 
 
 class FakeDriver:
-    """The driver API functions gpu.py calls: CUresult return codes, results through pointer arguments."""
+    """The driver API functions gpu.py calls: CUresult return codes, results through pointer arguments.
+
+    ``devices`` are every GPU in the driver's own order; like the real driver, cuInit applies
+    CUDA_VISIBLE_DEVICES (ordinals or "GPU-" UUID prefixes), so CUDA ordinals are positions in that list.
+    """
 
     HANDLE_BASE = 1000  # device handles differ from ordinals, as nothing promises they are equal
 
-    def __init__(self, devices=(), init_rc=0, count_rc=0, version=12060, memory_rc=0):
+    def __init__(self, devices=(), init_rc=0, count_rc=0, version=12060, memory_rc=0, identity_rc=0):
+        self.all_devices = list(devices)
         self.devices = list(devices)
         self.init_rc, self.count_rc, self.version, self.memory_rc = init_rc, count_rc, version, memory_rc
+        self.identity_rc = identity_rc  # what cuDeviceGetPCIBusId and cuDeviceGetUuid return
         self.init_calls = 0
 
     def _device(self, handle: int) -> FakeDevice:
         return self.devices[handle - self.HANDLE_BASE]
 
+    def _visible(self, entry: str) -> FakeDevice | None:
+        if entry.isdigit():
+            return self.all_devices[int(entry)] if int(entry) < len(self.all_devices) else None
+        return next((d for d in self.all_devices if d.uuid and gpu.uuid_text(d.uuid).startswith(entry)), None)
+
     def cuInit(self, flags):
         assert flags == 0
         self.init_calls += 1
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        if visible is not None:
+            # The driver stops at the first entry that names no device, as CUDA documents.
+            self.devices = []
+            for entry in visible.split(","):
+                device = self._visible(entry.strip())
+                if device is None:
+                    break
+                self.devices.append(device)
         return self.init_rc
 
     def cuDriverGetVersion(self, version):
@@ -73,9 +96,27 @@ class FakeDriver:
         size.contents.value = self._device(handle).memory
         return self.memory_rc
 
+    def cuDeviceGetPCIBusId(self, buffer, length, handle):
+        assert isinstance(buffer, ctypes.Array) and length == len(buffer) >= 13  # cuda.h: room for 13 characters
+        text = self._device(handle).pci_bus_id
+        if self.identity_rc or not text:
+            return self.identity_rc or 1
+        buffer.value = text.encode()[: length - 1]
+        return 0
 
-H100 = FakeDevice("NVIDIA H100 80GB HBM3", 9, 0, 0, 85_520_809_984)
-A2000 = FakeDevice("NVIDIA RTX A2000 12GB", 8, 6, 0, 12_622_168_064)
+    def cuDeviceGetUuid(self, uuid, handle):
+        assert isinstance(uuid, ctypes.Array) and ctypes.sizeof(uuid) == 16  # CUuuid: 16 bytes
+        raw = self._device(handle).uuid
+        if self.identity_rc or not raw:
+            return self.identity_rc or 1
+        ctypes.memmove(uuid, raw, 16)
+        return 0
+
+
+H100_UUID = bytes.fromhex("5c1b1e3a9d2f4e7b8a6c0d1e2f3a4b5c")
+A2000_UUID = bytes.fromhex("0a1b2c3d4e5f60718293a4b5c6d7e8f9")
+H100 = FakeDevice("NVIDIA H100 80GB HBM3", 9, 0, 0, 85_520_809_984, "0000:3B:00.0", H100_UUID)
+A2000 = FakeDevice("NVIDIA RTX A2000 12GB", 8, 6, 0, 12_622_168_064, "0000:AF:00.0", A2000_UUID)
 ORIN = FakeDevice("Orin", 8, 7, 1, 7_990_140_928)
 
 
@@ -96,8 +137,10 @@ def use_driver(monkeypatch, driver):
 def test_two_gpus_are_listed_with_their_facts(monkeypatch):
     use_driver(monkeypatch, FakeDriver([H100, A2000]))
     assert gpu.list_gpus() == [
-        GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 85_520_809_984, False, "12.6"),
-        GpuInfo(1, "NVIDIA RTX A2000 12GB", "8.6", 12_622_168_064, False, "12.6"),
+        GpuInfo(0, "NVIDIA H100 80GB HBM3", "9.0", 85_520_809_984, False, "12.6",
+                "0000:3B:00.0", "GPU-5c1b1e3a-9d2f-4e7b-8a6c-0d1e2f3a4b5c"),
+        GpuInfo(1, "NVIDIA RTX A2000 12GB", "8.6", 12_622_168_064, False, "12.6",
+                "0000:AF:00.0", "GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"),
     ]
     assert gpu.gpu_info(1).name == "NVIDIA RTX A2000 12GB"
     assert gpu.gpu_unavailable_reason(0) is None
@@ -110,7 +153,7 @@ def test_jetson_gpu_is_integrated_and_driver_version_is_decoded(monkeypatch):
     assert (info.compute_capability, info.integrated, info.driver_version) == ("8.7", True, "13.0")
     assert info.to_dict() == {
         "index": 0, "name": "Orin", "compute_capability": "8.7", "total_memory_bytes": 7_990_140_928,
-        "integrated": True, "driver_version": "13.0",
+        "integrated": True, "driver_version": "13.0", "pci_bus_id": None,
     }
 
 
@@ -180,6 +223,54 @@ def test_unreadable_memory_keeps_the_gpu(monkeypatch):
     use_driver(monkeypatch, FakeDriver([H100], memory_rc=1))
     assert gpu.gpu_info().total_memory_bytes is None
     assert gpu.gpu_info().name == "NVIDIA H100 80GB HBM3"
+
+
+def test_uuid_is_written_as_nvml_writes_it():
+    assert gpu.uuid_text(bytes(range(16))) == "GPU-00010203-0405-0607-0809-0a0b0c0d0e0f"
+
+
+@pytest.mark.parametrize("visible, expected", [("1", [A2000]), ("1,0", [A2000, H100]), ("GPU-0a1b", [A2000])])
+def test_pci_bus_id_and_uuid_follow_the_board_under_cuda_visible_devices(monkeypatch, visible, expected):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    use_driver(monkeypatch, FakeDriver([H100, A2000]))
+    found = gpu.list_gpus()
+    # CUDA ordinals restart at 0 in the visible order; the PCI bus id and UUID still name the board.
+    assert [info.index for info in found] == list(range(len(expected)))
+    assert [(info.name, info.pci_bus_id, info.uuid) for info in found] == [
+        (device.name, device.pci_bus_id, gpu.uuid_text(device.uuid)) for device in expected
+    ]
+
+
+def test_to_dict_records_the_pci_bus_id_but_not_the_uuid(monkeypatch):
+    use_driver(monkeypatch, FakeDriver([A2000]))
+    data = gpu.gpu_info().to_dict()
+    assert data["pci_bus_id"] == "0000:AF:00.0" and "uuid" not in data
+    assert gpu.gpu_info().uuid == "GPU-0a1b2c3d-4e5f-6071-8293-a4b5c6d7e8f9"
+
+
+def test_unreadable_identity_keeps_the_gpu(monkeypatch):
+    use_driver(monkeypatch, FakeDriver([H100], identity_rc=999))
+    info = gpu.gpu_info()
+    assert (info.name, info.pci_bus_id, info.uuid) == ("NVIDIA H100 80GB HBM3", None, None)
+
+
+def test_a_driver_without_the_identity_calls_keeps_the_gpu(monkeypatch):
+    class OldDriver(FakeDriver):
+        def __getattribute__(self, name):
+            if name in ("cuDeviceGetPCIBusId", "cuDeviceGetUuid"):  # as ctypes.CDLL says of a missing symbol
+                raise AttributeError(f"undefined symbol: {name}")
+            return super().__getattribute__(name)
+
+    use_driver(monkeypatch, OldDriver([H100]))
+    info = gpu.gpu_info()
+    assert info.compute_capability == "9.0" and (info.pci_bus_id, info.uuid) == (None, None)
+
+
+@pytest.mark.parametrize("answer", ["not-a-bus-id", "0000:3B:00", "0000:3B:00.0\x1b[2J"])
+def test_a_pci_bus_id_that_is_not_one_is_dropped(monkeypatch, answer):
+    use_driver(monkeypatch, FakeDriver([FakeDevice("GPU", 8, 9, pci_bus_id=answer, uuid=bytes(16))]))
+    info = gpu.gpu_info()
+    assert info.pci_bus_id is None and info.uuid is None  # an all-zero UUID names nothing either
 
 
 def test_real_driver_probe_is_consistent():
@@ -252,6 +343,17 @@ CUresult cuDeviceTotalMem_v2(size_t *bytes, CUdevice dev) {
     *bytes = (size_t)48305799168ULL;  /* over 2**32: a 32-bit out-parameter would truncate it */
     return 0;
 }
+CUresult cuDeviceGetPCIBusId(char *pciBusId, int len, CUdevice dev) {
+    if (dev != 7 || len < 13) return 1;
+    strncpy(pciBusId, "0000:C1:00.0", (size_t)len);
+    return 0;
+}
+typedef struct { char bytes[16]; } CUuuid;
+CUresult cuDeviceGetUuid(CUuuid *uuid, CUdevice dev) {
+    if (dev != 7) return 101;
+    for (int i = 0; i < 16; i++) uuid->bytes[i] = (char)(0xf0 + i);
+    return 0;
+}
 """
 
 
@@ -264,4 +366,7 @@ def test_ctypes_calls_against_a_compiled_driver_stand_in(tmp_path, monkeypatch):
     library = tmp_path / "libcuda.so.1"
     subprocess.run([compiler, "-shared", "-fPIC", "-o", str(library), str(source)], check=True, capture_output=True)
     monkeypatch.setattr(gpu, "_load_driver", lambda: ctypes.CDLL(str(library)))
-    assert gpu.list_gpus() == [GpuInfo(0, "NVIDIA L40S", "8.9", 48_305_799_168, False, "12.8")]
+    assert gpu.list_gpus() == [
+        GpuInfo(0, "NVIDIA L40S", "8.9", 48_305_799_168, False, "12.8", "0000:C1:00.0",
+                "GPU-f0f1f2f3-f4f5-f6f7-f8f9-fafbfcfdfeff"),
+    ]

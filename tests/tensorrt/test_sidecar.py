@@ -15,6 +15,7 @@ from clca_deploy.tensorrt.sidecar import (
     load_sidecar,
     parse_sidecar,
     sidecar_path,
+    trt_release,
 )
 
 JETPACK6 = (10, 3, 0)
@@ -59,8 +60,39 @@ def test_sidecar_contents_are_json():
 
 
 def test_sidecar_matches_same_machine():
-    # Only major.minor.patch matters: the build number of a TensorRT wheel is not part of plan compatibility.
-    assert check_sidecar_matches(_checked(), "10.3.0.30", "Orin", "8.7") is None
+    assert check_sidecar_matches(_checked(), "10.3.0.26", "Orin", "8.7") is None
+
+
+def test_sidecar_from_another_tensorrt_build_is_refused_with_the_build_numbers():
+    # A plan is tied to the exact TensorRT build: 10.3.0.26 and 10.3.0.30 are different versions to TensorRT.
+    with pytest.raises(ClcaDeployError) as err:
+        check_sidecar_matches(_checked(), "10.3.0.30", "Orin", "8.7")
+    assert str(err.value) == (
+        "engine built for TensorRT 10.3.0.26 on Orin (8.7); this machine runs TensorRT 10.3.0.30 on Orin (8.7): "
+        "a plan loads only on the exact TensorRT build that made it; rebuild it here with `clca-deploy build-trt`."
+    )
+
+
+@pytest.mark.parametrize("built, running", [
+    ("10.13.3.9", "10.13.3.9.post1"),  # a pip wheel's suffix is not a TensorRT build
+    ("10.3.0", "10.3.0.30"),  # no build recorded: nothing to compare it with, TensorRT's own check remains
+    ("10.3.0.30", "10.3.0"),
+])
+def test_versions_without_a_differing_build_match(built, running):
+    assert check_sidecar_matches(_checked(tensorrt_version=built), running, "Orin", "8.7") is None
+
+
+@pytest.mark.parametrize("text, release", [
+    ("10.3.0.30", (10, 3, 0, 30)), ("10.13.3.9.post1", (10, 13, 3, 9)), ("11.4.0.106", (11, 4, 0, 106)),
+    ("10.3.0", (10, 3, 0)), ("10.3", (10, 3, 0)), (" 8.6.1.6 ", (8, 6, 1, 6)),
+])
+def test_trt_release_reads_the_build_number(text, release):
+    assert trt_release(text) == release
+
+
+def test_trt_release_refuses_what_is_not_a_version():
+    with pytest.raises(ClcaDeployError, match="cannot read a TensorRT version"):
+        trt_release("ten")
 
 
 def test_sidecar_from_another_tensorrt_version_is_refused():
@@ -78,7 +110,7 @@ def test_sidecar_from_another_gpu_architecture_is_refused():
 
 
 def test_sidecar_from_another_gpu_model_of_the_same_architecture_warns():
-    warning = check_sidecar_matches(_checked(gpu_name="Orin (AGX)"), "10.3.0", "Orin (NX)", "8.7")
+    warning = check_sidecar_matches(_checked(gpu_name="Orin (AGX)"), "10.3.0.26", "Orin (NX)", "8.7")
     assert "Orin (AGX)" in warning and "Orin (NX)" in warning and "build-trt" in warning
 
 
@@ -106,3 +138,29 @@ def test_load_sidecar(tmp_path):
     assert loaded.to_dict() == _sidecar() and loaded == _checked()
     assert (loaded.input.shape, loaded.output.shape, loaded.profile) == ((-1, 3, 224, 224), (-1, 15), BatchProfile(1, 8, 32))
     assert (loaded.info.img_size, loaded.info.num_classes) == (224, 15)
+
+
+# ---------------------------------------------------------------- the check in the backend, through the fakes
+
+
+@pytest.mark.parametrize("binding", ["pycuda", "cuda-python"])
+def test_backend_refuses_another_tensorrt_build_before_deserializing(tmp_path, monkeypatch, binding):
+    from clca_deploy.runtime.tensorrt_backend import TensorRTBackend, TensorRTOptions
+    from clca_deploy.tensorrt.build import EngineConfig, build_engine
+    from tests.tensorrt import fakes
+
+    fakes.install(monkeypatch, "10.3.0.26", devices=(("Orin", "8.7"),))
+    engine = tmp_path / "m.engine"
+    config = EngineConfig(batch=BatchProfile(1, 2, 4))
+    build_engine(fakes.tiny_onnx(tmp_path / "m.onnx"), engine, config, log=lambda _: None)
+    stack = fakes.install(monkeypatch, "10.3.0.30", devices=(("Orin", "8.7"),))
+    with pytest.raises(ClcaDeployError) as error:
+        TensorRTBackend(engine, TensorRTOptions(cuda_binding=binding))
+    message = str(error.value)
+    assert "\n" not in message and message == (
+        "engine built for TensorRT 10.3.0.26 on Orin (8.7); this machine runs TensorRT 10.3.0.30 on Orin (8.7): "
+        "a plan loads only on the exact TensorRT build that made it; rebuild it here with `clca-deploy build-trt`."
+    )
+    # Refused by the sidecar: TensorRT never saw the plan (its own refusal would name no rebuild command).
+    assert not [event for event in stack.gpu.events if event[0] == "deserialize"]
+    assert stack.controls.errors == [] and stack.gpu.live()["primary_context_refs"] == 0

@@ -29,6 +29,12 @@ class Detection:
         return cls(None, reason)
 
 
+# How long `measure_latency` keeps calling while a sensor is read: a count of calls is no window (300
+# calls of a small model take 0.15 s on an H100), so windows are time-based; two NVML averaging periods
+# make the running average settle on the load, and the energy counter's steps become small beside it.
+POWER_WINDOW_S = 2.0
+
+
 class PowerSamplingError(RuntimeError):
     """A sampler could not measure; the message is the reason the report gives."""
 
@@ -76,6 +82,7 @@ class ThreadedPowerSampler:
 
     source = "power sensor"
     startup_timeout_s = 3.0
+    min_window_s = POWER_WINDOW_S  # how long bench times while this sensor is read (window.window_seconds)
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None

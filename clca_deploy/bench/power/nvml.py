@@ -1,12 +1,47 @@
-"""NVIDIA GPU board power through NVML (nvidia-ml-py, module ``pynvml``), imported only when asked."""
+"""NVIDIA GPU board power through NVML (nvidia-ml-py, module ``pynvml``), imported only when asked.
+
+NVML numbers GPUs in PCI order and ignores CUDA_VISIBLE_DEVICES, so NVML's GPU 1 is often not CUDA's
+GPU 1 on a multi-GPU server. The sampler finds the board by the PCI bus id (else the UUID) that the CUDA
+driver reports for the backend's device, never by the ordinal.
+"""
 
 from __future__ import annotations
 
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
-from clca_deploy.bench.power.meter import Detection, PowerMeasurement, ThreadedPowerSampler
+from clca_deploy.bench.power.meter import Detection, PowerMeasurement, PowerSamplingError, ThreadedPowerSampler
+from clca_deploy.errors import UnsupportedError
+from clca_deploy.system.gpu import GpuInfo, gpu_info
 from clca_deploy.system.jetson import is_jetson
+
+
+def _board(gpu: GpuInfo) -> str:
+    """The GPU measured, as reports name it: CUDA ordinal and PCI bus id (no UUID, as in GpuInfo.to_dict)."""
+    return f"GPU {gpu.index}" + (f" (PCI {gpu.pci_bus_id})" if gpu.pci_bus_id else "")
+
+
+def nvml_handle(nvml: Any, gpu: GpuInfo) -> Any:
+    """NVML's handle for the board CUDA calls ``gpu``; PowerSamplingError saying why when NVML has no such GPU."""
+    lookups = []
+    if gpu.pci_bus_id:
+        lookups.append((f"by PCI bus id {gpu.pci_bus_id}", "nvmlDeviceGetHandleByPciBusId", gpu.pci_bus_id))
+    if gpu.uuid:  # a second chance where the bus id lookup fails (NVML_ERROR_NO_PERMISSION on some hosts)
+        lookups.append(("by UUID", "nvmlDeviceGetHandleByUUID", gpu.uuid))
+    if not lookups:
+        raise PowerSamplingError(
+            f"the CUDA driver reports neither a PCI bus id nor a UUID for GPU {gpu.index} ({gpu.name}), "
+            "so NVML's numbering cannot be matched to CUDA's"
+        )
+    failures = []
+    for label, function, key in lookups:
+        try:
+            return getattr(nvml, function)(key)
+        except Exception as error:  # pynvml raises NVMLError_NotFound etc.; any failure only costs the match
+            failures.append(f"{label}: {error}")
+    raise PowerSamplingError(
+        f"NVML has no GPU matching CUDA GPU {gpu.index} ({gpu.name}): {'; '.join(failures)}"
+    )
 
 
 class NvmlSampler(ThreadedPowerSampler):
@@ -14,10 +49,11 @@ class NvmlSampler(ThreadedPowerSampler):
 
     interval_s = 0.02
 
-    def __init__(self, device_index: int = 0, nvml=None):
+    def __init__(self, gpu: GpuInfo, nvml=None):
         super().__init__()
-        self.device_index = device_index
-        self.source = f"NVML board power, GPU {device_index}"
+        self.gpu = gpu
+        self.device_index = gpu.index  # the CUDA ordinal, as every backend names its device
+        self.source = f"NVML board power, {_board(gpu)}"
         self._module = nvml
         self._nvml = None
         self._handle = None
@@ -27,7 +63,7 @@ class NvmlSampler(ThreadedPowerSampler):
         nvml = self._module or importlib.import_module("pynvml")
         nvml.nvmlInit()
         try:
-            self._handle = nvml.nvmlDeviceGetHandleByIndex(self.device_index)
+            self._handle = nvml_handle(nvml, self.gpu)
         except Exception:
             nvml.nvmlShutdown()
             raise
@@ -63,7 +99,7 @@ class NvmlSampler(ThreadedPowerSampler):
         # (and on Ampere+ nvmlDeviceGetPowerUsage is itself a 1 s average, which lags a short window).
         if begin is not None and finish is not None and finish > begin:
             energy_j = (finish - begin) / 1000.0
-            source = f"NVML board energy counter, GPU {self.device_index}"
+            source = f"NVML board energy counter, {_board(self.gpu)}"
             return PowerMeasurement(energy_j / (end - start), energy_j, len(window), end - start, source)
         return super()._result(window, start, end)
 
@@ -79,16 +115,19 @@ def detect(device_index: int | None) -> Detection:
     except ImportError:
         return Detection.absent("nvidia-ml-py (NVML) is not installed (pip install nvidia-ml-py)")
     try:
+        gpu = gpu_info(device_index)  # the board identity NVML is matched by
+    except UnsupportedError as error:
+        return Detection.absent(f"NVML cannot be matched to the backend's GPU: {error}")
+    try:
         nvml.nvmlInit()
     except Exception as error:
         return Detection.absent(f"NVML does not start ({error}); is there an NVIDIA driver?")
     try:
-        count = nvml.nvmlDeviceGetCount()
-        if not 0 <= device_index < count:
-            return Detection.absent(f"NVML sees {count} GPU(s), none with index {device_index}")
-        nvml.nvmlDeviceGetPowerUsage(nvml.nvmlDeviceGetHandleByIndex(device_index))
+        nvml.nvmlDeviceGetPowerUsage(nvml_handle(nvml, gpu))
+    except PowerSamplingError as error:
+        return Detection.absent(str(error))
     except Exception as error:
-        return Detection.absent(f"NVML cannot read the power of GPU {device_index} ({error})")
+        return Detection.absent(f"NVML cannot read the power of {_board(gpu)} ({error})")
     finally:
         nvml.nvmlShutdown()
-    return Detection.found(NvmlSampler(device_index, nvml=nvml))
+    return Detection.found(NvmlSampler(gpu, nvml=nvml))

@@ -12,6 +12,12 @@ MIN_WINDOW_S = 0.5
 POWER_FIELDS = ("power_w", "energy_mj_per_image", "power_source", "power_mode", "power_samples", "power_reason")
 
 
+def window_seconds(sampler: object | None) -> float:
+    """How long the timed calls must last for ``sampler`` to give a reading: its ``min_window_s``
+    (``POWER_WINDOW_S`` for every real sensor); 0 for None and for a stand-in that declares nothing."""
+    return 0.0 if sampler is None else float(getattr(sampler, "min_window_s", 0.0))
+
+
 def _failure(sampler: ThreadedPowerSampler, error: Exception) -> str:
     if isinstance(error, PowerSamplingError):
         return str(error)
@@ -24,8 +30,8 @@ class PowerWindow:
     Use::
 
         with PowerWindow(sampler, reason) as window:
-            timed_calls()
-        window.fields(iters, batch_size)  # the power fields of LatencyStats
+            timed_calls()  # for at least window.min_seconds
+        window.fields(calls, batch_size)  # the power fields of LatencyStats
     """
 
     def __init__(self, sampler: ThreadedPowerSampler | None, reason: str | None = None):
@@ -41,6 +47,11 @@ class PowerWindow:
                 self._reason, self._sampler = _failure(self._sampler, error), None
         return self
 
+    @property
+    def min_seconds(self) -> float:
+        """How long the timed calls inside the window should last: 0 without a sampler or once it failed to start."""
+        return window_seconds(self._sampler)
+
     def __exit__(self, *exc: object) -> None:
         # Also on an exception from the timed calls: the sensor (a tegrastats process) must stop.
         if self._sampler is None:
@@ -51,10 +62,15 @@ class PowerWindow:
             self._reason = _failure(self._sampler, error)
 
     def fields(self, iters: int, batch_size: int) -> dict:
-        """power_w, energy_mj_per_image, power_source, power_mode, power_samples, or all None and power_reason."""
+        """power_w, energy_mj_per_image, power_source, power_mode, power_samples, or all None and power_reason.
+
+        ``iters``: the calls actually timed inside the window (a time-based window makes more than asked).
+        """
         m = self.measurement
         if m is not None and m.seconds < MIN_WINDOW_S:
             needed = math.ceil(iters * MIN_WINDOW_S / m.seconds) if m.seconds > 0 else iters * 10
+            # measure_latency times for POWER_WINDOW_S by default; only a caller that set a shorter
+            # minimum (or a capped number of calls) lands here, and more calls is then the remedy.
             reason = (
                 f"{m.source}: the {m.seconds:.2f} s timed window is too short for a power reading "
                 f"(at least {MIN_WINDOW_S:g} s); raise --iters to {needed} or more"
