@@ -154,17 +154,16 @@ def _save_report(report, out: Path) -> str | None:
 
 
 def _rescue(report, stdout_free: bool) -> str:
-    """Save the report where it can still go; the sentence saying where."""
-    from clca_deploy.bench.report import write_rescue_copy
+    """Save the report where it can still go (the temp folder, else standard output); the sentence saying where."""
+    from clca_deploy.bench.report import rescue
 
-    try:
-        return f"The results were saved in {printable(write_rescue_copy(report))} instead."
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    sentence, saved = rescue(report)
+    if saved:
+        return sentence
     if stdout_free:
         typer.echo(report.to_json(), nl=False)
-        return f"The temp folder could not take them either ({reason}): their JSON is on standard output."
-    return f"The temp folder could not take them either ({reason}): only the table shows them."
+        return f"{sentence}: their JSON is on standard output."
+    return f"{sentence}: only the table shows them."
 
 
 def _quiet_stdout() -> None:

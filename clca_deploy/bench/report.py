@@ -17,6 +17,7 @@ from pathlib import Path
 from clca_deploy.artifacts import atomic_output
 from clca_deploy.bench.latency import LatencyStats
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
 
 # Optional fields added later (the power fields of LatencyStats) keep version 1: readers of version 1
 # ignore keys they do not know, and this one reads their absence as None. Bump only for a change that
@@ -257,6 +258,15 @@ def write_rescue_copy(report: BenchReport) -> Path:
         os.unlink(name)  # half a report is no rescue
         raise
     return Path(name)
+
+
+def rescue(report: BenchReport) -> tuple[str, bool]:
+    """After ``report`` could not be written where asked: save it with ``write_rescue_copy`` and return
+    (the sentence saying where, True), or (the sentence saying the temp folder could not take it, False)."""
+    try:
+        return f"The results were saved in {printable(write_rescue_copy(report))} instead.", True
+    except OSError as exc:
+        return f"The temp folder could not take them either ({exc.strerror or exc})", False
 
 
 def load_report(path: str | Path) -> BenchReport:

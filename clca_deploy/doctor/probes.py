@@ -12,7 +12,7 @@ import sys
 from clca_deploy.extras import install_command
 from clca_deploy.system import checks
 from clca_deploy.system import gpu as system_gpu
-from clca_deploy.system.checks import Check, Context
+from clca_deploy.system.checks import Check, Context, major_version
 from clca_deploy.tensorrt.plan import MIN_TENSORRT, parse_trt_version
 
 # The Python each JetPack's Ubuntu ships (20.04, 22.04, 24.04), by L4T major: JetPack's TensorRT
@@ -25,9 +25,6 @@ JETSON_PYTHON_HINT = "create the venv from the system Python: /usr/bin/python3 -
 JETPACK_UPGRADE_HINT = "upgrade to JetPack 6.1 or newer (TensorRT 10.3); see docs/jetson.md"
 GPU_DRIVER_HINT = "a machine with an NVIDIA GPU and its driver (the CPU path needs neither)"
 
-
-def _major(version: str) -> int:
-    return int(version.split(".")[0])
 
 
 def probe_python(ctx: Context) -> Check:
@@ -47,7 +44,7 @@ def probe_numpy(ctx: Context) -> Check:
     version = checks.dist_version("numpy")
     if version is None:
         return Check("numpy", "missing", "not installed", CORE_HINT)
-    if ctx.on_jetson and _major(version) >= 2:
+    if ctx.on_jetson and major_version(version) >= 2:
         return Check(
             "numpy", "note", f"{version}; JetPack's own Python modules (OpenCV...) are built for its numpy 1.x",
             JETSON_NUMPY_HINT,

@@ -233,16 +233,13 @@ def _save_bench(report, json_path: Path) -> None:
     """The bench JSON; where the work folder cannot take it (a full disk), the minutes of measurements go
     to a private file in the temp folder, and the one error line says where."""
     from clca_deploy.artifacts import WriteFailed
-    from clca_deploy.bench.report import write_rescue_copy
+    from clca_deploy.bench.report import rescue
 
     try:
         report.write_json(json_path)
     except WriteFailed as exc:
-        try:
-            rescued = f"the bench results were saved to {write_rescue_copy(report)} instead"
-        except OSError as again:
-            rescued = f"the temp folder could not take the bench results either ({again.strerror or again})"
-        raise ClcaDeployError(f"{exc} {rescued}.") from exc
+        sentence, saved = rescue(report)
+        raise ClcaDeployError(f"{exc} {sentence}" + ("" if saved else ".")) from exc
 
 
 def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[DemoResult, object]:

@@ -25,7 +25,7 @@ from clca_deploy.runtime.base import (
 )
 from clca_deploy.runtime.options import check_device, check_threads, cli_option, device_option, threads_option
 from clca_deploy.system import checks
-from clca_deploy.system.checks import Check, Context
+from clca_deploy.system.checks import Check, Context, major_version
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -101,9 +101,6 @@ def build_cuda_version() -> str | None:
     return version if isinstance(version, str) and re.fullmatch(r"\d+(\.\d+)*", version) else None
 
 
-def _major(version: str) -> int:
-    return int(version.split(".")[0])
-
 
 def _first_line(exc: Exception) -> str:
     """An exception as one line: onnxruntime's messages run over several, and some are empty."""
@@ -117,7 +114,7 @@ def cuda_libraries_fix(ort_version: str, cuda_version: str | None, on_jetson: bo
         return JETSON_HINT
     if cuda_version is None:  # before 1.21 the wheel has no [cuda,cudnn] extras
         return f"put the CUDA and cuDNN libraries onnxruntime-gpu {ort_version} was built for on LD_LIBRARY_PATH"
-    major = _major(cuda_version)
+    major = major_version(cuda_version)
     return f'pip install "onnxruntime-gpu[cuda,cudnn]=={ort_version}" (its CUDA {major} and cuDNN 9 libraries)'
 
 
@@ -160,7 +157,7 @@ def fallback_message(ort, missing: list[str], got: tuple[str, ...], printed: str
     cuda_version = build_cuda_version()
     version = str(getattr(ort, "__version__", "?"))
     if cuda_version:
-        major = _major(cuda_version)
+        major = major_version(cuda_version)
         cause = (
             f"its CUDA {major}.x and cuDNN 9 libraries are missing or of another major, "
             f"or the driver is older than CUDA {major}"
@@ -270,7 +267,7 @@ def driver_fix(cuda_version: str, driver: int, on_jetson: bool) -> str:
     """The install that fits a driver older than the onnxruntime-gpu build's CUDA major (extras.CUDA_MAJORS)."""
     if on_jetson:
         return JETSON_HINT
-    build = _major(cuda_version)
+    build = major_version(cuda_version)
     newer_driver = f"a driver for CUDA {build}" + (f" ({CUDA_MAJORS[build].driver} or newer)" if build in CUDA_MAJORS else "")
     fitting = cuda_major_for_driver(driver)
     if fitting is not None:
@@ -281,7 +278,7 @@ def driver_fix(cuda_version: str, driver: int, on_jetson: bool) -> str:
 def _cuda_check(ort, ctx: Context, detail: str) -> Check:
     cuda_version = build_cuda_version()
     driver = ctx.driver_major
-    if cuda_version and driver is not None and _major(cuda_version) > driver:
+    if cuda_version and driver is not None and major_version(cuda_version) > driver:
         return Check(
             "onnxruntime", "error",
             f"{detail}; built for CUDA {cuda_version}, but the driver supports CUDA {driver}: "
@@ -291,7 +288,7 @@ def _cuda_check(ort, ctx: Context, detail: str) -> Check:
     failure = cuda_session_failure(ort)
     if failure:
         version = str(getattr(ort, "__version__", "?"))
-        needs = f"CUDA {_major(cuda_version)}.x and cuDNN 9" if cuda_version else "CUDA and cuDNN"
+        needs = f"CUDA {major_version(cuda_version)}.x and cuDNN 9" if cuda_version else "CUDA and cuDNN"
         return Check(
             "onnxruntime", "error",
             f"{detail}; the CUDA provider does not load ({failure}): "

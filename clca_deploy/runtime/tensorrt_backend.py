@@ -32,7 +32,7 @@ from clca_deploy.runtime.base import (
 )
 from clca_deploy.runtime.options import check_device, device_option
 from clca_deploy.system import checks
-from clca_deploy.system.checks import Check, Context
+from clca_deploy.system.checks import Check, Context, major_version
 from clca_deploy.tensorrt.plan import build_mode_summary, parse_trt_version, profile_option, profile_reaching
 from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import (
@@ -201,9 +201,6 @@ class TensorRTBackend(BackendBase):
         self._cuda = None
 
 
-def _major(version: str) -> int:
-    return int(version.split(".")[0])
-
 
 def _driver_version(ctx: Context) -> str | None:
     """The newest CUDA the driver supports ("12.4"), as the first GPU reports it; None without a GPU."""
@@ -252,7 +249,7 @@ def _clobbered_bindings(ctx: Context) -> Check | None:
     release = re.match(r"(\d+)\.(\d+)", legacy or "")
     if not (bindings and release and (int(release.group(1)), int(release.group(2))) < (12, 8)):
         return None
-    fix = _bindings_fix(ctx.driver_major, _major(bindings))
+    fix = _bindings_fix(ctx.driver_major, major_version(bindings))
     return Check(
         "CUDA bindings", "error",
         f"cuda-python {legacy} and cuda-bindings {bindings} both install the cuda.bindings module and overwrote "
@@ -278,11 +275,11 @@ def probe_cuda_bindings(ctx: Context) -> Check:
     detail = ", ".join(f"{name} {version or '(version unknown)'}" for name, version in found)
     driver = ctx.driver_major
     python_version = dict(found).get("cuda-bindings") or dict(found).get("cuda-python")
-    if driver is not None and python_version and _major(python_version) > driver:
+    if driver is not None and python_version and major_version(python_version) > driver:
         # cuda-bindings N.x needs a CUDA N driver; 12.x also runs on CUDA 13 drivers, not the reverse.
         return Check(
             "CUDA bindings", "error",
-            f"{detail}: cuda-bindings {_major(python_version)}.x needs a CUDA {_major(python_version)} driver, "
+            f"{detail}: cuda-bindings {major_version(python_version)}.x needs a CUDA {major_version(python_version)} driver, "
             f"this one supports CUDA {driver}", _bindings_fix(driver, driver),
         )
     return Check("CUDA bindings", "ok", detail)

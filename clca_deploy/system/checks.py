@@ -50,7 +50,12 @@ class Context:
     def driver_major(self) -> int | None:
         """Major CUDA version the driver supports (12 for 12.6), None without a GPU."""
         versions = [gpu.driver_version for gpu in self.gpus if gpu.driver_version]
-        return int(versions[0].split(".")[0]) if versions else None
+        return major_version(versions[0]) if versions else None
+
+
+def major_version(version: str) -> int:
+    """12 for "12.6", 2 for numpy's "2.2.6": the part before the first dot."""
+    return int(version.split(".")[0])
 
 
 def dist_version(distribution: str) -> str | None:

@@ -57,3 +57,25 @@ def test_a_workdir_trained_with_other_settings_is_not_overwritten(first_run):
     with pytest.raises(ClcaDeployError, match="other settings"):
         run_demo(replace(config, keep_rate=0.5), log=lambda _: None)
     assert (config.workdir / "model.pth").read_bytes() == before
+
+
+def test_a_bench_report_the_work_folder_cannot_take_is_rescued(tmp_path, monkeypatch):
+    """The demo's bench JSON on a full disk: one error line naming the rescue copy, which holds the report."""
+    from pathlib import Path
+
+    from clca_deploy.artifacts import WriteFailed
+    from clca_deploy.bench.report import BenchReport
+    from clca_deploy.pipeline.demo import _save_bench
+
+    report = BenchReport((), {"labelled": False}, (), {"iters": 1, "warmup": 0}, {}, "2026-12-06T00:00:00+00:00")
+
+    def full(path):
+        raise WriteFailed(f"no space left in {tmp_path}; free some.", Path(path), tmp_path)
+
+    monkeypatch.setattr(BenchReport, "write_json", lambda self, path: full(path))
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the rescue copy lands here, not in /tmp
+    with pytest.raises(ClcaDeployError) as error:
+        _save_bench(report, tmp_path / "bench.json")
+    rescued = re.search(r"The results were saved in (\S+) instead\.", str(error.value))
+    assert rescued and Path(rescued.group(1)).parent == tmp_path
+    assert json.loads(Path(rescued.group(1)).read_text()) == json.loads(report.to_json())
