@@ -1,26 +1,34 @@
-"""CPU runtimes side by side: onnxruntime and OpenVINO, FP32 / BF16 / INT8, on the same exported files.
+"""CPU runtimes and INT8 placements side by side: ours (default and searched, Q/DQ and OpenVINO form) and the peers'.
 
 Speed: EViT + CLCA on CLIP ViT-B/16 at 448 px (README training settings, random weights: speed
 does not depend on them), keep 1.0 and 0.1, batch 1 and 8. Each keep rate is exported with
-`export_onnx` and calibrated with `quantize_int8` on the real leaves; every variant is then timed
-host-to-host on the same batch, call by call in alternation (one latency harness for all).
+`export_onnx` and calibrated on the real leaves; every variant is then timed host-to-host on the
+same batch, call by call in alternation (one latency harness for all), after warm-up calls of
+every variant. The searched placement of the speed model is the one the search chose on the
+trained CLCA model (same blocks, same unit names): a placement is a property of the architecture
+and the data, and random weights have no agreement to search for.
 
-Accuracy: a model trained on the leaves (``--trained``, e.g. the demo's model.pth), exported and
-calibrated the same way, benched against its PyTorch reference on the test leaves on every
-variant (`clca-deploy bench` code): top-1, top-1 agreement, max |logit error|.
+Accuracy: models trained on the leaves (``--trained``, one per family: CLCA, ILA, GLSim), exported
+and calibrated the same way, against their PyTorch reference on the test leaves, through
+`clca-deploy bench`'s code where a runtime opens the file: top-1, top-1 agreement, logit error; for
+GLSim also how often the crop box equals the FP32 file's.
 
-With nncf installed, OpenVINO's own post-training quantization (NNCF, transformer preset) of the
-same FP32 file is added to both parts, beside our explicit Q/DQ placement.
+Variants are named after who made the file: ours ``ort_*`` / ``ov_*``, the peers ``nncf_*``
+(OpenVINO's NNCF post-training quantization, transformer preset, of the same FP32 file on the same
+images) and ``ort_default_*`` (onnxruntime's ``quantize_static`` with its defaults).
 
-    python benchmarks/cpu_runtimes.py --data ../shared/data/leaves --trained runs/demo/model.pth \\
-        --out benchmarks/results/cpu_runtimes.json
+    python benchmarks/cpu_runtimes.py --data ../shared/data/leaves --trained clca.pth --trained ila.pth \\
+        --trained glsim.pth --out benchmarks/results/cpu_runtimes.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import warnings
 from pathlib import Path
+
+import numpy as np
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
@@ -32,6 +40,8 @@ from clca_deploy.export.verify import synthetic_images
 from clca_deploy.runtime import RuntimeOptions, open_backend
 
 from export_latency import SETTINGS, write_checkpoint
+from clca_deploy.calibration.held_out import crop_selection_tensor
+from fgir_precision import boxes_from_selection
 
 # name -> (file kind, runtime, OpenVINO inference precision)
 VARIANTS = {
@@ -41,9 +51,17 @@ VARIANTS = {
     "ort_int8": ("int8", "onnxruntime", None),
     "ov_int8": ("int8", "openvino", "f32"),
     "ov_int8_bf16": ("int8", "openvino", "bf16"),
-    "ov_nncf_int8": ("nncf", "openvino", "f32"),
-    "ov_nncf_int8_bf16": ("nncf", "openvino", "bf16"),
+    "ov_int8_openvino": ("int8_openvino", "openvino", "f32"),
+    "ov_int8_openvino_bf16": ("int8_openvino", "openvino", "bf16"),
+    "ort_searched": ("searched", "onnxruntime", None),
+    "ov_searched_openvino": ("searched_openvino", "openvino", "f32"),
+    "ov_searched_openvino_bf16": ("searched_openvino", "openvino", "bf16"),
+    "nncf_int8": ("nncf", "openvino", "f32"),
+    "nncf_int8_bf16": ("nncf", "openvino", "bf16"),
+    "ort_default_int8": ("ort_default", "onnxruntime", None),
 }
+PEER_KINDS = {"nncf": "OpenVINO NNCF 3.x, transformer preset", "ort_default": "onnxruntime quantize_static defaults"}
+DEFAULT_TARGET = 99.5
 
 
 def has_nncf() -> bool:
@@ -52,51 +70,89 @@ def has_nncf() -> bool:
     return importlib.util.find_spec("nncf") is not None
 
 
+def calibration_batches(fp32: Path, data: Path, num_images: int) -> list[np.ndarray]:
+    """The images our calibration uses (the same spread over the classes, from the same cache), one per batch:
+    the peers calibrate on exactly our set."""
+    from clca_deploy.calibration.batches import calibration_images
+    from clca_deploy.metadata import read_onnx_metadata
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        images = calibration_images(data, read_onnx_metadata(fp32).preprocess, num_images).images
+    return [image[None] for image in images]
+
+
 def nncf_quantize(fp32: Path, data: Path, output: Path, num_images: int) -> Path:
     """OpenVINO's own INT8: NNCF post-training quantization of the FP32 file, saved as OpenVINO IR."""
     import nncf
     import openvino as ov
 
-    from clca_deploy.data import PreprocessConfig, iter_batches, open_dataset
-    from clca_deploy.metadata import read_onnx_metadata
-
     if output.exists():
         return output
-    preprocess = PreprocessConfig.from_dict(read_onnx_metadata(fp32).preprocess)
-    images = [b.images for b in iter_batches(open_dataset(data), preprocess, 1, num_images, False)]
+    images = calibration_batches(fp32, data, num_images)
     model = ov.Core().read_model(str(fp32))
-    quantized = nncf.quantize(
-        model, nncf.Dataset(images), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(images)
-    )
+    quantized = nncf.quantize(model, nncf.Dataset(images), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(images))
     ov.save_model(quantized, str(output))
     return output
 
 
-def prepare(checkpoint: Path, folder: Path, keep: float | None, data: Path, num_images: int) -> dict[str, Path]:
-    """FP32 export, our INT8 and (with nncf) NNCF's INT8 of one checkpoint; reused when present."""
+def ort_default_quantize(fp32: Path, data: Path, output: Path, num_images: int) -> Path:
+    """onnxruntime's ``quantize_static`` with every default (QDQ, uint8 activations, all op types, MinMax), with
+    the export's metadata copied so that `bench` opens it like our files."""
+    import onnx
+    from onnxruntime.quantization import quantize_static
+
+    from clca_deploy.metadata import metadata_props, write_metadata
+
+    if output.exists():
+        return output
+    images = calibration_batches(fp32, data, num_images)
+
+    class Reader:
+        def get_next(self):
+            return {"images": images.pop(0)} if images else None
+
+    quantize_static(str(fp32), str(output), Reader())
+    model, props = onnx.load(str(output)), metadata_props(onnx.load(str(fp32), load_external_data=False))
+    props["precision"] = "int8"
+    write_metadata(model, props)
+    onnx.save(model, str(output))
+    return output
+
+
+def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings) -> tuple[Path, Path]:
+    """(Q/DQ file, OpenVINO form) of one calibration; reused when both exist."""
+    openvino = output.with_name(output.name.removesuffix(".onnx") + ".openvino.onnx")
+    if not (output.exists() and openvino.exists()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_int8(fp32, output, CalibrationConfig(data=data, num_images=num_images, openvino=True, **settings), log=print)
+    return output, openvino
+
+
+def prepare(checkpoint: Path, folder: Path, keep: float | None, data: Path, num_images: int,
+            placement: Path | None = None, search: dict | None = None) -> dict[str, Path]:
+    """Every file of one checkpoint: FP32 export, our INT8 (conservative; searched or from ``placement``) in both
+    forms, and the peers' INT8 files; each reused when present."""
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"keep{keep}" if keep is not None else "trained"
+    stem = f"keep{keep}" if keep is not None else checkpoint.stem
     fp32 = folder / f"{stem}.onnx"
     if not fp32.exists():
         export_onnx(checkpoint, fp32, ExportConfig(keep_rate=keep, verify_images=1), log=print)
-    int8 = folder / f"{stem}.int8.onnx"
-    if not int8.exists():
-        quantize_int8(fp32, int8, CalibrationConfig(data=data, num_images=num_images, use_cache=False), log=print)
-    files = {"fp32": fp32, "int8": int8}
+    files = {"fp32": fp32}
+    files["int8"], files["int8_openvino"] = _calibrate(fp32, folder / f"{stem}.int8.onnx", data, num_images)
+    if search is not None or placement is not None:
+        settings = {"placement": placement} if placement is not None else search
+        files["searched"], files["searched_openvino"] = _calibrate(fp32, folder / f"{stem}.searched.int8.onnx", data, num_images, **settings)
     if has_nncf():
         files["nncf"] = nncf_quantize(fp32, data, folder / f"{stem}.nncf.xml", num_images)
+    files["ort_default"] = ort_default_quantize(fp32, data, folder / f"{stem}.ort_default.int8.onnx", num_images)
     return files
 
 
-def open_variant(files: dict[str, Path], name: str):
-    kind, runtime, precision = VARIANTS[name]
-    if runtime == "openvino" and kind == "nncf":
-        # An IR file: opened with OpenVINO directly (the runtime reads .onnx; NNCF writes IR).
-        return _IrRunner(files[kind], precision)
-    return open_backend(files[kind], runtime, RuntimeOptions.from_values(inference_precision=precision or "f32"))
-
-
 class _IrRunner:
+    """An OpenVINO IR (NNCF's output), which the tool's runtimes do not open: compiled here directly."""
+
     def __init__(self, path: Path, precision: str):
         import openvino as ov
 
@@ -115,6 +171,13 @@ class _IrRunner:
         self.request = None
 
 
+def open_variant(files: dict[str, Path], name: str):
+    kind, runtime, precision = VARIANTS[name]
+    if kind == "nncf":
+        return _IrRunner(files[kind], precision)
+    return open_backend(files[kind], runtime, RuntimeOptions.from_values(inference_precision=precision or "f32"))
+
+
 def speed_checkpoint(work: Path) -> Path:
     """The random-weight ViT-B/16 448 checkpoint the speed part exports, written once into ``work``."""
     path = work / "random_clip_b16_448.pth"
@@ -124,11 +187,11 @@ def speed_checkpoint(work: Path) -> Path:
     return write_checkpoint(work)
 
 
-def speed(args, work: Path) -> list[dict]:
+def speed(args, work: Path, placement: Path | None) -> list[dict]:
     checkpoint = speed_checkpoint(work)
     rows = []
     for keep in args.keep:
-        files = prepare(checkpoint, work, keep, args.data / "train", args.calibration_images)
+        files = prepare(checkpoint, work, keep, args.data / "train", args.calibration_images, placement=placement)
         names = [n for n in VARIANTS if VARIANTS[n][0] in files]
         runners = {name: open_variant(files, name) for name in names}
         row = {"keep_rate": keep, "latency": {}}
@@ -140,35 +203,78 @@ def speed(args, work: Path) -> list[dict]:
             row["latency"][str(size)] = {
                 name: {**s.to_dict(), "speedup_vs_ort_fp32": base / s.p50_ms} for name, s in stats.items()
             }
-            print(f"keep {keep} batch {size}: " + ", ".join(f"{n} {s.p50_ms:.0f} ms x{base / s.p50_ms:.2f}" for n, s in stats.items()))
+            print(f"keep {keep} batch {size}: " + ", ".join(f"{n} {s.p50_ms:.0f} ms x{base / s.p50_ms:.2f}" for n, s in stats.items()), flush=True)
         for runner in runners.values():
             runner.__exit__(None, None, None)
         rows.append(row)
     return rows
 
 
-def accuracy(args, work: Path) -> list[dict]:
-    """Every variant of the trained model against its PyTorch reference, through bench's own code."""
-    files = prepare(args.trained, work / "trained", None, args.data / "train", args.calibration_images)
+def _search_settings(args) -> dict:
+    held_out = args.held_out_data or (args.data / "val" if (args.data / "val").is_dir() else None)
+    return {"target_agreement": args.target_agreement, **({"held_out_data": held_out} if held_out else {})}
+
+
+def accuracy(args, work: Path) -> tuple[list[dict], dict[str, dict]]:
+    """Every variant of every trained model against its PyTorch reference; and each model's search report."""
+    rows, searches = [], {}
+    for checkpoint in args.trained:
+        files = prepare(checkpoint, work / "trained", None, args.data / "train", args.calibration_images,
+                        search=_search_settings(args))
+        report = json.loads(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json").read_text())
+        family = _family(files["fp32"])
+        searches[family] = {"checkpoint": str(checkpoint), "report": report}
+        model_rows = _bench_rows(files, checkpoint, args.data / "test") + _nncf_rows(files, checkpoint, args.data / "test")
+        boxes = _crop_box_agreement(files, args.data / "test")
+        for row in model_rows:
+            row["family"] = family
+            if boxes is not None:
+                row["crop_box_equal_to_fp32"] = boxes.get(row["variant"])
+        rows += model_rows
+    return rows, searches
+
+
+def _family(fp32: Path) -> str:
+    from clca_deploy.metadata import read_onnx_metadata
+
+    return read_onnx_metadata(fp32).family
+
+
+def _bench_rows(files: dict[str, Path], checkpoint: Path, test: Path) -> list[dict]:
+    """The variants a runtime of the tool opens, through `bench`'s code; labels start with the variant's name."""
     rows = []
-    for precision in ("f32", "bf16"):
+    for name, (kind, runtime, precision) in VARIANTS.items():
+        if kind == "nncf" or kind not in files:
+            continue
         config = BenchConfig(
-            models=(files["fp32"], files["int8"]), data=args.data / "test", reference=args.trained,
-            batch_sizes=(1,), warmup=0, iters=1, runtimes=("onnxruntime", "openvino") if precision == "f32" else ("openvino",),
-            runtime_options=RuntimeOptions.from_values(inference_precision=precision), progress=False, power=False,
+            models=(files[kind],), data=test, reference=checkpoint, batch_sizes=(1,), warmup=0, iters=1,
+            runtimes=(runtime,), runtime_options=RuntimeOptions.from_values(inference_precision=precision or "f32"),
+            progress=False, power=False,
         )
-        report = run_bench(config, log=lambda _: None)
-        rows += [r.to_dict() for r in report.results if not (precision == "bf16" and r.is_reference)]
-    if "nncf" in files:
-        rows += [nncf_accuracy(files, args.trained, args.data / "test", precision) for precision in ("f32", "bf16")]
+        row = next(r.to_dict() for r in run_bench(config, log=lambda _: None).results if not r.is_reference)
+        rows.append({**row, "label": f"{name}: {row['label']}", "variant": name, "peer": PEER_KINDS.get(kind)})
     return rows
 
 
-def nncf_accuracy(files: dict[str, Path], checkpoint: Path, test: Path, precision: str) -> dict:
-    """NNCF's IR is not a file the runtimes open, so its row is scored here with bench's own functions."""
-    import numpy as np
-
+def _nncf_rows(files: dict[str, Path], checkpoint: Path, test: Path) -> list[dict]:
+    """NNCF's IR is not a file the runtimes open, so its rows are scored here with bench's own functions."""
+    if "nncf" not in files:
+        return []
     from clca_deploy.bench.accuracy import accuracy_against
+
+    images, labels, reference = _reference(checkpoint, test)
+    rows = []
+    for name in ("nncf_int8", "nncf_int8_bf16"):
+        with _IrRunner(files["nncf"], VARIANTS[name][2]) as runner:
+            logits = np.concatenate([runner(images[i : i + 16]) for i in range(0, len(images), 16)])
+        rows.append({"label": f"{name}: openvino nncf-int8 ({VARIANTS[name][2]}) ({files['nncf'].name})", "variant": name,
+                     "peer": PEER_KINDS["nncf"], "status": "ok", "inference_precision": VARIANTS[name][2],
+                     "accuracy": accuracy_against(logits, labels, reference).to_dict()})
+    return rows
+
+
+def _reference(checkpoint: Path, test: Path):
+    """(test images, labels in the model's classes, PyTorch logits) as `bench` computes them."""
     from clca_deploy.bench.labels import labels_for_model
     from clca_deploy.data import PreprocessConfig, iter_batches, open_dataset
 
@@ -176,46 +282,138 @@ def nncf_accuracy(files: dict[str, Path], checkpoint: Path, test: Path, precisio
     with open_backend(checkpoint) as reference:
         preprocess = PreprocessConfig.from_dict(reference.description.preprocess)
         batches = list(iter_batches(dataset, preprocess, 16, None, False))
-        reference_logits = np.concatenate([reference(b.images) for b in batches])
+        logits = np.concatenate([reference(b.images) for b in batches])
         description = reference.description
     labels = labels_for_model(np.concatenate([b.labels for b in batches]), dataset.class_names,
                               description.class_names, description.num_classes)
-    with _IrRunner(files["nncf"], precision) as runner:
-        logits = np.concatenate([runner(b.images) for b in batches])
-    accuracy = accuracy_against(logits, labels.labels, reference_logits)
-    return {"label": f"openvino nncf-int8 ({precision}) ({files['nncf'].name})", "status": "ok",
-            "inference_precision": precision, "accuracy": accuracy.to_dict()}
+    return np.concatenate([b.images for b in batches]), labels.labels, logits
+
+
+def _crop_box_agreement(files: dict[str, Path], test: Path) -> dict[str, float] | None:
+    """% of test images whose GLSim crop box equals the FP32 file's, per variant; None without a crop step."""
+    import onnx
+
+    if crop_selection_tensor(onnx.load(str(files["fp32"]), load_external_data=False)) is None:
+        return None
+    images = _test_images(files["fp32"], test)
+    reference = _boxes(files, "ort_fp32", images)
+    return {name: float((_boxes(files, name, images) == reference).all(axis=1).mean() * 100)
+            for name, (kind, _, _) in VARIANTS.items() if kind in files}
+
+
+def _test_images(fp32: Path, test: Path) -> np.ndarray:
+    from clca_deploy.data import PreprocessConfig, iter_batches, open_dataset
+    from clca_deploy.metadata import read_onnx_metadata
+
+    preprocess = PreprocessConfig.from_dict(read_onnx_metadata(fp32).preprocess)
+    return np.concatenate([b.images for b in iter_batches(open_dataset(test), preprocess, 32)])
+
+
+def _boxes(files: dict[str, Path], name: str, images: np.ndarray) -> np.ndarray:
+    """The crop boxes a variant computes: its graph with the crop step's TopK indices as a second output."""
+    import onnx
+
+    kind, runtime, precision = VARIANTS[name]
+    selection = crop_selection_tensor(onnx.load(str(files["fp32"]), load_external_data=False))
+    if runtime == "openvino":
+        import openvino as ov
+
+        model = ov.Core().read_model(str(files[kind]))
+        model.add_outputs([selection])
+        compiled = ov.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": precision})
+        picked = [compiled({0: images[i : i + 16]})[compiled.outputs[-1]] for i in range(0, len(images), 16)]
+    else:
+        import onnxruntime as ort
+
+        model = onnx.load(str(files[kind]))
+        model.graph.output.append(onnx.helper.make_tensor_value_info(selection, onnx.TensorProto.INT64, None))
+        session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        picked = [session.run(None, {"images": images[i : i + 16]})[1] for i in range(0, len(images), 16)]
+    return boxes_from_selection(np.concatenate(picked), images.shape[-1])
+
+
+SPEED_COLUMNS = ("ort_fp32", "ov_bf16", "ort_int8", "ov_int8", "ov_int8_bf16", "ov_int8_openvino", "ov_int8_openvino_bf16",
+                 "ov_searched_openvino", "ov_searched_openvino_bf16", "nncf_int8", "nncf_int8_bf16", "ort_default_int8")
+
+
+def speed_table(report: dict) -> str:
+    """Speed-up over onnxruntime FP32 per keep rate and batch; the best of ours and of NNCF in bold."""
+    lines = ["| keep, batch | " + " | ".join(SPEED_COLUMNS) + " |", "|---" * (len(SPEED_COLUMNS) + 1) + "|"]
+    for row in report["speed"]:
+        for batch, cells in row["latency"].items():
+            ours = max(v["speedup_vs_ort_fp32"] for k, v in cells.items() if k.startswith(("ov_", "ort_int8", "ort_searched")))
+            theirs = max(v["speedup_vs_ort_fp32"] for k, v in cells.items() if k.startswith("nncf"))
+            shown = []
+            for name in SPEED_COLUMNS:
+                value = cells[name]["speedup_vs_ort_fp32"]
+                text = f"{value:.2f}x" + (f" ({cells[name]['p50_ms']:.0f} ms)" if name == "ort_fp32" else "")
+                shown.append(f"**{text}**" if value in (ours, theirs) else text)
+            lines.append(f"| {row['keep_rate']:g}, {batch} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def accuracy_table(report: dict) -> str:
+    """Agreement with PyTorch (and GLSim crop boxes) and mean logit error per family and variant."""
+    families = list(dict.fromkeys(row["family"] for row in report["accuracy"]))
+    variants = list(dict.fromkeys(row["variant"] for row in report["accuracy"]))
+    rows = {(r["family"], r["variant"]): r for r in report["accuracy"]}
+    header = "| variant | " + " | ".join(f"{f} agree % | {f} mean \\|Δlogit\\|" for f in families) + " |"
+    lines = [header, "|---" * (2 * len(families) + 1) + "|"]
+    for variant in variants:
+        cells = []
+        for family in families:
+            row = rows.get((family, variant))
+            acc = (row or {}).get("accuracy") or {}
+            boxes = (row or {}).get("crop_box_equal_to_fp32")
+            agree = "-" if not acc else f"{acc['top1_agreement']:.2f}" + (f" (boxes {boxes:.1f})" if boxes is not None else "")
+            cells += [agree, "-" if not acc else f"{acc['mean_abs_logit_error']:.4f}"]
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="Leaves root with train/ and test/.")
-    parser.add_argument("--trained", type=Path, help="A checkpoint trained on the leaves (accuracy part).")
+    parser.add_argument("--data", type=Path, help="Leaves root with train/ and test/ (and val/: the search judges on it).")
+    parser.add_argument("--trained", type=Path, action="append", default=[], help="A checkpoint trained on the leaves (accuracy part); repeat per family.")
     parser.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--calibration-images", type=int, default=64)
-    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--target-agreement", type=float, default=DEFAULT_TARGET, help="The placement search's target.")
+    parser.add_argument("--held-out-data", type=Path, help="Images the search judges on (default: DATA/val if present).")
+    parser.add_argument("--warmup", type=int, default=3, help="Untimed calls of every variant before timing.")
     parser.add_argument("--iters", type=int, default=6)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/work/cpu_runtimes"))
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cpu_runtimes.json"))
+    parser.add_argument("--table", type=Path, help="Only print the markdown tables of an existing JSON report.")
     args = parser.parse_args()
+    if args.table is not None:
+        report = json.loads(args.table.read_text())
+        print(accuracy_table(report) if "accuracy" in report else "", speed_table(report) if "speed" in report else "", sep="\n\n")
+        return
+    if args.data is None:
+        parser.error("--data is required")
 
     report = {
-        "benchmark": "cpu_runtimes", "version": 1,
+        "benchmark": "cpu_runtimes", "version": 2,
         "what_was_timed": "host-to-host call on a preprocessed batch, p50; all variants alternate call by call",
         "settings": SETTINGS, "calibration_images": args.calibration_images, "nncf": has_nncf(),
         "variants": {name: dict(zip(("file", "runtime", "inference_precision"), v)) for name, v in VARIANTS.items()},
-        "environment": environment(),
+        "peers": PEER_KINDS, "environment": environment(),
     }
-    if args.trained is not None:
-        report["accuracy"] = accuracy(args, args.workdir)
+    placement = None
+    if args.trained:
+        report["accuracy"], report["search"] = accuracy(args, args.workdir)
         for row in report["accuracy"]:
             acc = row["accuracy"] or {}
-            print(f"{row['label']}: {row['status']} top-1 {acc.get('top1')} agree {acc.get('top1_agreement')} "
-                  f"max|dlogit| {acc.get('max_abs_logit_error')}")
+            print(f"{row['family']} {row['label']}: {row['status']} agree {acc.get('top1_agreement')} "
+                  f"mean|dlogit| {acc.get('mean_abs_logit_error')} boxes {row.get('crop_box_equal_to_fp32')}", flush=True)
+        clca = report["search"].get("clca")
+        if clca is not None:  # the speed model takes the CLCA model's searched placement
+            placement = args.workdir / "trained" / f"{Path(clca['checkpoint']).stem}.searched.int8.placement.json"
     if not args.skip_speed:
-        report["speed"] = speed(args, args.workdir)
+        report["speed_placement"] = str(placement) if placement else None
+        report["speed"] = speed(args, args.workdir, placement)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.out, report)
     print(json.dumps({"wrote": str(args.out)}))

@@ -21,15 +21,10 @@ import numpy as np
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 from clca_deploy.calibration import CalibrationConfig, quantize_int8, to_fp16
-from clca_deploy.calibration.qdq import in_crop_step
+from clca_deploy.calibration.held_out import crop_selection_tensor
 from clca_deploy.data import PreprocessConfig, iter_batches, open_dataset
 from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.metadata import read_onnx_metadata
-
-
-def _selection_tensor(model) -> str | None:
-    """The crop step's TopK indices [b, k] (patches most similar to the class token), or None without a crop step."""
-    return next((node.output[1] for node in model.graph.node if node.op_type == "TopK" and in_crop_step(node)), None)
 
 
 def boxes_from_selection(indices: np.ndarray, img_size: int, patch: int = 16) -> np.ndarray:
@@ -48,7 +43,7 @@ def _run(path: Path, images: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]
     import onnxruntime as ort
 
     model = onnx.load(str(path))
-    selection = _selection_tensor(model)
+    selection = crop_selection_tensor(model)
     if selection is not None:
         model.graph.output.append(onnx.helper.make_tensor_value_info(selection, onnx.TensorProto.INT64, None))
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])

@@ -1,12 +1,14 @@
 """Where OpenVINO spends the time of each CPU variant, and in which precision: its own profiler.
 
-For the ViT-B/16 448 files of `cpu_runtimes.py` (same work folder, same variants), OpenVINO's
+For the ViT-B/16 448 files of `cpu_runtimes.py` (same work folder, same variants: our Q/DQ file, its
+OpenVINO form, the searched placement's with ``--placement``, NNCF's IR), OpenVINO's
 per-layer performance counters (PERF_COUNT) after compilation: for every executed layer its
 type, the kernel OpenVINO chose (``brgemm_avx512_amx_i8``: the last word is the precision it
 ran in) and its time. Summed by layer type and precision, this answers which layers of our Q/DQ
 file stay float, where NNCF's placement differs, and what that costs.
 
     python benchmarks/openvino_layers.py --data ../shared/data/leaves \\
+        [--placement benchmarks/work/cpu_runtimes/trained/clca.searched.int8.placement.json] \\
         --out benchmarks/results/openvino_layers.json
 """
 
@@ -83,6 +85,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5)
     parser.add_argument("--calibration-images", type=int, default=64)
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/work/cpu_runtimes"))
+    parser.add_argument("--placement", type=Path, help="A placement report (cpu_runtimes.py's searched one) for the ov_searched_* variants.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/openvino_layers.json"))
     args = parser.parse_args()
 
@@ -92,7 +95,7 @@ def main() -> None:
               "what_was_timed": "OpenVINO PERF_COUNT real time per executed layer, mean over iters",
               "environment": environment(), "keep": {}}
     for keep in args.keep:
-        files = prepare(checkpoint, args.workdir, keep, args.data / "train", args.calibration_images)
+        files = prepare(checkpoint, args.workdir, keep, args.data / "train", args.calibration_images, placement=args.placement)
         report["keep"][str(keep)] = {}
         for name, (kind, runtime, precision) in VARIANTS.items():
             if runtime != "openvino" or kind not in files:

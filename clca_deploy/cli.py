@@ -131,6 +131,25 @@ def calibrate(
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Decode the images even if a cached set exists."),
+    target_agreement: Optional[float] = typer.Option(
+        None, help="Search the fastest INT8 placement whose top-1 agrees with FP32 on at least this % of held-out "
+        "calibration images; writes MODEL.int8.placement.json beside the output.",
+    ),
+    held_out_images: Optional[int] = typer.Option(
+        None, help="Images the search measures agreement on: held out of --data (default: a quarter, at least 16), "
+        "or read from --held-out-data (default: up to 512).",
+    ),
+    held_out_data: Optional[Path] = typer.Option(
+        None, help="Judge the search on these images (a validation split the model never trained on: a trained model "
+        "is surer of its training images, so they overstate agreement).",
+    ),
+    placement: Optional[Path] = typer.Option(
+        None, help="Reuse the float set of a placement report (from --target-agreement): the same images give the same file."
+    ),
+    openvino: bool = typer.Option(
+        False, "--openvino", help="Also write MODEL.int8.openvino.onnx: the same calibration in the layout OpenVINO runs "
+        "fastest (only --runtime openvino reads it).",
+    ),
 ) -> None:
     """Explicit Q/DQ INT8 (calibrated on leaf images) or FP16 ONNX, as TensorRT 10 and 11 build them."""
     from clca_deploy.calibration import CalibrationConfig, quantize_int8, to_fp16
@@ -138,16 +157,24 @@ def calibrate(
     suffix = ".fp16.onnx" if fp16 else ".int8.onnx"
     output = output or model.with_name(model.name.removesuffix(".onnx") + suffix)
     if fp16:
+        if openvino or any(option is not None for option in (target_agreement, placement, held_out_images, held_out_data)):
+            raise ClcaDeployError("--target-agreement, --held-out-*, --placement and --openvino are for INT8; drop --fp16.")
         result = to_fp16(model, output, log=_say)
     else:
         if data is None:
             raise ClcaDeployError("INT8 needs calibration images: pass --data DIR (or use --fp16).")
         config = CalibrationConfig(
-            data=data, num_images=num_images, method=method, csv=csv, image_folder=image_folder, use_cache=not no_cache
+            data=data, num_images=num_images, method=method, csv=csv, image_folder=image_folder, use_cache=not no_cache,
+            target_agreement=target_agreement, held_out_images=held_out_images, held_out_data=held_out_data,
+            placement=placement, openvino=openvino,
         )
         result = quantize_int8(model, output, config, log=_say)
-        _say(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more")
+        _say(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more ({result.placement} placement)")
     _say(f"wrote {result.path} ({result.precision})")
+    if not fp16 and result.openvino_path:
+        _say(f"wrote {result.openvino_path} (int8, OpenVINO's form: --runtime openvino)")
+    if not fp16 and result.placement_report:
+        _say(f"wrote {result.placement_report} ({result.held_out_agreement:.2f}% agreement on {result.judged_images} held-out images)")
 
 
 @app.command("build-trt")

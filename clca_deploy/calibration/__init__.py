@@ -2,7 +2,8 @@
 
 from clca_deploy.calibration.cache import CalibrationCacheWarning
 from clca_deploy.calibration.fp16 import Fp16Result, to_fp16
-from clca_deploy.calibration.int8 import METHODS, CalibrationConfig, QuantizeResult, quantize_int8
+from clca_deploy.calibration.config import METHODS, CalibrationConfig
+from clca_deploy.calibration.int8 import QuantizeResult, quantize_int8
 from clca_deploy.calibration.qdq import check_qdq_conventions
 
 __all__ = [

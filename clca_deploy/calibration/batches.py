@@ -98,9 +98,10 @@ def check_set_fits(count: int, img_size: int) -> None:
 
 def calibration_images(
     data: str | Path, preprocess: dict, num_images: int = 256, csv: str | None = None, image_folder: str | None = None,
-    use_cache: bool = True, progress: bool = False,
+    use_cache: bool = True, progress: bool = False, warn_below: int = RECOMMENDED_MIN_IMAGES,
 ) -> CalibrationSet:
-    """Up to ``num_images`` preprocessed images from ``data`` (ImageFolder, CSV split or flat folder)."""
+    """Up to ``num_images`` preprocessed images from ``data`` (ImageFolder, CSV split or flat folder);
+    fewer than ``warn_below`` decoded warn (ranges from few images are unreliable)."""
     from clca_deploy.data import PreprocessConfig, open_dataset
 
     if num_images < 1:
@@ -110,7 +111,7 @@ def calibration_images(
     count = min(num_images, len(dataset.records))
     check_set_fits(count, config.img_size)
     if not use_cache:
-        return _decode(dataset, config, num_images, progress, cache=None)
+        return _decode(dataset, config, num_images, progress, None, warn_below)
     refuse_impossible_cache_folder()
     fingerprint = _fingerprint(dataset, config.to_dict(), num_images)
     path = cache_dir() / f"{fingerprint}.npz"
@@ -118,10 +119,10 @@ def calibration_images(
     if cached is not None:
         return CalibrationSet(cached[0], cached[1], path, from_cache=True)
     writable = cache_folder_writable()  # before any image is decoded, not when the cache is written after them
-    return _decode(dataset, config, num_images, progress, cache=(path, fingerprint) if writable else None)
+    return _decode(dataset, config, num_images, progress, (path, fingerprint) if writable else None, warn_below)
 
 
-def _decode(dataset, config, num_images: int, progress: bool, cache: tuple[Path, str] | None) -> CalibrationSet:
+def _decode(dataset, config, num_images: int, progress: bool, cache: tuple[Path, str] | None, warn_below: int) -> CalibrationSet:
     """Decode and preprocess the spread-out records; save the set to ``cache`` (path, fingerprint) if given."""
     from clca_deploy.data import iter_batches
 
@@ -130,7 +131,7 @@ def _decode(dataset, config, num_images: int, progress: bool, cache: tuple[Path,
     reader = iter_batches(subset, config, 32, limit=num_images, progress=progress)
     images = np.concatenate([batch.images for batch in reader])
     skipped = tuple((str(s.path), s.reason) for s in reader.skipped)
-    if len(images) < RECOMMENDED_MIN_IMAGES:
+    if len(images) < warn_below:
         warnings.warn(
             f"calibrating on only {len(images)} images; activation ranges from fewer than "
             f"{RECOMMENDED_MIN_IMAGES} are unreliable (a few hundred are better).",

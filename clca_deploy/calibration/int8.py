@@ -17,30 +17,19 @@ from typing import Callable
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.calibration.batches import calibration_images
-from clca_deploy.calibration.qdq import check_qdq_conventions, select_int8_nodes
+from clca_deploy.calibration.config import METHODS, CalibrationConfig
+from clca_deploy.calibration.held_out import HeldOutJudge, split_held_out
+from clca_deploy.calibration.openvino_form import openvino_form, openvino_form_path
+from clca_deploy.calibration.placement import (
+    PlacementChoice, SearchInputs, conservative_placement, report_placement, searched_placement,
+)
+from clca_deploy.calibration.placement_file import Placement, placement_report_path, read_placement
+from clca_deploy.calibration.qdq import check_qdq_conventions, int8_candidates
+from clca_deploy.calibration.qdq_edit import keep_float, quantized_nodes
 from clca_deploy.calibration.source import load_fp32_export
 from clca_deploy.calibration.workspace import private_folder, scratch_write_error
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.terminal import printable
-
-METHODS = ("entropy", "percentile", "minmax")
-
-
-@dataclass(frozen=True)
-class CalibrationConfig:
-    data: Path
-    num_images: int = 256
-    method: str = "minmax"
-    csv: str | None = None
-    image_folder: str | None = None
-    use_cache: bool = True
-
-    def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ClcaDeployError(f"unknown calibration method '{self.method}'; use one of {', '.join(METHODS)}.")
-        if not Path(self.data).exists():
-            raise ClcaDeployError(f"calibration data {self.data} does not exist.")
-
 
 @dataclass(frozen=True)
 class QuantizeResult:
@@ -53,6 +42,11 @@ class QuantizeResult:
     quantized_nodes: int
     kept_float: tuple[str, ...]
     seconds: float
+    placement: str = "conservative"  # or "searched", "report"
+    judged_images: int = 0  # images the search measured agreement on
+    held_out_agreement: float | None = None  # % top-1 agreement with FP32 the search measured on them
+    placement_report: str | None = None
+    openvino_path: str | None = None  # OpenVINO's form of the file, from the same calibration
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,49 +88,138 @@ class _Reader:
         pass
 
 
+@dataclass(frozen=True)
+class _Job:
+    """One calibration, checked before any image is decoded."""
+
+    source: str
+    output: Path
+    report: Path | None  # where the placement search writes its report
+    openvino_output: Path | None
+    model: object
+    info: object
+    input_name: str
+    fixed_batch: int | None
+    candidates: list
+    placement: Placement | None
+    held_out: int
+
+
 def quantize_int8(onnx_path: str | Path, output: str | Path, config: CalibrationConfig, log: Callable[[str], None] = print) -> QuantizeResult:
-    """Explicit Q/DQ INT8 in TensorRT's conventions; checked node by node before the file lands."""
+    """Explicit Q/DQ INT8 in TensorRT's conventions; checked node by node before the file lands.
+
+    Every INT8 candidate is calibrated once; the float set (conservative, searched or from a report)
+    is then taken back to float (``qdq_edit.keep_float``), so all three paths share one calibration.
+    """
     from clca_deploy.extras import require
 
     require("onnxruntime", "INT8 calibration (onnxruntime's quantizer)")
-    from onnxruntime.quantization import CalibrationMethod
-
-    from clca_deploy.metadata import image_input
-
     started = time.perf_counter()
-    config.validate()
-    output = check_output_path(output)
-    refuse_overwriting_inputs([output], [onnx_path, config.data])
-    model, info = load_fp32_export(onnx_path, "calibrate")
-    input_name, fixed_batch = image_input(model, str(onnx_path))  # checked against the metadata's image size
-    _check_graph_types(model, str(onnx_path))
-    _check_fixed_batch(fixed_batch, config.num_images, str(onnx_path))
+    job = _prepare(onnx_path, output, config)
     calibration = calibration_images(
-        config.data, info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
+        config.data, job.info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
         progress=sys.stderr.isatty(),
     )
     _log_calibration(calibration, log)
-    _check_fixed_batch(fixed_batch, len(calibration.images), str(onnx_path), read=True)
-    reducing_blocks = tuple(i for i, (n_in, n_out) in enumerate(info.token_schedule) if n_out != n_in)
-    quantize, kept = select_int8_nodes(model, reducing_blocks)
-    method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
-              "minmax": CalibrationMethod.MinMax}[config.method]
-    reader = _Reader(calibration.images, input_name, fixed_batch)
-    with private_folder() as scratch, _quiet_root_logger():
-        quantized = _quantize_qdq(model, scratch, reader, quantize, method, str(onnx_path))
-    _check_and_tag_int8(quantized, model, config.method, int(len(calibration.images)))
-    _save(quantized, output)
+    _warn_unlike_report(job.placement, config, len(calibration.images), log)
+    images, held_out = split_held_out(calibration.images, job.held_out)
+    _check_fixed_batch(job.fixed_batch, len(images), job.source, read=True)
+    if config.held_out_data is not None and config.target_agreement is not None:
+        held_out = _held_out_data(job, config, log)  # read before the long calibration, so a bad folder fails first
+    quantized = _calibrate_candidates(job, images, config.method)
+    choice = _choose_placement(job, quantized, held_out, config, len(calibration.images), log)
+    final = keep_float(quantized, job.model, choice.float_nodes)
+    _check_and_tag_int8(final, job.model, config.method, int(len(images)), choice)
+    _save(final, job.output)
+    if job.openvino_output is not None:
+        _save(openvino_form(final), job.openvino_output)
+    if choice.report is not None:
+        from clca_deploy.artifacts import write_json
+
+        write_json(job.report, choice.report)
     return QuantizeResult(
-        path=str(output),
-        precision="int8",
-        calibration_images=int(len(calibration.images)),
-        skipped_images=calibration.skipped,
-        from_cache=calibration.from_cache,
-        method=config.method,
-        quantized_nodes=len(quantize),
-        kept_float=tuple(kept),
-        seconds=round(time.perf_counter() - started, 2),
+        path=str(job.output), precision="int8", calibration_images=int(len(images)), skipped_images=calibration.skipped,
+        from_cache=calibration.from_cache, method=config.method, quantized_nodes=len(quantized_nodes(final)),
+        kept_float=choice.kept, seconds=round(time.perf_counter() - started, 2), placement=choice.kind,
+        judged_images=choice.judged_images, held_out_agreement=choice.held_out_agreement,
+        placement_report=str(job.report) if choice.report is not None else None,
+        openvino_path=str(job.openvino_output) if job.openvino_output is not None else None,
     )
+
+
+def _prepare(onnx_path, output, config: CalibrationConfig) -> _Job:
+    """Every check that needs no image: settings, output paths, the graph, the placement report."""
+    from clca_deploy.metadata import image_input
+
+    config.validate()
+    placement = read_placement(config.placement) if config.placement is not None else None
+    output = check_output_path(output)
+    report = check_output_path(placement_report_path(output)) if config.target_agreement is not None else None
+    openvino_output = check_output_path(openvino_form_path(output)) if config.openvino else None
+    refuse_overwriting_inputs([output, report, openvino_output], [onnx_path, config.data, config.placement, config.held_out_data])
+    model, info = load_fp32_export(onnx_path, "calibrate")
+    input_name, fixed_batch = image_input(model, str(onnx_path))  # checked against the metadata's image size
+    _check_graph_types(model, str(onnx_path))
+    reducing_blocks = tuple(i for i, (n_in, n_out) in enumerate(info.token_schedule) if n_out != n_in)
+    candidates = int8_candidates(model, reducing_blocks)
+    if placement is not None:
+        report_placement(placement, candidates, str(onnx_path))  # unknown units refused before any image is read
+    if config.held_out_data is not None:
+        from clca_deploy.data import open_dataset
+
+        open_dataset(config.held_out_data)  # an empty or unreadable folder is refused before calibrating
+    held_out = placement.held_out_images if placement is not None else config.calibration_held_out()
+    _check_fixed_batch(fixed_batch, config.num_images - held_out, str(onnx_path))
+    return _Job(str(onnx_path), output, report, openvino_output, model, info, input_name, fixed_batch, candidates,
+                placement, held_out)
+
+
+def _calibrate_candidates(job: _Job, images, method_name: str):
+    """The Q/DQ graph with every INT8 candidate quantized, ranges measured on ``images``."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    method = {"entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile,
+              "minmax": CalibrationMethod.MinMax}[method_name]
+    reader = _Reader(images, job.input_name, job.fixed_batch)
+    with private_folder() as scratch, _quiet_root_logger():
+        return _quantize_qdq(job.model, scratch, reader, [c.node for c in job.candidates], method, job.source)
+
+
+def _choose_placement(job: _Job, quantized, held_out, config: CalibrationConfig, read: int, log) -> PlacementChoice:
+    if job.placement is not None:
+        return report_placement(job.placement, job.candidates, job.source)
+    if config.target_agreement is None:
+        return conservative_placement(job.candidates)
+    judged_on = (f"{len(held_out)} images of {config.held_out_data}" if config.held_out_data is not None
+                 else f"{len(held_out)} images held out of the calibration set")
+    judge = HeldOutJudge(job.model, held_out, job.input_name, job.fixed_batch)
+    inputs = SearchInputs(
+        target=config.target_agreement, score=judge.score, held_out=int(len(held_out)), judged_on=judged_on,
+        calibration={"method": config.method, "images": int(read), "held_out_images": job.held_out},
+        model_file={"name": Path(job.source).name, "checkpoint_sha256": job.info.source_sha256},
+    )
+    return searched_placement(job.model, quantized, job.candidates, inputs, log)
+
+
+def _held_out_data(job: _Job, config: CalibrationConfig, log):
+    """The images of --held-out-data, preprocessed as the model expects (cached like calibration sets)."""
+    found = calibration_images(
+        config.held_out_data, job.info.preprocess, config.held_out_data_images(), use_cache=config.use_cache,
+        progress=sys.stderr.isatty(), warn_below=0,  # judging on few images is the user's call; the report says how many
+    )
+    log(f"held-out data: {len(found.images)} images" + (f", {len(found.skipped)} unreadable skipped" if found.skipped else ""))
+    return found.images
+
+
+def _warn_unlike_report(placement: Placement | None, config: CalibrationConfig, read: int, log) -> None:
+    """A report reproduces its file only from the same images and method: say so when they differ."""
+    if placement is None:
+        return
+    if placement.method != config.method or placement.calibration_images != read:
+        log(
+            f"warning: the placement was searched with --method {placement.method} on {placement.calibration_images} images, "
+            f"this run uses {config.method} on {read}: the float set is the report's, the scales will differ from the searched file's"
+        )
 
 
 def _check_graph_types(model, source: str) -> None:
@@ -250,7 +333,7 @@ def _run_quantizer(onnx_path: Path, output: Path, reader: _Reader, nodes: list[s
     )
 
 
-def _check_and_tag_int8(quantized, source_model, method: str, images: int) -> None:
+def _check_and_tag_int8(quantized, source_model, method: str, images: int, choice: PlacementChoice) -> None:
     """Refuse the quantized graph unless it keeps TensorRT's Q/DQ conventions; else tag it int8 in its metadata."""
     from clca_deploy.metadata import metadata_props, write_metadata
 
@@ -262,5 +345,8 @@ def _check_and_tag_int8(quantized, source_model, method: str, images: int) -> No
         )
     props = metadata_props(source_model)
     props["precision"] = "int8"
-    props["calibration"] = json.dumps({"method": method, "images": images})
+    calibration = {"method": method, "images": images, "placement": choice.kind}
+    if choice.held_out_agreement is not None:
+        calibration["held_out_agreement"] = choice.held_out_agreement
+    props["calibration"] = json.dumps(calibration)
     write_metadata(quantized, props)

@@ -91,8 +91,47 @@ class _GraphFacts:
     crop_deciders: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Int8Candidate:
+    """A node TensorRT and OpenVINO can run in INT8, the placement unit it belongs to, and why the
+    conservative placement keeps it float (None: that placement runs it in INT8).
+
+    A unit names a part of the model the same way in every export of it (``blocks.3.attn.qkv``,
+    ``blocks.3.attn.logits`` for q.k^T, ``blocks.3.attn.probs`` for attn.v, ``head``), so a placement
+    searched on one model applies to another of the same architecture; GLSim's global pass is told
+    apart from the local pass that shares its weights by `` (global pass)``.
+    """
+
+    node: str
+    unit: str
+    float_reason: str | None
+
+    @property
+    def kept_entry(self) -> str:
+        return f"{self.node} ({self.float_reason})"
+
+
+def _graph_facts(model, score_blocks: tuple[int, ...]) -> _GraphFacts:
+    return _GraphFacts(
+        model=model,
+        score_blocks=score_blocks,
+        score_qkv=frozenset(f"blocks.{i}.attn.qkv" for i in score_blocks),
+        initializers=frozenset(init.name for init in model.graph.initializer),
+        producers={output: node.op_type for node in model.graph.node for output in node.output},
+        crop_deciders=frozenset(crop_decision_nodes(model)),
+    )
+
+
+def int8_candidates(model, score_blocks: tuple[int, ...]) -> list[Int8Candidate]:
+    """Every node that can run in INT8 (the fastest placement), in graph order, with its unit and the
+    conservative placement's reason to keep it float (see ``select_int8_nodes``)."""
+    facts = _graph_facts(model, score_blocks)
+    found = (_candidate(node, facts) for node in model.graph.node)
+    return [candidate for candidate in found if candidate is not None]
+
+
 def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], list[str]]:
-    """(nodes to quantize, nodes kept in float with the reason).
+    """The conservative placement: (nodes to quantize, nodes kept in float with the reason).
 
     Quantized: the weight GEMMs (patch embedding conv, qkv / proj / fc1 / fc2) and the
     attention logits matmul (q.k^T) of blocks that do not reduce, where the MACs are; the
@@ -104,53 +143,76 @@ def select_int8_nodes(model, score_blocks: tuple[int, ...]) -> tuple[list[str], 
     assignments, ToMe's matching: they decide or weigh which tokens survive; methods that
     reduce before a block show no length change inside it, so ``score_blocks`` misses them),
     the small classifier heads, ILA's inter-layer adapters and GLSim's global pass (see the
-    comments below).
+    comments below); convolutions that are not 2-D are never quantized.
     """
-    facts = _GraphFacts(
-        model=model,
-        score_blocks=score_blocks,
-        score_qkv=frozenset(f"blocks.{i}.attn.qkv" for i in score_blocks),
-        initializers=frozenset(init.name for init in model.graph.initializer),
-        producers={output: node.op_type for node in model.graph.node for output in node.output},
-        crop_deciders=frozenset(crop_decision_nodes(model)),
-    )
+    facts = _graph_facts(model, score_blocks)
     quantize, kept = [], []
     for node in model.graph.node:
-        choice = _int8_choice(node, facts)
-        if choice is not None:
-            to_int8, entry = choice
-            (quantize if to_int8 else kept).append(entry)
+        if node.op_type == "Conv" and _conv_weight_rank(node, facts) not in (None, 4):
+            kept.append(f"{node.name} (not a 2-D convolution)")
+            continue
+        candidate = _candidate(node, facts)
+        if candidate is not None:
+            (quantize.append(candidate.node) if candidate.float_reason is None else kept.append(candidate.kept_entry))
     return quantize, kept
 
 
-def _int8_choice(node, facts: _GraphFacts) -> tuple[bool, str] | None:
-    """(True, name) to quantize, (False, "name (why)") to keep float, None for a node that is no candidate."""
+def _conv_weight_rank(node, facts: _GraphFacts) -> int | None:
+    if len(node.input) < 2 or node.input[1] not in facts.initializers:
+        return None
+    return len(next(i.dims for i in facts.model.graph.initializer if i.name == node.input[1]))
+
+
+def _candidate(node, facts: _GraphFacts) -> Int8Candidate | None:
+    """The node as an INT8 candidate, or None for a node that cannot run in INT8 here."""
+    if not _can_run_int8(node, facts):
+        return None
+    return Int8Candidate(node.name, _unit(node, facts), _conservative_float_reason(node, facts))
+
+
+def _unit(node, facts: _GraphFacts) -> str:
+    block = attention_block(node)
+    if block is not None:
+        role = "probs" if facts.producers.get(node.input[0]) == "Softmax" else "logits"
+        unit = f"blocks.{block}.attn.{role}"
+    else:
+        unit = module_path(node) or ila_adapter_scope(node) or reducer_scope(node) or node.name
+    return f"{unit} (global pass)" if node.name in facts.crop_deciders else unit
+
+
+def _can_run_int8(node, facts: _GraphFacts) -> bool:
+    """2-D convolutions and weight GEMMs; matmuls of two activations in attention, token reducers and
+    GLSim's global pass (the others, e.g. the crop step's similarity, are not worth a Q/DQ pair)."""
+    has_weights = any(name in facts.initializers for name in node.input)
+    if node.op_type == "Conv":
+        return has_weights and _conv_weight_rank(node, facts) == 4
+    if node.op_type == "MatMul" and not has_weights:
+        return attention_block(node) is not None or reducer_scope(node) is not None or node.name in facts.crop_deciders
+    return node.op_type in ("MatMul", "Gemm") and has_weights
+
+
+def _conservative_float_reason(node, facts: _GraphFacts) -> str | None:
+    """Why the conservative placement keeps a candidate float; None where it runs it in INT8."""
     scope = _float_scope(node, facts.crop_deciders)
     if scope is not None:
-        return False, f"{node.name} ({scope})"
-    weights = [name for name in node.input if name in facts.initializers]
-    if node.op_type == "Conv" and weights:
-        dims = next(i.dims for i in facts.model.graph.initializer if i.name == node.input[1])
-        return len(dims) == 4, node.name
-    if node.op_type == "MatMul" and not weights:
-        block = attention_block(node)
-        if block is None:
-            return None
+        return scope
+    if node.op_type == "Conv":
+        return None
+    block = attention_block(node)
+    if block is not None:
         if block in facts.score_blocks:
-            return False, f"{node.name} (blocks.{block} attention: token scores)"
+            return f"blocks.{block} attention: token scores"
         if facts.producers.get(node.input[0]) == "Softmax":
             # attn @ v: TensorRT's symmetric int8 spends half its range on negative
             # probabilities that never occur and rounds the many small ones to zero; on the
             # trained leaf model this alone cut INT8 agreement with FP32 from 100% to 95%.
-            return False, f"{node.name} (blocks.{block} attention probabilities)"
-        return True, node.name
-    if node.op_type in ("MatMul", "Gemm") and weights:
-        path = module_path(node)
-        if path in facts.score_qkv:
-            return False, f"{node.name} ({path}: token scores)"
-        if path == "head" or (path or "").startswith("head."):  # CLCA's head, fgir_vit's head.head
-            return False, f"{node.name} (classifier head)"
-        return True, node.name
+            return f"blocks.{block} attention probabilities"
+        return None
+    path = module_path(node)
+    if path in facts.score_qkv:
+        return f"{path}: token scores"
+    if path == "head" or (path or "").startswith("head."):  # CLCA's head, fgir_vit's head.head
+        return "classifier head"
     return None
 
 

@@ -65,6 +65,15 @@ class OnnxModelInfo:
     clca_deploy_version: str
     precision: str
     family: str = "clca"  # "clca" | "ila" | "glsim"; files from before the key are CLCA
+    only_runtime: str | None = None  # the one runtime that reads the file (OpenVINO's INT8 form), None: any
+
+    def refuse_other_runtime(self, runtime: str, source: str) -> None:
+        """A one-line error when ``runtime`` is not the one runtime this file is for."""
+        if self.only_runtime is not None and runtime != self.only_runtime:
+            raise ClcaDeployError(
+                f"{source} is the {self.only_runtime} form of an INT8 model (`clca-deploy calibrate --{self.only_runtime}`), "
+                f"which only {self.only_runtime} reads: pass --runtime {self.only_runtime}, or use the .int8.onnx file it was made from."
+            )
 
 
 def shown(value: Any) -> str:
@@ -236,7 +245,18 @@ def parse_metadata(props: Mapping[str, Any], source: str = "ONNX file", remedy: 
         num_classes=num_classes, class_names=_class_names(read, num_classes), source_sha256=_sha256(read, "source_sha256"),
         clca_config=_object(read, "clca_config"), clca_deploy_version=read.text("clca_deploy.version"),
         precision=read.text("precision", "fp32"), family=read.text("family", "clca"),
+        only_runtime=_runtime_name(read, "only_runtime"),
     )
+
+
+_RUNTIME_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def _runtime_name(read: _Props, key: str) -> str | None:
+    value = read.raw(key, None)
+    if value is not None and not _RUNTIME_NAME.fullmatch(value):
+        raise read.fail(key, f"is {shown(value)}; expected a runtime name such as openvino")
+    return value
 
 
 def shape_text(shape: Sequence[int | None]) -> str:

@@ -15,7 +15,7 @@ from typing import Callable
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.metadata import OnnxFile, read_onnx_file
-from clca_deploy.tensorrt.build import EngineConfig, EngineResult, build_from_file, check_engine_outputs
+from clca_deploy.tensorrt.build import RUNTIME_NAME, EngineConfig, EngineResult, build_from_file, check_engine_outputs
 from clca_deploy.tensorrt.plan import PRECISIONS
 from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.tensorrt.toolkit import load_toolkit
@@ -82,6 +82,7 @@ def build_trt(
     if not onnx_path.is_file():
         raise ClcaDeployError(f"ONNX file not found: {onnx_path}. Export one with `clca-deploy export`.")
     onnx = read_onnx_file(onnx_path)
+    onnx.info.refuse_other_runtime(RUNTIME_NAME, str(onnx_path))
     config = replace(config, precision=config.precision or onnx.info.precision)
     output = Path(output) if output else default_engine_path(onnx_path, config.precision)
     converted = _converted_path(onnx_path, onnx.info.precision, config)

@@ -200,6 +200,7 @@ class OnnxRuntimeBackend(BackendBase):
         from clca_deploy.metadata import read_onnx_metadata
 
         info = read_onnx_metadata(path)
+        info.refuse_other_runtime(self.name, str(path))
         session_options = ort.SessionOptions()
         session_options.log_severity_level = 3
         if options.threads:

@@ -88,6 +88,7 @@ class OpenVinoBackend(BackendBase):
         from clca_deploy.metadata import read_onnx_metadata
 
         info = read_onnx_metadata(path)
+        info.refuse_other_runtime(self.name, str(path))
         core = ov.Core()
         check_cpu_supports(options.inference_precision, list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")))
         if options.cache_dir is not None:

@@ -81,6 +81,7 @@ def plan_triton_repository(model_path: str | Path, config: TritonRepoConfig = Tr
     """Read ``model_path`` once and refuse, before anything is written or loaded, what Triton could not serve."""
     spec = read_classifier_spec(model_path)  # a checkpoint or a damaged file is refused here
     served = served_runtime(model_path, config, stock_triton=not runtime_classifier)
+    spec.info.refuse_other_runtime(served.spec.name, str(model_path))
     if served.triton is not None:
         _check_packable(spec)
     max_batch = resolve_max_batch(spec, config.max_batch)  # an engine whose batches start above 1 is refused here

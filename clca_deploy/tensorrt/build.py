@@ -22,6 +22,8 @@ from clca_deploy.tensorrt.plan import (
 from clca_deploy.tensorrt.sidecar import build_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import TensorRTToolkit, load_toolkit
 
+RUNTIME_NAME = "tensorrt"  # the runtime that builds and runs engines, as files name it (metadata only_runtime)
+
 
 # The builder's scratch memory; the largest GPUs have 192 GiB, so more is a typo.
 MAX_WORKSPACE_GIB = 256
@@ -200,7 +202,9 @@ def build_engine(
         raise ClcaDeployError(f"ONNX file not found: {onnx_path}. Export one with `clca-deploy export`.")
     output = Path(output)
     check_engine_outputs(output, config)
-    return build_from_file(read_onnx_file(onnx_path), output, config, toolkit, log)
+    onnx = read_onnx_file(onnx_path)
+    onnx.info.refuse_other_runtime(RUNTIME_NAME, str(onnx_path))
+    return build_from_file(onnx, output, config, toolkit, log)
 
 
 def build_from_file(

@@ -320,6 +320,8 @@ METADATA_CASES = [
     ("model", "", "model is ''"), ("model", "m\x1b]0;owned\x07", "model is 'm\\x1b]0;owned\\x07'"), ("model", None, "model is missing"),
     ("source_sha256", "not a hash", "source_sha256 is 'not a hash'"), ("img_size", None, "img_size is missing"),
     ("clca_deploy.version", "x" * 201, "is 201 characters long"), ("num_classes", "1" * 5000, "num_classes is not valid JSON"),
+    ("only_runtime", "OpenVINO", "only_runtime is 'OpenVINO'; expected a runtime name"),
+    ("only_runtime", "openvino; rm -rf /", "only_runtime is 'openvino; rm -rf /'"), ("only_runtime", "x" * 33, "expected a runtime name"),
 ]
 
 
