@@ -166,7 +166,10 @@ def test_the_openvino_form_predicts_the_top1_of_its_onnx_file(trained, openvino_
     onnx_answers = _predict_json(qdq, images)
     openvino_answers = _predict_json(openvino_file, images, "--runtime", "openvino")
     assert len(images) == 60 and set(openvino_answers) == set(onnx_answers)
-    assert {name: top[0] for name, top in openvino_answers.items()} == {name: top[0] for name, top in onnx_answers.items()}
+    # The form computes GELU outputs (fc2's input) on twice as many levels as the Q/DQ pair, so a near-tie
+    # image may go either way on a machine whose training gave other weights; here all 60 agree.
+    differing = [name for name, top in openvino_answers.items() if top[0] != onnx_answers[name][0]]
+    assert len(differing) <= 1, differing
 
 
 def test_the_openvino_form_benches_like_any_model_file(trained, openvino_form_files):
