@@ -102,6 +102,7 @@ class _Job:
     fixed_batch: int | None
     candidates: list
     placement: Placement | None
+    report_choice: PlacementChoice | None  # the float set of ``placement``, its units checked against the graph
     held_out: int
 
 
@@ -124,7 +125,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     _warn_unlike_report(job.placement, config, len(calibration.images), log)
     images, held_out = split_held_out(calibration.images, job.held_out)
     _check_fixed_batch(job.fixed_batch, len(images), job.source, read=True)
-    if config.held_out_data is not None and config.target_agreement is not None:
+    if config.held_out_data is not None:  # validate() allows it only with --target-agreement
         held_out = _held_out_data(job, config, log)  # read before the long calibration, so a bad folder fails first
     quantized = _calibrate_candidates(job, images, config.method)
     choice = _choose_placement(job, quantized, held_out, config, len(calibration.images), log)
@@ -162,8 +163,8 @@ def _prepare(onnx_path, output, config: CalibrationConfig) -> _Job:
     _check_graph_types(model, str(onnx_path))
     reducing_blocks = tuple(i for i, (n_in, n_out) in enumerate(info.token_schedule) if n_out != n_in)
     candidates = int8_candidates(model, reducing_blocks)
-    if placement is not None:
-        report_placement(placement, candidates, str(onnx_path))  # unknown units refused before any image is read
+    # A report naming units this graph does not have is refused here, before any image is read.
+    report_choice = report_placement(placement, candidates, str(onnx_path)) if placement is not None else None
     if config.held_out_data is not None:
         from clca_deploy.data import open_dataset
 
@@ -171,7 +172,7 @@ def _prepare(onnx_path, output, config: CalibrationConfig) -> _Job:
     held_out = placement.held_out_images if placement is not None else config.calibration_held_out()
     _check_fixed_batch(fixed_batch, config.num_images - held_out, str(onnx_path))
     return _Job(str(onnx_path), output, report, openvino_output, model, info, input_name, fixed_batch, candidates,
-                placement, held_out)
+                placement, report_choice, held_out)
 
 
 def _calibrate_candidates(job: _Job, images, method_name: str):
@@ -186,8 +187,8 @@ def _calibrate_candidates(job: _Job, images, method_name: str):
 
 
 def _choose_placement(job: _Job, quantized, held_out, config: CalibrationConfig, read: int, log) -> PlacementChoice:
-    if job.placement is not None:
-        return report_placement(job.placement, job.candidates, job.source)
+    if job.report_choice is not None:
+        return job.report_choice
     if config.target_agreement is None:
         return conservative_placement(job.candidates)
     judged_on = (f"{len(held_out)} images of {config.held_out_data}" if config.held_out_data is not None

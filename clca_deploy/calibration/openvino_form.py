@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clca_deploy.calibration.qdq import module_namespace
+from clca_deploy.calibration.qdq_edit import drop_unread_initializers
+
 OPENVINO_DOMAIN = "org.openvinotoolkit"
 ONLY_RUNTIME = "openvino"
 GELU_MINIMUM = -0.17  # GELU(x) >= -0.16997 for every x
@@ -70,7 +73,7 @@ def openvino_form(qdq_model):
         node.input[:] = [replaced.get(name, name) for name in node.input]
     del graph.node[:]
     graph.node.extend(kept)
-    _drop_unread(graph)
+    drop_unread_initializers(graph)
     model.opset_import.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
     from clca_deploy.metadata import metadata_props, write_metadata
 
@@ -82,19 +85,10 @@ def openvino_form(qdq_model):
 
 def _lower_bound(producer, scale: float) -> float:
     """The FakeQuantize's lower edge: -128 steps as the Q/DQ pair has, or the least value the producer can give."""
-    if producer is not None and producer.op_type == "Softmax":
+    if producer is None:  # a graph input
+        return -128 * scale
+    if producer.op_type == "Softmax":
         return 0.0
-    namespace = next((p.value for p in producer.metadata_props if p.key == "namespace"), "") if producer is not None else ""
-    if namespace.endswith(_GELU_SCOPE):
+    if module_namespace(producer).endswith(_GELU_SCOPE):
         return max(GELU_MINIMUM, -128 * scale)
     return -128 * scale
-
-
-def _drop_unread(graph) -> None:
-    read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
-    for init in [init for init in graph.initializer if init.name not in read]:
-        graph.initializer.remove(init)
-
-
-def is_openvino_form(model) -> bool:
-    return any(opset.domain == OPENVINO_DOMAIN for opset in model.opset_import)

@@ -61,7 +61,7 @@ class SearchInputs:
     held_out: int
     judged_on: str  # which images, in words
     calibration: dict  # {"method", "images", "held_out_images"}
-    model_file: dict  # {"name", "sha256"}
+    model_file: dict  # {"name", "checkpoint_sha256"}
 
 
 def searched_placement(fp32, quantized, candidates: list[Int8Candidate], inputs: SearchInputs,

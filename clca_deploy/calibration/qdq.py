@@ -12,14 +12,14 @@ LINEAR_SCOPE = re.compile(r"/([\w.]+): torch\.nn\.modules\.linear\.Linear")
 ATTENTION_SCOPE = re.compile(r"/blocks\.(\d+)\.attn: [\w.]+Attention/")
 
 
-def _namespace(node) -> str:
+def module_namespace(node) -> str:
     """The torch module path a node came from, as the dynamo exporter records it."""
     return next((prop.value for prop in node.metadata_props if prop.key == "namespace"), "")
 
 
 def module_path(node) -> str | None:
     """The ``nn.Linear`` a node came from, e.g. ``blocks.3.attn.qkv``."""
-    found = LINEAR_SCOPE.findall(_namespace(node))
+    found = LINEAR_SCOPE.findall(module_namespace(node))
     return found[-1] if found else None
 
 
@@ -39,13 +39,13 @@ _CROP_SCOPE = re.compile(r"/([\w.]+): " + re.escape(CROP_MODULE))
 
 def in_crop_step(node) -> bool:
     """True for a node of GLSim's crop step, which every precision keeps in fp32."""
-    return _CROP_SCOPE.search(_namespace(node)) is not None
+    return _CROP_SCOPE.search(module_namespace(node)) is not None
 
 
 def reducer_scope(node) -> str | None:
     """The token reducer a node belongs to, e.g. ``score_predictor.0`` (DynamicViT's predictor),
     ``cluster_layers.1`` (DPC-KNN, SiT, PatchMerger) or ``reducers.3`` (EViT, Top-K, ToMe)."""
-    found = _REDUCER_SCOPE.findall(_namespace(node))
+    found = _REDUCER_SCOPE.findall(module_namespace(node))
     return found[-1] if found else None
 
 
@@ -55,13 +55,13 @@ _ILA_ADAPTER_SCOPE = re.compile(r"/(encoder\.ila(?:_ds)?\.\d+)[.:]")
 
 def ila_adapter_scope(node) -> str | None:
     """The ILA adapter a node belongs to, e.g. ``encoder.ila_ds.0``, None elsewhere."""
-    found = _ILA_ADAPTER_SCOPE.findall(_namespace(node))
+    found = _ILA_ADAPTER_SCOPE.findall(module_namespace(node))
     return found[-1] if found else None
 
 
 def attention_block(node) -> int | None:
     """The block of an attention matmul (q.k^T or attn.v), None for other nodes."""
-    found = ATTENTION_SCOPE.findall(_namespace(node))
+    found = ATTENTION_SCOPE.findall(module_namespace(node))
     return int(found[-1]) if found and module_path(node) is None else None
 
 

@@ -53,12 +53,12 @@ def keep_float(quantized, fp32, nodes: Iterable[str]):
             if quantize is not None and quantize.op_type == "QuantizeLinear":
                 node.input[index] = quantize.input[0]
     _remove_unread_qdq(graph)
+    drop_unread_initializers(graph)
     return edited
 
 
 def _remove_unread_qdq(graph) -> None:
-    """Drop Q/DQ nodes whose outputs nobody reads (repeatedly: a DQ gone leaves its Q unread), then
-    the initializers nothing reads."""
+    """Drop Q/DQ nodes whose outputs nobody reads (repeatedly: a DQ gone leaves its Q unread)."""
     outputs = {value.name for value in graph.output}
     while True:
         read = {name for node in graph.node for name in node.input} | outputs
@@ -68,7 +68,11 @@ def _remove_unread_qdq(graph) -> None:
             break
         for node in unread:
             graph.node.remove(node)
-    read = {name for node in graph.node for name in node.input} | outputs
+
+
+def drop_unread_initializers(graph) -> None:
+    """Remove the initializers no node and no graph output reads (int8 weights and scales left behind)."""
+    read = {name for node in graph.node for name in node.input} | {value.name for value in graph.output}
     for init in [init for init in graph.initializer if init.name not in read]:
         graph.initializer.remove(init)
 

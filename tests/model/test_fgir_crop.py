@@ -304,14 +304,14 @@ def test_export_ops_are_static_and_tensorrt_supported(exported):
 
 
 def test_export_crop_nodes_carry_the_crop_namespace(exported):
-    from clca_deploy.calibration.qdq import _namespace
+    from clca_deploy.calibration.qdq import module_namespace
 
     _, _, onnx_model = exported
     scope = re.compile(CROP_SCOPE)
     for node in onnx_model.graph.node:
         if node.op_type in ("TopK", "GridSample", "ReduceMin", "ReduceMax", "ReduceL2", "Gather"):
-            found = scope.findall(_namespace(node))
-            assert found == ["crop"], (node.name, _namespace(node))
+            found = scope.findall(module_namespace(node))
+            assert found == ["crop"], (node.name, module_namespace(node))
 
 
 @pytest.mark.parametrize("batch", [1, 3])
