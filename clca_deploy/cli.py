@@ -11,9 +11,10 @@ import typer
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.cli_bench import bench, sweep
+from clca_deploy.cli_precision import build_trt, calibrate
 from clca_deploy import cli_options as opt
 from clca_deploy.cli_options import with_runtime_options
-from clca_deploy.cli_views import print_deployed, print_predictions, print_summary
+from clca_deploy.cli_views import print_deployed, print_predictions, print_summary, say
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.registry import RuntimeOptions
 from clca_deploy.terminal import printable
@@ -24,11 +25,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _say(line: object) -> None:
-    """One line of text output: names and paths in it may come from crafted files, so it is escaped."""
-    typer.echo(printable(line))
 
 
 def _show_version(value: bool) -> None:
@@ -107,108 +103,19 @@ def export(
         keep_rate=keep, img_size=img_size, opset=opset, batch=batch, simplify=simplify, tolerance=tolerance, data=data,
         train_args=train_args,
     )
-    result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else _say)
+    result = export_onnx(checkpoint, output, config, log=(lambda _: None) if as_json else say)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
     for note in result.notes:
-        _say(f"note: {note}")
+        say(f"note: {note}")
     schedule = " ".join(f"{a}->{b}" if a != b else str(a) for a, b in result.token_schedule)
-    _say(f"tokens per block: {schedule}")
-    _say(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
+    say(f"tokens per block: {schedule}")
+    say(f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, batch {result.batch}, sha256 {result.sha256[:16]}...)")
 
 
-@app.command()
-def calibrate(
-    model: Path = typer.Argument(..., help="An FP32 .onnx file from `clca-deploy export`."),
-    data: Optional[Path] = typer.Option(None, help="Leaf images for INT8 calibration (ImageFolder, CSV root or flat)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: MODEL.int8.onnx (or .fp16.onnx)."),
-    num_images: int = typer.Option(256, help="Calibration images (a few hundred; below 64 warns)."),
-    method: str = typer.Option(
-        "minmax", help="Activation ranges: minmax (default), entropy or percentile (these two hold every activation in memory)."
-    ),
-    fp16: bool = typer.Option(False, "--fp16", help="Write an FP16 model instead of INT8 (needs no data)."),
-    csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
-    image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Decode the images even if a cached set exists."),
-    target_agreement: Optional[float] = typer.Option(
-        None, help="Search the fastest INT8 placement whose top-1 agrees with FP32 on at least this % of held-out "
-        "calibration images; writes MODEL.int8.placement.json beside the output.",
-    ),
-    held_out_images: Optional[int] = typer.Option(
-        None, help="Images the search measures agreement on: held out of --data (default: a quarter, at least 16), "
-        "or read from --held-out-data (default: up to 512).",
-    ),
-    held_out_data: Optional[Path] = typer.Option(
-        None, help="Judge the search on these images (a validation split the model never trained on: a trained model "
-        "is surer of its training images, so they overstate agreement).",
-    ),
-    placement: Optional[Path] = typer.Option(
-        None, help="Reuse the float set of a placement report (from --target-agreement): the same images give the same file."
-    ),
-    openvino: bool = typer.Option(
-        False, "--openvino", help="Also write MODEL.int8.openvino.onnx: the same calibration in the layout OpenVINO runs "
-        "fastest (only --runtime openvino reads it).",
-    ),
-) -> None:
-    """Explicit Q/DQ INT8 (calibrated on leaf images) or FP16 ONNX, as TensorRT 10 and 11 build them."""
-    from clca_deploy.calibration import CalibrationConfig, quantize_int8, to_fp16
-
-    suffix = ".fp16.onnx" if fp16 else ".int8.onnx"
-    output = output or model.with_name(model.name.removesuffix(".onnx") + suffix)
-    if fp16:
-        if openvino or any(option is not None for option in (target_agreement, placement, held_out_images, held_out_data)):
-            raise ClcaDeployError("--target-agreement, --held-out-*, --placement and --openvino are for INT8; drop --fp16.")
-        result = to_fp16(model, output, log=_say)
-    else:
-        if data is None:
-            raise ClcaDeployError("INT8 needs calibration images: pass --data DIR (or use --fp16).")
-        config = CalibrationConfig(
-            data=data, num_images=num_images, method=method, csv=csv, image_folder=image_folder, use_cache=not no_cache,
-            target_agreement=target_agreement, held_out_images=held_out_images, held_out_data=held_out_data,
-            placement=placement, openvino=openvino,
-        )
-        result = quantize_int8(model, output, config, log=_say)
-        _say(f"quantized {result.quantized_nodes} GEMM/conv nodes; kept in float: {len(result.kept_float)} more ({result.placement} placement)")
-    _say(f"wrote {result.path} ({result.precision})")
-    if not fp16 and result.openvino_path:
-        _say(f"wrote {result.openvino_path} (int8, OpenVINO's form: --runtime openvino)")
-    if not fp16 and result.placement_report:
-        _say(f"wrote {result.placement_report} ({result.held_out_agreement:.2f}% agreement on {result.judged_images} held-out images)")
-
-
-@app.command("build-trt")
-def build_trt(
-    model: Path = typer.Argument(..., help="An .onnx file (FP32, or FP16 / INT8 from `clca-deploy calibrate`)."),
-    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Default: MODEL.<precision>.engine."),
-    fp16: bool = typer.Option(False, "--fp16", help="FP16 engine (an FP32 ONNX is converted first)."),
-    int8: bool = typer.Option(False, "--int8", help="INT8 engine (an FP32 ONNX is calibrated on --data first)."),
-    data: Optional[Path] = typer.Option(None, help="Calibration images for --int8."),
-    num_images: int = typer.Option(256, help="Calibration images for --int8."),
-    batch: Optional[str] = typer.Option(None, help="Batch range MIN,OPT,MAX (dynamic-batch ONNX; default 1,8,32)."),
-    workspace: float = typer.Option(2.0, help="Builder workspace in GiB."),
-    timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
-    device: int = typer.Option(0, help="CUDA device index to build for."),
-    weak_typing: bool = typer.Option(
-        False, "--weak-typing", help="TensorRT 10 only: builder flags choose kernels' precision instead of the ONNX's types."
-    ),
-) -> None:
-    """Build a TensorRT engine plus its sidecar JSON; the precision comes from the ONNX file."""
-    from clca_deploy.pipeline.build_trt import build_trt as build
-    from clca_deploy.tensorrt.build import EngineConfig
-    from clca_deploy.tensorrt.plan import parse_batch_profile
-
-    if fp16 and int8:
-        raise ClcaDeployError("choose one of --fp16 and --int8.")
-    config = EngineConfig(
-        precision="int8" if int8 else "fp16" if fp16 else None, batch=parse_batch_profile(batch) if batch else None,
-        workspace_gib=workspace, timing_cache=timing_cache, device=device, weak_typing=weak_typing,
-    )
-    result = build(model, output, config, data=data, num_images=num_images, log=_say)
-    for note in result.notes:
-        _say(f"note: {note}")
-    typing = "strongly typed" if result.strongly_typed else f"weakly typed, flags {', '.join(result.builder_flags) or 'none'}"
-    _say(f"wrote {result.path} and {result.sidecar} ({result.precision}, {typing}, TensorRT {result.tensorrt_version})")
+app.command()(calibrate)
+app.command("build-trt")(build_trt)
 
 
 @app.command()
@@ -261,8 +168,8 @@ def triton_repo(
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2))
         return
-    _say(f"wrote {result.path}: {', '.join(result.models)} ({result.classifier_format} classifier, max batch {result.max_batch})")
-    _say(f"clients call '{result.model}' with encoded images (IMAGE, BYTES [1]) and get CLASS_ID, CLASS_NAME, SCORE (top {result.top_k})")
+    say(f"wrote {result.path}: {', '.join(result.models)} ({result.classifier_format} classifier, max batch {result.max_batch})")
+    say(f"clients call '{result.model}' with encoded images (IMAGE, BYTES [1]) and get CLASS_ID, CLASS_NAME, SCORE (top {result.top_k})")
 
 
 @app.command()
@@ -289,7 +196,7 @@ def serve(
         port=port, host=host, max_batch=max_batch, instances=instances, top_k=top_k, name=name, verbose=verbose,
         runtime=runtime, runtime_options=runtime_options, **opt.pixel_budgets(max_image_megapixels, max_request_megapixels),
     )
-    run_server(model, config, log=_say)
+    run_server(model, config, log=say)
 
 
 app.command()(bench)
@@ -348,13 +255,13 @@ def train(
         raise ClcaDeployError("--init-config gives the settings of an --init checkpoint; pass --init CKPT too.")
     result = run_training(
         data, output, config, test=test, resume=resume, init=init,
-        init_train_args=read_train_args(init_train_args) if init_train_args is not None else None, log=_say,
+        init_train_args=read_train_args(init_train_args) if init_train_args is not None else None, log=say,
     )
     if json_out is not None:
         from clca_deploy.artifacts import write_json
 
         write_json(json_out, result.to_dict())
-        _say(f"wrote {json_out}")
+        say(f"wrote {json_out}")
 
 
 @app.command()
@@ -370,12 +277,12 @@ def demo(
     from clca_deploy.pipeline.demo import DemoConfig, run_demo
 
     config = DemoConfig(workdir=workdir, data=data, epochs=epochs, img_size=img_size, keep_rate=keep)
-    result, report = run_demo(config, log=_say)
+    result, report = run_demo(config, log=say)
     print_table(report)
-    _say(f"report  {result.bench_json}")
+    say(f"report  {result.bench_json}")
     if result.bench_plot:
-        _say(f"plot    {result.bench_plot}")
-    _say(f"done in {result.seconds:.0f} s")
+        say(f"plot    {result.bench_plot}")
+    say(f"done in {result.seconds:.0f} s")
 
 
 @app.command()

@@ -14,6 +14,11 @@ from clca_deploy.errors import ClcaDeployError
 from clca_deploy.terminal import printable
 
 
+def say(line: object) -> None:
+    """One line of text output: names and paths in it may come from crafted files, so it is escaped."""
+    typer.echo(printable(line))
+
+
 def _line(text: str, err: bool = False) -> None:
     # Every value in these lines comes from a file (checkpoint args, ONNX metadata, sidecars, file
     # names): the whole line is escaped, so no value can be missed and no constant part changes.

@@ -84,7 +84,7 @@ def test_tensorrt_never_imports_torch():
 # The floors, top to bottom (ARCHITECTURE.md, docs/layout.md): a module imports only from its own floor
 # or a lower one. Orchestrators and doctor sit above the stages; system holds machine facts only.
 FLOORS = [
-    {"cli", "cli_bench", "cli_options", "cli_views"},
+    {"cli", "cli_bench", "cli_options", "cli_precision", "cli_views"},
     {"pipeline", "doctor"},
     {"bench", "serving", "train", "export", "calibration"},
     {"runtime"},
