@@ -224,8 +224,9 @@ def accuracy(args, work: Path) -> tuple[list[dict], dict[str, dict]]:
         report = json.loads(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json").read_text())
         family = _family(files["fp32"])
         searches[family] = {"checkpoint": str(checkpoint), "report": report}
-        model_rows = _bench_rows(files, checkpoint, args.data / "test") + _nncf_rows(files, checkpoint, args.data / "test")
-        boxes = _crop_box_agreement(files, args.data / "test")
+        reference = _reference(checkpoint, args.data / "test")  # once per model: NNCF's rows and the crop boxes use it
+        model_rows = _bench_rows(files, checkpoint, args.data / "test") + _nncf_rows(files, reference)
+        boxes = _crop_box_agreement(files, reference[0])
         for row in model_rows:
             row["family"] = family
             if boxes is not None:
@@ -241,35 +242,40 @@ def _family(fp32: Path) -> str:
 
 
 def _bench_rows(files: dict[str, Path], checkpoint: Path, test: Path) -> list[dict]:
-    """The variants a runtime of the tool opens, through `bench`'s code; labels start with the variant's name."""
-    rows = []
+    """The variants a runtime of the tool opens, through `bench`'s code, one bench per runtime and precision
+    (so the PyTorch reference runs three times, not once per variant); labels start with the variant's name."""
+    groups: dict[tuple[str, str | None], list[tuple[str, Path]]] = {}
     for name, (kind, runtime, precision) in VARIANTS.items():
-        if kind == "nncf" or kind not in files:
-            continue
+        if kind != "nncf" and kind in files:
+            groups.setdefault((runtime, precision), []).append((name, files[kind]))
+    rows = {}
+    for (runtime, precision), members in groups.items():
         config = BenchConfig(
-            models=(files[kind],), data=test, reference=checkpoint, batch_sizes=(1,), warmup=0, iters=1,
-            runtimes=(runtime,), runtime_options=RuntimeOptions.from_values(inference_precision=precision or "f32"),
+            models=tuple(path for _, path in members), data=test, reference=checkpoint, batch_sizes=(1,), warmup=0,
+            iters=1, runtimes=(runtime,), runtime_options=RuntimeOptions.from_values(inference_precision=precision or "f32"),
             progress=False, power=False,
         )
-        row = next(r.to_dict() for r in run_bench(config, log=lambda _: None).results if not r.is_reference)
-        rows.append({**row, "label": f"{name}: {row['label']}", "variant": name, "peer": PEER_KINDS.get(kind)})
-    return rows
+        measured = [r.to_dict() for r in run_bench(config, log=lambda _: None).results if not r.is_reference]
+        for (name, path), row in zip(members, measured):
+            assert row["model_path"] == str(path), (row["model_path"], path)
+            rows[name] = {**row, "label": f"{name}: {row['label']}", "variant": name, "peer": PEER_KINDS.get(VARIANTS[name][0])}
+    return [rows[name] for name in VARIANTS if name in rows]
 
 
-def _nncf_rows(files: dict[str, Path], checkpoint: Path, test: Path) -> list[dict]:
+def _nncf_rows(files: dict[str, Path], reference) -> list[dict]:
     """NNCF's IR is not a file the runtimes open, so its rows are scored here with bench's own functions."""
     if "nncf" not in files:
         return []
     from clca_deploy.bench.accuracy import accuracy_against
 
-    images, labels, reference = _reference(checkpoint, test)
+    images, labels, reference_logits = reference
     rows = []
     for name in ("nncf_int8", "nncf_int8_bf16"):
         with _IrRunner(files["nncf"], VARIANTS[name][2]) as runner:
             logits = np.concatenate([runner(images[i : i + 16]) for i in range(0, len(images), 16)])
         rows.append({"label": f"{name}: openvino nncf-int8 ({VARIANTS[name][2]}) ({files['nncf'].name})", "variant": name,
                      "peer": PEER_KINDS["nncf"], "status": "ok", "inference_precision": VARIANTS[name][2],
-                     "accuracy": accuracy_against(logits, labels, reference).to_dict()})
+                     "accuracy": accuracy_against(logits, labels, reference_logits).to_dict()})
     return rows
 
 
@@ -289,24 +295,15 @@ def _reference(checkpoint: Path, test: Path):
     return np.concatenate([b.images for b in batches]), labels.labels, logits
 
 
-def _crop_box_agreement(files: dict[str, Path], test: Path) -> dict[str, float] | None:
+def _crop_box_agreement(files: dict[str, Path], images: np.ndarray) -> dict[str, float] | None:
     """% of test images whose GLSim crop box equals the FP32 file's, per variant; None without a crop step."""
     import onnx
 
     if crop_selection_tensor(onnx.load(str(files["fp32"]), load_external_data=False)) is None:
         return None
-    images = _test_images(files["fp32"], test)
     reference = _boxes(files, "ort_fp32", images)
     return {name: float((_boxes(files, name, images) == reference).all(axis=1).mean() * 100)
             for name, (kind, _, _) in VARIANTS.items() if kind in files}
-
-
-def _test_images(fp32: Path, test: Path) -> np.ndarray:
-    from clca_deploy.data import PreprocessConfig, iter_batches, open_dataset
-    from clca_deploy.metadata import read_onnx_metadata
-
-    preprocess = PreprocessConfig.from_dict(read_onnx_metadata(fp32).preprocess)
-    return np.concatenate([b.images for b in iter_batches(open_dataset(test), preprocess, 32)])
 
 
 def _boxes(files: dict[str, Path], name: str, images: np.ndarray) -> np.ndarray:
