@@ -12,7 +12,9 @@ graph into that layout, in ONNX, with OpenVINO's ``org.openvinotoolkit`` FakeQua
   same calibration; ranges that are never negative (softmax probabilities) or barely negative
   (GELU, >= -0.17) get all 256 levels on the side that occurs, half the step of a symmetric int8
   pair: the one change of arithmetic, and one TensorRT's signed int8 cannot express;
-- weight dequantization drops its zero point (always 0 here).
+- weight dequantization drops its zero point (always 0 here);
+- EViT's token scores recompute their one row of the attention (``score_rows.py``), so the reducing
+  blocks' attention fuses like every other block's.
 
 Only OpenVINO reads the result (onnxruntime and TensorRT do not know the domain); its metadata says
 so (``only_runtime``) and the other runtimes refuse it in one line.
@@ -26,6 +28,7 @@ import numpy as np
 
 from clca_deploy.calibration.qdq import module_namespace
 from clca_deploy.calibration.qdq_edit import drop_unread_initializers
+from clca_deploy.calibration.score_rows import separate_score_rows
 
 OPENVINO_DOMAIN = "org.openvinotoolkit"
 ONLY_RUNTIME = "openvino"
@@ -73,6 +76,7 @@ def openvino_form(qdq_model):
         node.input[:] = [replaced.get(name, name) for name in node.input]
     del graph.node[:]
     graph.node.extend(kept)
+    separate_score_rows(graph)
     drop_unread_initializers(graph)
     model.opset_import.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
     from clca_deploy.metadata import metadata_props, write_metadata
