@@ -11,21 +11,19 @@ import typer
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import bench_failure, is_stdout, render_report
+from clca_deploy.cli_vocabulary import (
+    cli_log, hidden_alias, json_option, json_target, renamed, split_list, write_json_result,
+)
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.registry import RuntimeOptions
 from clca_deploy.terminal import printable
 
 
-def _int_list(text: str) -> tuple[int, ...]:
+def _int_list(values: list[str]) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(",") if part.strip())
+        return tuple(int(part) for part in split_list(values))
     except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers such as 1,8, got {text!r}") from None
-
-
-def _log(line: str) -> None:
-    # Progress lines name model files and quote library errors: escaped, and on stderr (stdout may be the JSON).
-    typer.echo(printable(line), err=True)
+        raise ClcaDeployError(f"--batch-sizes takes whole numbers such as 1,8 (or repeated), got {','.join(values)!r}.") from None
 
 
 def _bench_outputs(out: Optional[Path], plot: Optional[Path]) -> tuple[Optional[Path], Optional[Path]]:
@@ -50,17 +48,16 @@ def bench(
     reference: Optional[Path] = typer.Option(
         None, help="The reference: the checkpoint (PyTorch), or the FP32 .onnx where PyTorch is not installed."
     ),
-    batch_sizes: str = typer.Option("1,8", help="Comma-separated batch sizes to time."),
+    batch_sizes: list[str] = typer.Option(["1,8"], metavar="N,N", help="Batch sizes to time: 1,8 or repeated."),
     warmup: int = typer.Option(3, help="Untimed warm-up calls per batch size."),
     iters: int = typer.Option(20, help="Timed calls per batch size."),
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
     csv: Optional[str] = typer.Option(None, help="Official CSV split (class_id,dir) inside --data."),
     image_folder: Optional[str] = typer.Option(None, help="Image folder of a CSV split, relative to --data."),
-    out: Optional[Path] = typer.Option(
-        None, help="Write the JSON report here; '-': to standard output (the table then goes to standard error)."
-    ),
+    json_out: Optional[Path] = json_option("the report (the table then goes to standard error with '-')"),
+    out: Optional[Path] = hidden_alias("--out", "--json"),
     plot: Optional[Path] = typer.Option(
-        None, help="Write the accuracy-latency PNG here (default: beside --out; none with --out -)."
+        None, help="Write the accuracy-latency PNG here (default: beside the --json file; none with --json -)."
     ),
     power: bool = typer.Option(
         True, "--power/--no-power", help="Board power and energy per image during the timed calls (tegrastats on Jetson, NVML)."
@@ -72,6 +69,7 @@ def bench(
     from clca_deploy.bench.run import BenchConfig, run_bench
     from clca_deploy.runtime.registry import parse_runtimes
 
+    out = renamed(json_out, out, "--json", "--out")
     config = BenchConfig(
         models=tuple(model), data=data, reference=reference, batch_sizes=_int_list(batch_sizes), warmup=warmup,
         iters=iters, limit=limit, csv=csv, image_folder=image_folder, runtimes=parse_runtimes(runtime),
@@ -79,7 +77,7 @@ def bench(
     )
     out_file, plot = _bench_outputs(out, plot)
     refuse_overwriting_inputs([out_file, plot], [*model, reference, data, *runtime_options.paths()])
-    report = run_bench(config, log=_log)
+    report = run_bench(config, log=cli_log(to_stderr=True))
     render_report(report, out, plot)
     failure = bench_failure(report)
     if failure:  # a script or CI job must see that nothing (or not everything) was measured
@@ -90,13 +88,17 @@ def bench(
 @with_runtime_options(only=("train_args",))
 def sweep(
     checkpoint: Path = typer.Argument(..., help="The trained checkpoint (also the reference)."),
-    keep: list[float] = typer.Option(..., "--keep", help="Keep rates; repeat --keep for each."),
+    keep: list[str] = typer.Option(..., "--keep", metavar="K,K", help="Keep rates: 0.1,0.5,1.0 or repeated."),
     data: Path = typer.Option(..., help="Images with labels for accuracy."),
-    workdir: Path = typer.Option(Path("sweep"), help="Where the exported ONNX files and the report go."),
-    batch_sizes: str = typer.Option("1", help="Comma-separated batch sizes to time."),
+    output: Optional[Path] = typer.Option(
+        None, "-o", "--output", help="The folder the exported ONNX files and the report go into (default: sweep)."
+    ),
+    workdir: Optional[Path] = hidden_alias("--workdir", "--output"),
+    batch_sizes: list[str] = typer.Option(["1"], metavar="N,N", help="Batch sizes to time: 1,8 or repeated."),
     warmup: int = typer.Option(2, help="Untimed warm-up calls per batch size."),
     iters: int = typer.Option(10, help="Timed calls per batch size."),
     limit: Optional[int] = typer.Option(None, help="Use at most this many images for accuracy."),
+    json_out: Optional[Path] = json_option("the report (also written as OUTPUT/sweep.json)"),
     runtime_options: RuntimeOptions = RuntimeOptions(),
 ) -> None:
     """Export at several keep rates, bench them against the checkpoint, plot the accuracy-latency curve."""
@@ -104,6 +106,8 @@ def sweep(
     from clca_deploy.bench.run import BenchConfig
     from clca_deploy.pipeline.sweep import SweepConfig, run_sweep
 
+    workdir = renamed(output, workdir, "--output", "--workdir", default=Path("sweep"))
+    keep_rates = _keep_rates(keep)
     # Checked before the first export, not when the report is written minutes later.
     check_output_folder(workdir, "sweep folder")
     reports = [workdir / "sweep.json", workdir / "sweep.png"]
@@ -111,10 +115,20 @@ def sweep(
         for path in reports:
             check_output_path(path)
     refuse_overwriting_inputs(reports, [checkpoint, data, *runtime_options.paths()])
+    json_target(json_out, [checkpoint, data, *reports])
     bench_config = BenchConfig(
         models=(), data=data, batch_sizes=_int_list(batch_sizes), warmup=warmup, iters=iters, limit=limit,
         runtime_options=runtime_options,
     )
-    sweep_config = SweepConfig(checkpoint, tuple(keep), workdir, bench_config, runtime_options.values.get("train_args"))
-    report = run_sweep(sweep_config, log=_log)
+    sweep_config = SweepConfig(checkpoint, keep_rates, workdir, bench_config, runtime_options.values.get("train_args"))
+    report = run_sweep(sweep_config, log=cli_log(to_stderr=True))
     render_report(report, workdir / "sweep.json", workdir / "sweep.png")
+    if json_out is not None:
+        write_json_result(report.to_dict(), json_out)
+
+
+def _keep_rates(values: list[str]) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in split_list(values))
+    except ValueError:
+        raise ClcaDeployError(f"--keep takes keep rates such as 0.1,0.5 (or repeated), got {','.join(values)!r}.") from None

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import typer
 
@@ -24,7 +24,7 @@ RUNTIME_PARAMETER = "runtime"
 def _runtime_help(many: bool) -> str:
     choices = "; ".join(f"{spec.name} ({spec.summary})" for spec in runtime_specs())
     if many:
-        return f"Runtimes to run each model on, comma-separated (one row per pair that fits): {choices}."
+        return f"Runtimes to run each model on, comma-separated or repeated (one row per pair that fits): {choices}."
     return f"Runtime for the file (default: its type's first): {choices}."
 
 
@@ -55,11 +55,12 @@ class RuntimeOptionsCommand:
         ]
         added = []
         if RUNTIME_PARAMETER in parameters:  # its help lists the runtimes registered now
-            runtime = typer.Option(None, "--runtime", help=_runtime_help(self._runtime_list))
-            added.append(self._parameter(RUNTIME_PARAMETER, Optional[str], runtime))
+            runtime = typer.Option(None, "--runtime", help=_runtime_help(self._runtime_list),
+                                   metavar="NAME,NAME" if self._runtime_list else None)
+            names = Literal[tuple(spec.name for spec in runtime_specs())]  # type: ignore[misc]
+            added.append(self._parameter(RUNTIME_PARAMETER, Optional[list[str]] if self._runtime_list else Optional[names], runtime))
         for option in self._options():
-            default = typer.Option(option.default, option.flag.flag, help=option.flag.help)
-            added.append(self._parameter(option.name, option.annotation, default))
+            added.append(self._parameter(option.name, *_typer_face(option)))
         return inspect.Signature(own + added)
 
     @staticmethod
@@ -73,7 +74,21 @@ class RuntimeOptionsCommand:
     def __call__(self, **values: Any) -> Any:
         names = {option.name for option in self._options()}
         given = {name: values.pop(name) for name in list(values) if name in names}
+        if self._runtime_list and values.get(RUNTIME_PARAMETER) is not None:  # repeated or comma-separated
+            values[RUNTIME_PARAMETER] = ",".join(values[RUNTIME_PARAMETER])
         return self._command(runtime_options=RuntimeOptions(given), **values)
+
+
+def _typer_face(option) -> tuple[Any, Any]:
+    """The annotation and typer.Option of one runtime option: its choices as a Literal, its own parser."""
+    flag = option.flag
+    annotation = option.annotation
+    extra: dict[str, Any] = {}
+    if flag.choices:
+        annotation = Literal[flag.choices]  # type: ignore[misc]
+    if flag.parser is not None:
+        extra = {"parser": flag.parser, "metavar": "cuda|cuda:N|N" if flag.flag == "--device" else None}
+    return annotation, typer.Option(option.default, flag.flag, help=flag.help, **extra)
 
 
 def with_runtime_options(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
 from typing import Optional
@@ -25,33 +24,57 @@ def _line(text: str, err: bool = False) -> None:
     typer.echo(printable(text), err=err)
 
 
+def show_fields(rows: list[tuple[str, object]]) -> None:
+    """``key  value`` lines aligned by rich, each value wrapped under itself to the output's width
+    (``terminal.output_width``); every key and value escaped, as each may come from a file."""
+    import sys
+
+    from clca_deploy.terminal import key_value_grid, output_width, render_plain
+
+    typer.echo(render_plain(key_value_grid(rows), output_width(sys.stdout)))
+
+
+def _schedule_rows(head: str, lines: list[str]) -> list[tuple[str, object]]:
+    """The token schedule: its heading on the ``tokens`` row, one block per row below it."""
+    return [("tokens", head)] + [("", line) for line in lines]
+
+
 def print_fgir_summary(summary) -> None:
     """An official ILA / GLSim checkpoint (settings from clca_deploy.model.fgir.FgirConfig.to_dict)."""
     settings = summary.settings
     family = settings["family"]
-    _line(f"checkpoint   {summary.checkpoint} ({summary.format})")
     label = {"ila": "ILA", "glsim": "GLSim"}.get(family, family)
-    _line(f"model        {settings['model']}  [family {label}, {summary.backbone_kind} backbone]")
-    _line(f"input        {settings['img_size']}px, {settings['num_classes']} classes")
-    _line(f"preprocess   resize {settings['resize_size']} (bicubic, square), centre crop {settings['img_size']}")
+    rows: list[tuple[str, object]] = [
+        ("checkpoint", f"{summary.checkpoint} ({summary.format})"),
+        ("model", f"{settings['model']}  [family {label}, {summary.backbone_kind} backbone]"),
+        ("input", f"{settings['img_size']}px, {settings['num_classes']} classes"),
+        ("preprocess", f"resize {settings['resize_size']} (bicubic, square), centre crop {settings['img_size']}"),
+    ]
     if family == "ila":
         ila = settings["ila"]
         path = f" ({ila['adapter_path']} path)" if ila["adapter"] else ""
-        _line(f"adapter      in blocks: {ila['adapter'] or 'none'}{path}, dim {ila['adapter_dim']}")
+        rows.append(("adapter", f"in blocks: {ila['adapter'] or 'none'}{path}, dim {ila['adapter_dim']}"))
         if ila["ila"]:
-            _line(f"ILA          ila after blocks {ila['ila_locs']}, down-sampling ila_ds after {ila['ila_ds_locs']}")
+            rows.append(("ILA", f"ila after blocks {ila['ila_locs']}, down-sampling ila_ds after {ila['ila_ds_locs']}"))
     else:
         glsim = settings["glsim"]
-        _line(f"crop         top {glsim['dynamic_top']} patches by cosine similarity to the class token -> box -> crop pass")
+        rows.append(("crop", f"top {glsim['dynamic_top']} patches by cosine similarity to the class token -> box -> crop pass"))
         aggregator = f"{glsim['aggregator_num_hidden_layers']} block(s), norm {'on' if glsim['aggregator_norm'] else 'off'}"
-        _line(f"aggregator   reducer {glsim['reducer']}; {aggregator if glsim['aggregator'] else 'none'}")
-    _line("tokens       block: in -> out (after the adapter that follows it)")
+        rows.append(("aggregator", f"reducer {glsim['reducer']}; {aggregator if glsim['aggregator'] else 'none'}"))
+    blocks = []
     for step in summary.schedule:
         stage = "" if step["stage"] == "encoder" else f"{step['stage']} "
         adapter = f"  {step['adapter']}" if step["adapter"] else ""
-        _line(f"             {stage}{step['index']:>2}: {step['tokens_in']:>5} -> {step['tokens_out']:<5}{adapter}".rstrip())
-    _line(f"parameters   {summary.parameters:,}")
-    _line(f"GMACs        {summary.gmacs:.2f} at batch 1")
+        blocks.append(f"{stage}{step['index']:>2}: {step['tokens_in']:>5} -> {step['tokens_out']:<5}{adapter}".rstrip())
+    rows += _schedule_rows("block: in -> out (after the adapter that follows it)", blocks)
+    rows += [("parameters", f"{summary.parameters:,}"), ("GMACs", f"{summary.gmacs:.2f} at batch 1")]
+    show_fields(rows)
+
+
+def _head(settings: dict) -> str:
+    if settings["ifa_head"] and settings["ifa_dws_conv_groups"]:
+        return f"CLA (multiplier {settings['ifa_dws_conv_groups']})"
+    return "IFA (groups 0)" if settings["ifa_head"] else "linear on CLS"
 
 
 def print_summary(summary) -> None:
@@ -59,53 +82,62 @@ def print_summary(summary) -> None:
         print_fgir_summary(summary)
         return
     settings = summary.settings
-    _line(f"checkpoint   {summary.checkpoint} ({summary.format})")
-    _line(f"model        {settings['model']}  [method {settings['method']}, {summary.backbone_kind} backbone]")
-    _line(f"input        {settings['img_size']}px, {settings['num_classes']} classes")
-    _line(
-        f"reduction    keep {settings['keep_rate']} at blocks {settings['reduction_loc']}"
-        + ("" if settings["method"] != "vit" else " (plain ViT: no reduction)")
-    )
-    _line(
-        f"CLC          {'on' if settings['clc'] else 'off'}: num_clr={settings['num_clr']}, "
-        f"gap={settings['clc_include_gap']}, pool_cls={settings['clc_pool_cls']}, "
-        f"pool_clr={settings['clc_pool_clr']}, recover_at_last={settings['clc_recover_at_last']}"
-    )
-    head = (
-        f"CLA (multiplier {settings['ifa_dws_conv_groups']})"
-        if settings["ifa_head"] and settings["ifa_dws_conv_groups"]
-        else "IFA (groups 0)" if settings["ifa_head"] else "linear on CLS"
-    )
-    _line(f"head         {head}")
+    plain = "" if settings["method"] != "vit" else " (plain ViT: no reduction)"
+    rows: list[tuple[str, object]] = [
+        ("checkpoint", f"{summary.checkpoint} ({summary.format})"),
+        ("model", f"{settings['model']}  [method {settings['method']}, {summary.backbone_kind} backbone]"),
+        ("input", f"{settings['img_size']}px, {settings['num_classes']} classes"),
+        ("reduction", f"keep {settings['keep_rate']} at blocks {settings['reduction_loc']}{plain}"),
+        ("CLC", f"{'on' if settings['clc'] else 'off'}: num_clr={settings['num_clr']}, "
+                f"gap={settings['clc_include_gap']}, pool_cls={settings['clc_pool_cls']}, "
+                f"pool_clr={settings['clc_pool_clr']}, recover_at_last={settings['clc_recover_at_last']}"),
+        ("head", _head(settings)),
+    ]
     if summary.defaulted:
-        _line(f"note         missing from the checkpoint's args, official fallback used: {', '.join(summary.defaulted)}")
+        rows.append(("note", f"missing from the checkpoint's args, official fallback used: {', '.join(summary.defaulted)}"))
     if summary.overridden:
-        _line(f"note         overridden on the command line: {', '.join(summary.overridden)}")
+        rows.append(("note", f"overridden on the command line: {', '.join(summary.overridden)}"))
     if summary.class_names:
-        _line(f"classes      {', '.join(summary.class_names)}")
-    _line("tokens       block: in -> out (+ re-inserted from the cache)")
+        rows.append(("classes", ", ".join(summary.class_names)))
+    blocks = []
     for step in summary.schedule:
-        arrow = f"{step['tokens_in']:>5} -> {step['tokens_out']:<5}"
         extra = f" + {step['reinserted']}" if step["reinserted"] else ""
-        _line(f"             {step['index']:>5}: {arrow}{extra}")
+        blocks.append(f"{step['index']:>5}: {step['tokens_in']:>5} -> {step['tokens_out']:<5}{extra}")
+    rows += _schedule_rows("block: in -> out (+ re-inserted from the cache)", blocks)
     unused = " (without the unused 1000-class head train.py keeps)" if settings["ifa_head"] else ""
-    _line(f"parameters   {summary.parameters:,}{unused}")
-    _line(f"GMACs        {summary.gmacs:.2f} at batch 1")
+    rows += [("parameters", f"{summary.parameters:,}{unused}"), ("GMACs", f"{summary.gmacs:.2f} at batch 1")]
+    show_fields(rows)
+
+
+# What `info` calls a deployed file's details where the key would repeat a row ("input") or make the
+# aligned key column wide; the others are their keys with spaces.
+DETAIL_NAMES = {
+    "input": "input name",
+    "outputs": "output names",
+    "quantize_dequantize_pairs": "Q/DQ pairs",
+    "tensorrt_version": "TensorRT",
+    "compute_capability": "GPU capability",
+}
 
 
 def print_deployed(described) -> None:
-    _line(f"file         {described.path} ({described.kind}, {described.size_bytes / 1e6:.1f} MB)")
-    _line(f"model        {described.model}  [method {described.method}, {described.precision}]")
-    _line(f"input        {described.img_size}px, batch {described.batch}, {described.num_classes} classes")
     keep = ", ".join(str(k) for k in described.keep_rate)
-    _line(f"keep rate    {keep}; tokens per block {' '.join(f'{a}->{b}' if a != b else str(a) for a, b in described.token_schedule)}")
+    tokens = " ".join(f"{a}->{b}" if a != b else str(a) for a, b in described.token_schedule)
     pre = described.preprocess
-    _line(f"preprocess   resize {pre['resize_size']} ({pre['interpolation']}), centre crop {pre['img_size']}, mean {pre['mean']}, std {pre['std']}")
+    rows: list[tuple[str, object]] = [
+        ("file", f"{described.path} ({described.kind}, {described.size_bytes / 1e6:.1f} MB)"),
+        ("model", f"{described.model}  [method {described.method}, {described.precision}]"),
+        ("input", f"{described.img_size}px, batch {described.batch}, {described.num_classes} classes"),
+        ("keep rate", f"{keep}; tokens per block {tokens}"),
+        ("preprocess", f"resize {pre['resize_size']} ({pre['interpolation']}), centre crop {pre['img_size']}, "
+                       f"mean {pre['mean']}, std {pre['std']}"),
+    ]
     if described.class_names:
-        _line(f"classes      {', '.join(described.class_names)}")
+        rows.append(("classes", ", ".join(described.class_names)))
     for key, value in described.details.items():
         if key != "io" and value not in (None, [], ""):
-            _line(f"{key.replace('_', ' '):<12} {value}")
+            rows.append((DETAIL_NAMES.get(key, key.replace("_", " ")), value))
+    show_fields(rows)
 
 
 STDOUT = "-"  # the conventional name for standard output, where a command supports it
@@ -206,10 +238,7 @@ def bench_failure(report) -> str | None:
     return None
 
 
-def print_predictions(run, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(run.to_dict(), indent=2))
-        return
+def print_predictions(run) -> None:
     for prediction in run.predictions:
         best = ", ".join(f"{s.name} {100 * s.probability:.1f}%" for s in prediction.top)
         _line(f"{prediction.path}: {best}")

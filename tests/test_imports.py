@@ -84,12 +84,13 @@ def test_tensorrt_never_imports_torch():
 # The floors, top to bottom (ARCHITECTURE.md, docs/layout.md): a module imports only from its own floor
 # or a lower one. Orchestrators and doctor sit above the stages; system holds machine facts only.
 FLOORS = [
-    {"cli", "cli_bench", "cli_options", "cli_precision", "cli_views"},
+    {"__main__"},
+    {"api", "cli", "cli_bench", "cli_cache", "cli_options", "cli_precision", "cli_tune", "cli_views", "cli_vocabulary"},
     {"pipeline", "doctor"},
     {"bench", "serving", "train", "export", "calibration"},
     {"runtime"},
     {"tensorrt", "model", "data"},
-    {"system", "metadata", "extras", "artifacts", "temporaries", "errors", "terminal", ""},
+    {"system", "metadata", "extras", "artifacts", "temporaries", "errors", "terminal", "progress", "logs", ""},
 ]
 
 

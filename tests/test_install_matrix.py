@@ -49,6 +49,8 @@ PYPI = "https://pypi.org/simple"
 NVIDIA_INDEX = "https://pypi.nvidia.com"
 JETSON_INDEX = "https://pypi.jetson-ai-lab.io/jp6/cu126"
 STAND_IN = "10.14.1.48.post1"
+# This checkout (`.`), or a wheel built from it, with or without extras: what every line installs clca-deploy from.
+_LOCAL = re.compile(r"(?:\.|(?:\S*/)?clca_deploy-[^/\s\[]+\.whl)(?P<extras>\[[^\]]*\])?")
 # The wheels JetPack 6 (Ubuntu 22.04, glibc 2.35, aarch64) takes; pip does not widen one manylinux tag to
 # the older ones, and NVIDIA's Jetson wheels are plain linux_aarch64.
 JETPACK_6_TAGS = tuple(
@@ -72,15 +74,15 @@ class Recipe:
 
 
 RECIPES = (
-    Recipe("cuda13", ('pip install "clca-deploy[gpu-cu13,trt-cu13]"',), ("install.md", "gpu-server.md"), 13, (3, 11)),
-    Recipe("cuda13-export", ('pip install "clca-deploy[gpu-cu13,trt-cu13,export]" "torch>=2.11"',), ("gpu-server.md",), 13,
+    Recipe("cuda13", ('pip install ".[gpu-cu13,trt-cu13]"',), ("install.md", "gpu-server.md"), 13, (3, 11)),
+    Recipe("cuda13-export", ('pip install ".[gpu-cu13,trt-cu13,export]" "torch>=2.11"',), ("gpu-server.md",), 13,
            (3, 11)),
-    Recipe("cuda12", ('pip install "clca-deploy[gpu-cu12,trt-cu12]"',), ("install.md", "gpu-server.md"), 12),
-    Recipe("cuda12-export", ('pip install "clca-deploy[gpu-cu12,trt-cu12,export]" "torch>=2.7,<2.11"',),
+    Recipe("cuda12", ('pip install ".[gpu-cu12,trt-cu12]"',), ("install.md", "gpu-server.md"), 12),
+    Recipe("cuda12-export", ('pip install ".[gpu-cu12,trt-cu12,export]" "torch>=2.7,<2.11"',),
            ("gpu-server.md",), 12),
     Recipe(
         "jetson",
-        (f"pip install onnxruntime-gpu --index-url {JETSON_INDEX}", 'pip install "clca-deploy[gpu]" "numpy<2"',
+        (f"pip install onnxruntime-gpu --index-url {JETSON_INDEX}", 'pip install ".[gpu]" "numpy<2"',
          f'pip install "{CUDA_MAJORS[12].bindings}"'),
         ("jetson.md",), 12, index=JETSON_INDEX,
         platform=(*JETPACK_6_TAGS, "--python-version", "3.10", "--only-binary", ":all:"),
@@ -193,10 +195,11 @@ class Resolver:
     folder: Path
 
     def requirements(self, line: str) -> list[str]:
-        """The requirements of one documented `pip install` line, clca-deploy pointing at this checkout's wheel."""
+        """The requirements of one documented `pip install` line, the checkout (`.[extras]`) as its wheel."""
         words = shlex.split(line)[2:]
         words = words[: words.index("--index-url")] if "--index-url" in words else words
-        return [f"{word} @ {self.project_wheel.as_uri()}" if word.startswith("clca-deploy") else word for word in words]
+        return [f"clca-deploy{local.group('extras') or ''} @ {self.project_wheel.as_uri()}"
+                if (local := _LOCAL.fullmatch(word)) else word for word in words]
 
     def resolve(self, requirements: list[str], *options: str) -> tuple[subprocess.CompletedProcess, dict | None]:
         report = self.folder / "report.json"
@@ -367,10 +370,10 @@ def test_the_old_pins_beside_a_cuda_13_torch_overwrite_files_and_the_check_sees_
 
 @pytest.mark.slow
 @pytest.mark.parametrize("requirements", [
-    ["clca-deploy[trt-cu12]", "torch==2.11.0"],
-    ["clca-deploy[gpu-cu12]", "torch==2.11.0"],
-    ["clca-deploy[gpu-cu12,trt-cu13]"],
-    ["clca-deploy[trt,trt-cu12]"],
+    [".[trt-cu12]", "torch==2.11.0"],
+    [".[gpu-cu12]", "torch==2.11.0"],
+    [".[gpu-cu12,trt-cu13]"],
+    [".[trt,trt-cu12]"],
 ], ids=" ".join)
 def test_two_cuda_majors_do_not_resolve_together(resolver, requirements):
     done, _ = resolver.resolve(resolver.requirements("pip install " + shlex.join(requirements)))

@@ -77,7 +77,7 @@ def _row_cells(row: dict[str, Any]) -> list[str]:
     agreement = row.get("agreement") or {}
     agree = agreement.get("top1_agreement")
     cells = [" ".join(f"b{size} {_ms(latency[size].get('p50_ms'))}" for size in sizes) or "-",
-             _num(last.get("images_per_second")), "-" if agree is None else f"{100 * agree:.1f}",
+             _num(last.get("images_per_second")), "-" if agree is None else f"{agree:.1f}",
              "-" if agreement.get("max_abs") is None else f"{agreement['max_abs']:.2g}",
              _num(last.get("power_w")), _num(last.get("energy_mj_per_image"), 2)]
     return cells

@@ -105,7 +105,7 @@ def agreement(logits: np.ndarray, reference: np.ndarray, against: str) -> dict[s
     difference = np.abs(logits - reference)
     return {
         "against": against, "images": int(len(logits)),
-        "top1_agreement": float((logits.argmax(1) == reference.argmax(1)).mean()),
+        "top1_agreement": 100.0 * float((logits.argmax(1) == reference.argmax(1)).mean()),  # percent, as bench
         "max_abs": float(difference.max()), "mean_abs": float(difference.mean()),
     }
 

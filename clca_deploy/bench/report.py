@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -21,8 +22,11 @@ from clca_deploy.terminal import printable
 
 # Optional fields added later (the power fields of LatencyStats) keep version 1: readers of version 1
 # ignore keys they do not know, and this one reads their absence as None. Bump only for a change that
-# an older reader would misread.
+# an older reader would misread. The fields: docs/bench-report.schema.json.
 REPORT_VERSION = 1
+# A report names itself as "format": "clca_deploy.<kind>/<version>", as doctor's report, the engine sidecars and
+# `clca-deploy cache --json` do; reports written before the bench report did say "version": 1 instead, and load.
+REPORT_FORMAT = re.compile(r"clca_deploy\.bench/(?P<version>[0-9]{1,6})")
 STATUSES = ("ok", "failed", "skipped")
 
 
@@ -73,7 +77,7 @@ class AccuracyResult:
 class BackendResult:
     """One row of a benchmark: a model file run by one backend at one precision."""
 
-    label: str  # display name, e.g. "onnxruntime int8 (model.int8.onnx)"
+    label: str  # display name: runtime, device, file, e.g. "onnxruntime CUDA:0 (model.int8.onnx)"
     backend: str  # the registered runtime's name
     model_path: str
     precision: str  # "fp32" | "fp16" | "int8"
@@ -186,9 +190,9 @@ class BenchReport:
         return tuple(sorted(sizes))
 
     def to_dict(self) -> dict:
-        """Plain JSON-ready dict; ``version`` first, free-form blocks with sorted keys."""
+        """Plain JSON-ready dict; ``format`` first, free-form blocks with sorted keys."""
         return {
-            "version": self.version,
+            "format": f"clca_deploy.bench/{self.version}",
             "created": self.created,
             "data": self.data,
             "timing": self.timing,
@@ -200,9 +204,7 @@ class BenchReport:
     @classmethod
     def from_dict(cls, d: dict) -> BenchReport:
         """Rebuild a report from ``to_dict`` output; ClcaDeployError if it is not a readable report."""
-        if not isinstance(d, dict) or "version" not in d:
-            raise ClcaDeployError("not a clca-deploy benchmark report: it has no 'version' field.")
-        version = d["version"]
+        version = _report_version(d)
         if type(version) is not int or version != REPORT_VERSION:
             hint = (
                 "it was written by a newer clca-deploy; upgrade clca-deploy to read it"
@@ -239,6 +241,22 @@ class BenchReport:
         with atomic_output(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
         return Path(path)
+
+
+def _report_version(d) -> object:
+    """The version a report states: N of ``"format": "clca_deploy.bench/N"``, or the ``"version"`` of a report
+    written before the format field; a ClcaDeployError for anything else."""
+    if not isinstance(d, dict) or ("format" not in d and "version" not in d):
+        raise ClcaDeployError("not a clca-deploy benchmark report: it has no 'format' field.")
+    if "format" not in d:
+        return d["version"]
+    match = REPORT_FORMAT.fullmatch(d["format"]) if isinstance(d["format"], str) else None
+    if match is None:
+        raise ClcaDeployError(
+            f"not a clca-deploy benchmark report: its format is {printable(repr(d['format']))[:80]}, "
+            "not clca_deploy.bench/N."
+        )
+    return int(match["version"])
 
 
 RESCUE_PREFIX = "clca-deploy-bench-"

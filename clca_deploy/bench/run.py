@@ -16,10 +16,11 @@ from clca_deploy.bench.latency import measure_latency
 from clca_deploy.bench.limits import MAX_BATCH, available_memory_bytes, batch_too_large
 from clca_deploy.bench.memory import peak_rss_mb, reset_peak_rss
 from clca_deploy.bench.report import BackendResult, BenchReport, utc_now
-from clca_deploy.bench.table import format_keep
 from clca_deploy.errors import ClcaDeployError, UnsupportedError
 from clca_deploy.runtime.base import CHECKPOINT, ONNX_FILE
 from clca_deploy.runtime.registry import RuntimeOptions, open_backend, runtime_spec, runtimes_for_path
+from clca_deploy.logs import log_info
+
 
 WHAT_WAS_TIMED = (
     "host-to-host: one call on a preprocessed float32 batch already in host memory, returning host "
@@ -59,7 +60,7 @@ class BenchConfig:
 
 
 @dataclass
-class _ImageCache:
+class ImageCache:
     """Decoded, preprocessed images per preprocessing setting, read once each."""
 
     dataset: object
@@ -81,24 +82,19 @@ class _ImageCache:
         return self.arrays[key]
 
 
-def _label(backend, path: Path) -> str:
-    keep = format_keep(backend.description.keep_rate)
-    precision = backend.description.precision
-    compute = backend.inference_precision
-    if compute and compute != "f32":  # an fp32 file run in bf16 is not the fp32 row
-        precision = f"{precision} ({compute})"
-    return f"{backend.name} {precision} keep {keep} ({path.name})"
+def row_label(backend, path: Path) -> str:
+    """A row's name: runtime, the device it ran on and the file ("onnxruntime CUDA:0 (model.int8.onnx)").
+
+    Precision (with an OpenVINO compute precision) and keep rate have their own columns and JSON fields."""
+    return f"{backend.name} {backend.device_label} ({path.name})"
 
 
 def _logits(backend, images: np.ndarray, progress: bool) -> np.ndarray:
+    from clca_deploy.progress import track
     from clca_deploy.runtime import infer
 
     chunk = backend.input_spec.batch or 32
-    starts = range(0, len(images), chunk)
-    if progress:
-        from tqdm import tqdm
-
-        starts = tqdm(starts, desc=f"{backend.name} logits", unit="batch", leave=False)
+    starts = track(range(0, len(images), chunk), -(-len(images) // chunk), f"{backend.name} logits", "batch", progress)
     return np.concatenate([infer(backend, images[s : s + chunk]) for s in starts])
 
 
@@ -149,7 +145,7 @@ def _failed_row(path: Path, kind: str, status: str, reason: str, is_reference: b
     )
 
 
-def _scored(backend, path: Path, config: BenchConfig, cache: _ImageCache, reference: _Reference | None, log):
+def _scored(backend, path: Path, config: BenchConfig, cache: ImageCache, reference: _Reference | None, log):
     """Logits, accuracy and notes of one open backend; raises ClcaDeployError where scoring is meaningless."""
     description = backend.description
     notes = []
@@ -162,23 +158,23 @@ def _scored(backend, path: Path, config: BenchConfig, cache: _ImageCache, refere
     labels = labels_for_model(data_labels, cache.dataset.class_names, description.class_names, description.num_classes)
     if labels.failure:
         raise ClcaDeployError(f"not scored: {labels.failure}")
-    log(f"{_label(backend, path)}: logits on {len(images)} images")
+    log(f"{row_label(backend, path)}: logits on {len(images)} images")
     logits = _logits(backend, images, config.progress)
     accuracy = accuracy_against(logits, labels.labels, reference.logits if reference is not None else None)
     return images, logits, accuracy, [note for note in (labels.note, *notes) if note]
 
 
-def _measure(path: Path, kind: str, is_reference: bool, config: BenchConfig, cache: _ImageCache,
+def _measure(path: Path, kind: str, is_reference: bool, config: BenchConfig, cache: ImageCache,
              reference: _Reference | None, log) -> tuple[BackendResult, _Reference | None]:
     reset_peak_rss()
     try:
         with open_backend(path, kind, config.runtime_options) as backend:
             reference_notes = _reference_notes(backend, path) if is_reference else []
             images, logits, accuracy, notes = _scored(backend, path, config, cache, reference, log)
-            log(f"{_label(backend, path)}: latency at batch {list(config.batch_sizes)}")
+            log(f"{row_label(backend, path)}: latency at batch {list(config.batch_sizes)}")
             latency, latency_notes = _latency(backend, images, config)
             result = BackendResult(
-                label=_label(backend, path), backend=backend.name, model_path=str(path),
+                label=row_label(backend, path), backend=backend.name, model_path=str(path),
                 precision=backend.description.precision, keep_rate=tuple(backend.description.keep_rate), status="ok",
                 reason="; ".join(reference_notes + notes + latency_notes) or None, is_reference=is_reference,
                 providers=tuple(backend.providers), latency=latency, accuracy=accuracy,
@@ -203,7 +199,7 @@ def rows_to_measure(models: tuple[Path, ...], runtimes: tuple[str, ...] | None) 
     return rows
 
 
-def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchReport:
+def run_bench(config: BenchConfig, log: Callable[[str], None] = log_info) -> BenchReport:
     """Measure every model (and the reference) on the same images; every row keeps a status."""
     from clca_deploy.data import open_dataset
 
@@ -211,7 +207,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = print) -> BenchR
     rows = rows_to_measure(config.models, config.runtimes)
     reference_kind = runtimes_for_path(config.reference)[0] if config.reference is not None else None
     dataset = open_dataset(config.data, csv=config.csv, image_folder=config.image_folder)
-    cache = _ImageCache(dataset, config.limit, config.progress)
+    cache = ImageCache(dataset, config.limit, config.progress)
     results: list[BackendResult] = []
     reference = None
     if config.reference is not None:

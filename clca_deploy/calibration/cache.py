@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import stat
 import warnings
 import zipfile
@@ -28,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.system.cache_folder import cache_root
 from clca_deploy.terminal import printable
 
 # Part of every fingerprint: bump when the file's layout changes, so older files are never read.
@@ -38,6 +40,10 @@ MAX_NPY_HEADER = 4096  # ours are about 128 bytes
 SKIPPED_BYTES_PER_RECORD = 64 << 10
 CHUNK = 16 << 20
 CACHE_ADVICE = "set CLCA_DEPLOY_CACHE to another folder, or pass --no-cache"
+# The cache folder's subfolder and the names of its entries, <fingerprint>.npz (batches.py names them: the
+# first 32 hex digits of a SHA-256); `clca-deploy cache` counts and removes these files and nothing else.
+CACHE_KIND = "calibration"
+ENTRY_NAME = re.compile(r"[0-9a-f]{32}\.npz")
 
 
 class CalibrationCacheWarning(UserWarning):
@@ -49,14 +55,8 @@ class _Unusable(Exception):
 
 
 def cache_dir() -> Path:
-    """The calibration cache folder: $CLCA_DEPLOY_CACHE/calibration, else ~/.cache/clca-deploy/calibration."""
-    root = os.environ.get("CLCA_DEPLOY_CACHE")
-    if not root:
-        try:
-            root = Path.home() / ".cache" / "clca-deploy"
-        except RuntimeError:  # no HOME and no passwd entry (an arbitrary container user)
-            raise ClcaDeployError(f"no home folder to keep the calibration cache in; {CACHE_ADVICE}.") from None
-    return Path(root) / "calibration"
+    """The calibration cache folder: ``calibration/`` in the cache folder (system.cache_folder.LOCATION_RULE)."""
+    return cache_root().path / CACHE_KIND
 
 
 def refuse_impossible_cache_folder() -> None:
@@ -102,12 +102,23 @@ def read_cache(path: Path, fingerprint: str, preprocess, max_images: int, record
         return None
     with os.fdopen(handle, "rb") as file:
         try:
-            return _read_checked(file, fingerprint, preprocess, max_images, records)
+            found = _read_checked(file, fingerprint, preprocess, max_images, records)
+            _mark_used(file)
+            return found
         # Whatever failed, the answer is the same: decode again. The cache only ever saves time.
         except Exception as exc:  # noqa: BLE001
             reason = printable(str(exc) if isinstance(exc, _Unusable) else f"{type(exc).__name__}: {exc}")[:300]
             _warn(f"ignoring the calibration cache {path} ({reason}); decoding the images again.")
             return None
+
+
+def _mark_used(file) -> None:
+    """Set the file's modification time to now, so that `clca-deploy cache --trim` removes the sets
+    least recently used, not least recently written; a cache folder we cannot write keeps its times."""
+    try:
+        os.utime(file.fileno())
+    except OSError:
+        pass
 
 
 def _read_checked(file, fingerprint: str, preprocess, max_images: int, records: int):

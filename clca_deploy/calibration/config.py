@@ -67,3 +67,9 @@ class CalibrationConfig:
 
     def held_out_data_images(self) -> int:
         return self.held_out_images if self.held_out_images is not None else DEFAULT_HELD_OUT_DATA_IMAGES
+
+
+def calibrated_path(model: str | Path, precision: str) -> Path:
+    """Where a reduced-precision file goes by default: ``model.onnx`` -> ``model.int8.onnx`` / ``model.fp16.onnx``."""
+    model = Path(model)
+    return model.with_name(model.name.removesuffix(".onnx") + f".{precision}.onnx")

@@ -11,6 +11,7 @@ from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overw
 from clca_deploy.calibration.source import load_fp32_export
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.terminal import printable
+from clca_deploy.logs import log_info
 
 # LayerNorm statistics and softmax sums overflow or lose precision in fp16; TopK decides
 # which tokens survive and must see the scores exactly as the FP32 reference does.
@@ -51,7 +52,7 @@ def score_path_nodes(model) -> set[str]:
     return keep
 
 
-def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None] = print) -> Fp16Result:
+def to_fp16(onnx_path: str | Path, output: str | Path, log: Callable[[str], None] = log_info) -> Fp16Result:
     """An FP16 copy of an FP32 export; inputs and outputs stay FP32 so runtimes need no change."""
     from clca_deploy.extras import require
 

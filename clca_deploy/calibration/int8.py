@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +29,9 @@ from clca_deploy.calibration.source import load_fp32_export
 from clca_deploy.calibration.workspace import private_folder, scratch_write_error
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.terminal import printable
+from clca_deploy.logs import log_info
+from clca_deploy.progress import bars_shown
+
 
 @dataclass(frozen=True)
 class QuantizeResult:
@@ -106,7 +108,7 @@ class _Job:
     held_out: int
 
 
-def quantize_int8(onnx_path: str | Path, output: str | Path, config: CalibrationConfig, log: Callable[[str], None] = print) -> QuantizeResult:
+def quantize_int8(onnx_path: str | Path, output: str | Path, config: CalibrationConfig, log: Callable[[str], None] = log_info) -> QuantizeResult:
     """Explicit Q/DQ INT8 in TensorRT's conventions; checked node by node before the file lands.
 
     Every INT8 candidate is calibrated once; the float set (conservative, searched or from a report)
@@ -119,7 +121,7 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     job = _prepare(onnx_path, output, config)
     calibration = calibration_images(
         config.data, job.info.preprocess, config.num_images, config.csv, config.image_folder, config.use_cache,
-        progress=sys.stderr.isatty(),
+        progress=bars_shown(),
     )
     _log_calibration(calibration, log)
     _warn_unlike_report(job.placement, config, len(calibration.images), log)
@@ -206,7 +208,7 @@ def _held_out_data(job: _Job, config: CalibrationConfig, log):
     """The images of --held-out-data, preprocessed as the model expects (cached like calibration sets)."""
     found = calibration_images(
         config.held_out_data, job.info.preprocess, config.held_out_data_images(), use_cache=config.use_cache,
-        progress=sys.stderr.isatty(), warn_below=0,  # judging on few images is the user's call; the report says how many
+        progress=bars_shown(), warn_below=0,  # judging on few images is the user's call; the report says how many
     )
     log(f"held-out data: {len(found.images)} images" + (f", {len(found.skipped)} unreadable skipped" if found.skipped else ""))
     return found.images

@@ -268,9 +268,9 @@ class BatchReader:
     def _progress_bar(self):
         if not self.progress:
             return None
-        from tqdm import tqdm  # optional dependency, only for the progress bar
+        from clca_deploy.progress import progress_bar
 
-        return tqdm(total=self.total, unit="img", desc=self.dataset.root.name or str(self.dataset.root))
+        return progress_bar(self.total, self.dataset.root.name or str(self.dataset.root), "img")
 
 
 def iter_batches(

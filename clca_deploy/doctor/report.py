@@ -102,15 +102,34 @@ def run_doctor(context: Context | None = None) -> DoctorReport:
     )
 
 
-def format_report(report: DoctorReport) -> str:
-    """The report as an aligned text table, each fix on the line below its row."""
-    # Details quote what the machine reports (a device-tree model, a driver string): escaped, one line each.
-    width = max(len(check.name) for check in report.checks)
-    lines = [f"clca-deploy doctor: {printable(report.platform)}"]
+STATUS_WIDTH = len("missing")  # the longest status: the names line up whichever statuses a report has
+
+
+def format_report(report: DoctorReport, width: int | None = None) -> str:
+    """The report as an aligned text table (rich), each fix on the line below its row, every detail and fix
+    wrapped under its own column to ``width`` (None: ``terminal.output_width`` of standard output)."""
+    import sys
+
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    from clca_deploy.terminal import output_width, render_plain
+
+    # Details quote what the machine reports (a device-tree model, a driver string): escaped, as Text.
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(min_width=STATUS_WIDTH, no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
     for check in report.checks:
-        lines.append(f"  {check.status:<8} {printable(check.name):<{width}}  {printable(check.detail)}")
-        if check.fix:
-            lines.append(f"  {'':<8} {'':<{width}}  -> {printable(check.fix)}")
+        grid.add_row(Text(check.status), Text(printable(check.name)), Text(printable(check.detail)))
+        if check.fix:  # "-> " then the fix, wrapped under itself
+            fix = Table.grid(padding=(0, 1))
+            fix.add_column(no_wrap=True)
+            fix.add_column(overflow="fold")
+            fix.add_row("->", Text(printable(check.fix)))
+            grid.add_row("", "", fix)
     counts = ", ".join(f"{report.count(status)} {status}" for status in ("ok", "missing", "note", "error"))
-    lines.append(counts)
-    return "\n".join(lines)
+    view = Group(Text(f"clca-deploy doctor: {printable(report.platform)}"), Padding(grid, (0, 0, 0, 2)), Text(counts))
+    return render_plain(view, width if width is not None else output_width(sys.stdout))

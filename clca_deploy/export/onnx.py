@@ -8,13 +8,15 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from clca_deploy.artifacts import atomic_output, check_output_path, refuse_overwriting_inputs, sha256_file
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.metadata import MAX_BATCH, build_metadata, write_metadata
+from clca_deploy.export.class_names import choose_class_names, read_class_names_file
 from clca_deploy.export.ops import DATA_DEPENDENT_OPS, disallowed_ops, misread_grid_samples, op_census
 from clca_deploy.export.verify import ExportVerificationError, ParityResult, check_parity, synthetic_images
+from clca_deploy.logs import log_info
 
 # LayerNormalization needs opset 17; the TensorRT 10 ONNX parser reads opsets 9 to 20.
 MIN_OPSET, MAX_OPSET = 17, 20
@@ -37,7 +39,8 @@ class ExportConfig:
     simplify: bool = False  # run onnxslim, then verify again
     tolerance: float = 1e-3  # max abs logit error against PyTorch
     verify_images: int = 8
-    data: Path | None = None  # real images for the parity check (else synthetic)
+    data: Path | None = None  # real images for the parity check (else synthetic); an ImageFolder's classes name them
+    class_names: Path | None = None  # names to write (one per line, or a JSON list); default: the checkpoint's
     train_args: Path | None = None  # JSON of train.py args, for a checkpoint without them (bare state dict)
 
     def validate(self) -> None:
@@ -79,6 +82,7 @@ class ExportResult:
     simplified: bool
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    class_names_from: str | None = None  # "checkpoint", "--class-names FILE", "--data DIR"; None: the file names none
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -134,8 +138,9 @@ def _check_graph(onnx_model) -> None:
 
 
 def _parity_images(config: ExportConfig, preprocess: dict):
+    """(images, where they come from, the dataset's class names or None), the dataset opened once."""
     if config.data is None:
-        return synthetic_images(config.verify_images, preprocess["img_size"]), "synthetic"
+        return synthetic_images(config.verify_images, preprocess["img_size"]), "synthetic", None
     from clca_deploy.data import BatchReader, PreprocessConfig, open_dataset
 
     dataset = open_dataset(config.data)
@@ -144,10 +149,10 @@ def _parity_images(config: ExportConfig, preprocess: dict):
     import numpy as np
 
     images = np.concatenate([batch.images for batch in reader])
-    return images, str(config.data)
+    return images, str(config.data), dataset.class_names
 
 
-def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig = ExportConfig(), log=print) -> ExportResult:
+def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig = ExportConfig(), log: Callable[[str], None] = log_info) -> ExportResult:
     """Export a checkpoint to ONNX at a static keep rate; the file lands only if it passes every check."""
     from clca_deploy.extras import require, require_torch_stack
 
@@ -162,7 +167,8 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     started = time.perf_counter()
     config.validate()
     output = check_output_path(output)
-    refuse_overwriting_inputs([output], [checkpoint, config.data, config.train_args])
+    refuse_overwriting_inputs([output], [checkpoint, config.data, config.train_args, config.class_names])
+    named_file = (config.class_names, read_class_names_file(config.class_names)) if config.class_names else None
     settings = read_train_args(config.train_args) if config.train_args is not None else {}
     trained = load_checkpoint(checkpoint, **settings)
     _refuse_misread_crop(trained, config.opset)
@@ -170,7 +176,11 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
     img_size = model.config.img_size
     preprocess = model.config.preprocess_settings()
     source_sha = sha256_file(checkpoint)
-    images, source = _parity_images(config, preprocess)
+    images, source, folder_names = _parity_images(config, preprocess)
+    folders = (Path(config.data), folder_names) if folder_names else None
+    named = choose_class_names(model.config.num_classes, model.class_names, named_file, folders)
+    model.class_names = named.names  # the model export loaded, not the caller's: the metadata reads it
+    notes.extend(named.notes)
     example = _example_batch(images, config.batch)
 
     with atomic_output(output) as tmp:
@@ -197,6 +207,7 @@ def export_onnx(checkpoint: str | Path, output: str | Path, config: ExportConfig
         simplified=simplified,
         seconds=round(time.perf_counter() - started, 2),
         notes=tuple(notes),
+        class_names_from=named.source,
     )
 
 
@@ -333,7 +344,7 @@ def _parity_line(parity: ParityResult, stage: str) -> str:
         f"{stage}: onnxruntime vs PyTorch on {parity.num_images} {parity.images} images, batch {list(parity.batch_sizes)}: "
         f"max abs logit error {parity.max_abs_error:.2e} (tolerance {parity.tolerance:.0e} + PyTorch's own "
         f"sensitivity to a 1e-5 input change, up to {parity.max_instability:.1e}), "
-        f"top-1 agreement {100 * parity.top1_agreement:.1f}%"
+        f"top-1 agreement {parity.top1_agreement:.1f}%"
     )
 
 

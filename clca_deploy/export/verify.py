@@ -33,7 +33,7 @@ class ParityResult:
     batch_sizes: tuple[int, ...]
     max_abs_error: float
     mean_abs_error: float
-    top1_agreement: float
+    top1_agreement: float  # percent of images whose top-1 class matches PyTorch (as in bench reports)
     tolerance: float
     max_instability: float  # PyTorch's own logit change under a 1e-5 input perturbation
     images_beyond_allowance: int  # images whose error exceeds tolerance + their instability
@@ -97,7 +97,7 @@ def check_parity(
         batch_sizes=tuple(batch_sizes),
         max_abs_error=float(errors_all.max()),
         mean_abs_error=float(errors_all.mean()),
-        top1_agreement=float(np.concatenate(agree).mean()),
+        top1_agreement=100.0 * float(np.concatenate(agree).mean()),
         tolerance=tolerance,
         max_instability=float(instability.max()),
         images_beyond_allowance=int((per_image > tolerance + instability).sum()),

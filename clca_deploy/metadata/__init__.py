@@ -34,6 +34,7 @@ from clca_deploy.metadata.props import (
     MIN_IMG_SIZE,
     OnnxModelInfo,
     check_io_shapes,
+    class_names_problem,
     has_control,
     parse_metadata,
     shape_text,
@@ -43,8 +44,8 @@ from clca_deploy.metadata.props import (
 __all__ = [
     "EXPORT_AGAIN", "FORMAT_KEY", "FORMAT_VERSION", "INTERPOLATIONS", "MAX_BATCH", "MAX_BLOCKS", "MAX_CLASSES",
     "MAX_IMG_SIZE", "MAX_NAME_CHARS", "MAX_ONNX_BYTES", "MAX_RESIZE_FACTOR", "MAX_TOKENS", "MIN_IMG_SIZE", "OnnxFile",
-    "OnnxModelInfo", "build_metadata", "check_io_shapes", "check_regular_file", "checked_metadata", "graph_inputs",
-    "has_control", "image_input", "is_export_of", "load_onnx_structure", "metadata_props", "parse_metadata",
+    "OnnxModelInfo", "build_metadata", "check_io_shapes", "check_regular_file", "checked_metadata", "class_names_problem",
+    "graph_inputs", "has_control", "image_input", "is_export_of", "load_onnx_structure", "metadata_props", "parse_metadata",
     "read_onnx_file", "read_onnx_metadata", "read_regular_file", "shape_text", "shown", "value_shape", "write_metadata",
 ]
 

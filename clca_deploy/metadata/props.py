@@ -173,24 +173,33 @@ class _Props:
         return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
-def _class_names(read: _Props, num_classes: int) -> tuple[str, ...] | None:
-    names = read.json("class_names", None)
-    if names is None or names == []:
-        return None  # an export without class names (official checkpoints carry none)
+def class_names_problem(names: Any, num_classes: int) -> str | None:
+    """What is wrong with ``names`` as the class names of a ``num_classes``-way classifier, as a phrase that
+    follows where they come from ("holds 4 names for 3 outputs; ..."), or None. The one rule for names from any
+    source (metadata, a --class-names file, folder names): one distinct name per class, each 1..MAX_NAME_CHARS
+    characters without control characters."""
     if not isinstance(names, list) or len(names) != num_classes:
         what = f"{len(names)} names" if isinstance(names, list) else shown(names)
-        raise read.fail("class_names", f"holds {what} for {num_classes} outputs; expected one name per class")
+        return f"holds {what} for {num_classes} outputs; expected one name per class"
     bad = next((n for n in names if not isinstance(n, str) or not n or len(n) > MAX_NAME_CHARS or has_control(n)), None)
     if bad is not None:
-        raise read.fail(
-            "class_names", f"holds {shown(bad)}; expected names of 1..{MAX_NAME_CHARS} characters without control characters"
-        )
+        return f"holds {shown(bad)}; expected names of 1..{MAX_NAME_CHARS} characters without control characters"
     seen: set[str] = set()
     for name in names:
         if name in seen:
             # A name maps to one index when data is scored by name; two would silently mis-score one class.
-            raise read.fail("class_names", f"names {shown(name)} twice; class names must be distinct")
+            return f"names {shown(name)} twice; class names must be distinct"
         seen.add(name)
+    return None
+
+
+def _class_names(read: _Props, num_classes: int) -> tuple[str, ...] | None:
+    names = read.json("class_names", None)
+    if names is None or names == []:
+        return None  # an export without class names (official checkpoints carry none)
+    problem = class_names_problem(names, num_classes)
+    if problem is not None:
+        raise read.fail("class_names", problem)
     return tuple(names)
 
 

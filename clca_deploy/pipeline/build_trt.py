@@ -19,6 +19,7 @@ from clca_deploy.tensorrt.build import RUNTIME_NAME, EngineConfig, EngineResult,
 from clca_deploy.tensorrt.plan import PRECISIONS
 from clca_deploy.tensorrt.sidecar import sidecar_path
 from clca_deploy.tensorrt.toolkit import load_toolkit
+from clca_deploy.logs import log_info
 
 
 def model_stem(onnx_path: Path) -> str:
@@ -71,7 +72,7 @@ def _convert(onnx: OnnxFile, converted: Path, config: EngineConfig, data: Path |
 
 def build_trt(
     onnx_path: str | Path, output: str | Path | None, config: EngineConfig, data: Path | None = None,
-    num_images: int = 256, log: Callable[[str], None] = print,
+    num_images: int = 256, log: Callable[[str], None] = log_info,
 ) -> EngineResult:
     """FP32 ONNX + ``--int8 --data`` calibrates first, ``--fp16`` converts first; precision lives in the ONNX.
 
@@ -90,6 +91,7 @@ def build_trt(
         raise ClcaDeployError("--int8 from an FP32 ONNX needs calibration images: pass --data DIR.")
     _check_outputs(onnx_path, output, converted, config, data)
     toolkit = load_toolkit(config.device)  # once, before any work: calibration takes minutes
+    config.check_options(toolkit.version, config.precision)  # --optimization-level, --dla-core: also before converting
     if converted is not None:
         onnx = _convert(onnx, converted, config, data, num_images, log)
     return build_from_file(onnx, output, config, toolkit, log)

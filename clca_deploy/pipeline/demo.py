@@ -13,6 +13,9 @@ from typing import Callable
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.extras import has_module, install_command
+from clca_deploy.terminal import plural
+from clca_deploy.logs import log_info
+
 
 MODEL_FILE = "model.pth"
 # Cultivars twice as far apart as the generator's default: the demo trains for about a
@@ -116,6 +119,13 @@ def _check_settings(config: DemoConfig) -> None:
         raise ClcaDeployError("calibration images, timed calls and batch sizes must all be at least 1.")
 
 
+def training_line(config: DemoConfig) -> str:
+    """What the training step is about to do (the time is the default run's, measured on 2 cores)."""
+    took = " (about a minute on 2 cores)" if config.epochs == DemoConfig.epochs else ""
+    return (f"training {config.model} at {config.img_size}px, keep {config.keep_rate:g}, "
+            f"{plural(config.epochs, 'epoch')}{took}...")
+
+
 def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, log: Callable[[str], None]) -> Path:
     from clca_deploy.train import train
     from clca_deploy.train.checkpoint import read_training_state
@@ -138,11 +148,10 @@ def _train(config: DemoConfig, train_dir: Path, test_dir: Path, steps: _Steps, l
             steps.record("train", "reused", output, f"test top-1 {top1:.1f}%" if top1 is not None else "")
             return output
         resume = True
-    log(f"      training {config.model} at {config.img_size}px, keep {config.keep_rate:g}, "
-        f"{config.epochs} epochs (about a minute on 2 cores)...")
+    log(f"      {training_line(config)}")
     quiet = lambda line: log("      " + line) if line.startswith(("budget", "resume", "skipped")) else None
     result = train(train_dir, output, train_config, test=test_dir, resume=resume, log=quiet)
-    detail = f"{result.epochs} epochs in {result.seconds:.0f} s, test top-1 {result.test_top1:.1f}%"
+    detail = f"{plural(result.epochs, 'epoch')} in {result.seconds:.0f} s, test top-1 {result.test_top1:.1f}%"
     steps.record("train", "resumed" if resume else "made", output, detail)
     return output
 
@@ -161,10 +170,10 @@ def _export(config: DemoConfig, checkpoint: Path, checkpoint_sha: str, test_dir:
 
 
 def _quantize(config: DemoConfig, onnx_path: Path, checkpoint_sha: str, train_dir: Path, steps: _Steps) -> Path:
-    from clca_deploy.calibration import CalibrationConfig, quantize_int8
+    from clca_deploy.calibration import CalibrationConfig, calibrated_path, quantize_int8
     from clca_deploy.metadata import is_export_of
 
-    output = onnx_path.with_name(onnx_path.name.removesuffix(".onnx") + ".int8.onnx")
+    output = calibrated_path(onnx_path, "int8")
     if is_export_of(output, checkpoint_sha, config.keep_rate, precision="int8"):
         steps.record("int8", "reused", output)
         return output
@@ -242,7 +251,7 @@ def _save_bench(report, json_path: Path) -> None:
         raise ClcaDeployError(f"{exc} {sentence}" + ("" if saved else ".")) from exc
 
 
-def run_demo(config: DemoConfig, log: Callable[[str], None] = print) -> tuple[DemoResult, object]:
+def run_demo(config: DemoConfig, log: Callable[[str], None] = log_info) -> tuple[DemoResult, object]:
     """Run (or resume) the demo; returns its summary and the bench report."""
     import time
 

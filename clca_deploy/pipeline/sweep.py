@@ -12,6 +12,7 @@ from clca_deploy.bench.run import BenchConfig, run_bench
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.metadata import is_export_of
+from clca_deploy.logs import log_info
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def exported_path(workdir: Path, checkpoint: Path, keep: float) -> Path:
     return workdir / f"{checkpoint.stem}.keep{keep:g}.onnx"
 
 
-def run_sweep(config: SweepConfig, log: Callable[[str], None] = print) -> BenchReport:
+def run_sweep(config: SweepConfig, log: Callable[[str], None] = log_info) -> BenchReport:
     """Export (or reuse) one ONNX file per keep rate, then bench them all against the checkpoint."""
     if not config.keep_rates:
         raise ClcaDeployError("give at least one keep rate, e.g. --keep 0.1 0.25 0.5 0.7 1.0.")

@@ -62,6 +62,7 @@ class Backend(Protocol):
     providers: tuple[str, ...]  # what runs it, in the runtime's words ("CPUExecutionProvider", "TensorRT 10.3 on Orin")
     device_index: int | None  # the CUDA device it runs on, None on the CPU: power meters read this
     inference_precision: str | None  # float precision it computes in, where that is not the file's (OpenVINO bf16)
+    device_label: str  # where it runs, for labels and logs: "CPU", "CUDA:0", "TensorRT-EP CUDA:0"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -84,6 +85,11 @@ class BackendBase:
     providers: tuple[str, ...] = ()
     device_index: int | None = None
     inference_precision: str | None = None
+
+    @property
+    def device_label(self) -> str:
+        """Where it runs, as bench rows and logs name it: "CPU", or "CUDA:N" for ``device_index`` N."""
+        return "CPU" if self.device_index is None else f"CUDA:{self.device_index}"
 
     def close(self) -> None:
         """Release the runtime's resources."""

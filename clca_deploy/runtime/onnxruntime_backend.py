@@ -5,15 +5,18 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import logging
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.extras import CUDA_MAJORS, cuda_major_for_driver, gpu_extra, gpu_install_line, install_command
+from clca_deploy.logs import logger
 from clca_deploy.runtime.base import (
     ONNX_FILE,
     BackendBase,
@@ -26,6 +29,7 @@ from clca_deploy.runtime.base import (
 from clca_deploy.runtime.options import check_device, check_threads, cli_option, device_option, threads_option
 from clca_deploy.system import checks
 from clca_deploy.system.checks import Check, Context, major_version
+from clca_deploy.terminal import printable
 
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -33,6 +37,7 @@ PROVIDER_NAMES = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+CUDA, CPU = PROVIDER_NAMES["cuda"], PROVIDER_NAMES["cpu"]
 # Every one of these installs the same `onnxruntime` module; two at once overwrite each other.
 DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
 CONFLICT_HINT = (
@@ -52,22 +57,51 @@ class ProviderFallbackError(ClcaDeployError):
 
 @dataclass(frozen=True)
 class OnnxRuntimeOptions:
-    """onnxruntime's settings: the execution provider and the CPU threads."""
+    """onnxruntime's settings: the execution provider and the CPU threads.
 
-    provider: str = cli_option("cpu", "--provider", "onnxruntime execution provider: auto, cpu, cuda, tensorrt.")
+    The default provider, ``auto``, is the GPU (CUDA) where onnxruntime-gpu has CUDA and the GPU works, else
+    the CPU; each session logs which it got and why. The TensorRT provider runs only when named: it builds
+    TensorRT engines while the session opens (minutes; again for each new batch size).
+    """
+
+    provider: Literal["auto", "cpu", "cuda", "tensorrt"] = cli_option(
+        "auto", "--provider",
+        "onnxruntime execution provider: auto (CUDA where onnxruntime-gpu and the GPU work, else the CPU; "
+        "logged), cpu, cuda, or tensorrt (onnxruntime's TensorRT provider, only when named).",
+    )
     threads: int | None = threads_option()
-    device: int = device_option()  # the CUDA device of the cuda and tensorrt providers
+    device: int = device_option()  # the CUDA device of the cuda and tensorrt providers (and of auto)
 
     def __post_init__(self) -> None:
+        if self.provider != "auto" and self.provider not in PROVIDER_NAMES:
+            raise ClcaDeployError(f"unknown onnxruntime provider '{self.provider}'; use auto, cpu, cuda or tensorrt.")
         check_threads(self.threads)
         check_device(self.device)
 
 
-def choose_providers(requested: str, available: list[str]) -> list[str]:
-    """Execution providers for a request: 'auto' takes the best available; an explicit one must exist."""
+def gpu_problem(device: int) -> str | None:
+    """Why CUDA device ``device`` cannot run a session (no driver, no such device), None when it can."""
+    from clca_deploy.system.gpu import gpu_unavailable_reason
+
+    try:
+        return gpu_unavailable_reason(device)
+    except Exception as exc:  # a broken driver is a reason to stay on the CPU, not a crash
+        return f"the GPU check failed ({type(exc).__name__}: {exc})"
+
+
+def auto_choice(available: list[str], problem: str | None) -> tuple[list[str], str]:
+    """``--provider auto``: (providers, why) for what onnxruntime offers and the GPU's ``problem`` (None: it works)."""
+    if CUDA not in available:
+        return [CPU], "this onnxruntime has no CUDA provider; the GPU build is onnxruntime-gpu"
+    if problem is not None:
+        return [CPU], f"onnxruntime-gpu is installed but {problem}"
+    return [CUDA, CPU], "onnxruntime-gpu has CUDA and the GPU works; --provider cpu for the CPU"
+
+
+def choose_providers(requested: str, available: list[str], problem: str | None = None) -> list[str]:
+    """Execution providers for a request: 'auto' as ``auto_choice`` says; an explicit one must exist."""
     if requested == "auto":
-        chosen = [PROVIDER_NAMES[p] for p in ("tensorrt", "cuda") if PROVIDER_NAMES[p] in available]
-        return chosen + ["CPUExecutionProvider"]
+        return auto_choice(available, problem)[0]
     if requested not in PROVIDER_NAMES:
         raise ClcaDeployError(f"unknown onnxruntime provider '{requested}'; use auto, cpu, cuda or tensorrt.")
     wanted = PROVIDER_NAMES[requested]
@@ -205,7 +239,7 @@ class OnnxRuntimeBackend(BackendBase):
         session_options.log_severity_level = 3
         if options.threads:
             session_options.intra_op_num_threads = options.threads
-        providers = choose_providers(options.provider, ort.get_available_providers())
+        providers, why = self._providers(ort, options)
         try:
             self.session, printed = open_session(ort, str(path), session_options, providers, options.device)
         except Exception as exc:  # onnxruntime raises its own Fail/InvalidGraph types
@@ -220,6 +254,25 @@ class OnnxRuntimeBackend(BackendBase):
             class_names=info.class_names, precision=info.precision, extra={"token_schedule": info.token_schedule},
         )
         self.device_index = provider_device(self.session, self.providers)
+        if why is not None and self.providers[:1] == tuple(providers[:1]):  # a fallback has warned already
+            # Said where it is news: a GPU build's choice; a CPU build's in -v only.
+            level = logging.INFO if CUDA in ort.get_available_providers() else logging.DEBUG
+            logger.log(level, printable(f"{Path(path).name}: onnxruntime on {self.device_label} (--provider auto: {why})"))
+
+    @staticmethod
+    def _providers(ort, options: OnnxRuntimeOptions) -> tuple[list[str], str | None]:
+        """The providers to ask for, and for 'auto' why (the GPU is checked only where onnxruntime has CUDA)."""
+        available = list(ort.get_available_providers())
+        if options.provider != "auto":
+            return choose_providers(options.provider, available), None
+        return auto_choice(available, gpu_problem(options.device) if CUDA in available else None)
+
+    @property
+    def device_label(self) -> str:
+        """"CPU", "CUDA:N", or "TensorRT-EP CUDA:N" where onnxruntime's TensorRT provider runs the model."""
+        if self.providers[:1] == ("TensorrtExecutionProvider",):
+            return f"TensorRT-EP CUDA:{self.device_index}"
+        return super().device_label
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.input_spec)

@@ -39,9 +39,11 @@ class OpenVinoOptions:
 
     inference_precision: str = cli_option(
         "f32", "--inference-precision", "OpenVINO: f32, or bf16 where the CPU has it (faster, rounds float work).",
-        triton=True,
+        triton=True, choices=INFERENCE_PRECISIONS,
     )
-    performance_hint: str = cli_option("latency", "--performance-hint", "OpenVINO: latency or throughput.")
+    performance_hint: str = cli_option(
+        "latency", "--performance-hint", "OpenVINO: latency or throughput.", choices=PERFORMANCE_HINTS
+    )
     threads: int | None = threads_option()
     cache_dir: Path | None = cli_option(
         None, "--openvino-cache", "OpenVINO: folder for compiled models, so later starts skip compiling."

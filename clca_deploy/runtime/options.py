@@ -10,14 +10,17 @@ shared makers below give them; the registry refuses any other clash.
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.terminal import printable
 
 _CLI = "clca_deploy.cli"  # the key of a field's metadata that holds its CliFlag
+_CUDA_DEVICE = re.compile(r"(?:cuda:)?(\d{1,3})")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,8 @@ class CliFlag:
     flag: str  # "--threads"
     help: str
     triton: bool = False  # a stock Triton model config can carry it (triton-repo and serve offer it)
+    choices: tuple[str, ...] = ()  # a fixed set of values: --help lists them, completion offers them
+    parser: Callable[[str], Any] | None = None  # reads the command-line text (e.g. --device cuda:1)
 
 
 @dataclass(frozen=True)
@@ -39,9 +44,10 @@ class CliOption:
     flag: CliFlag
 
 
-def cli_option(default: Any, flag: str, help: str, triton: bool = False) -> Any:
+def cli_option(default: Any, flag: str, help: str, triton: bool = False, choices: tuple[str, ...] = (),
+               parser: Callable[[str], Any] | None = None) -> Any:
     """A dataclass field that is also a command-line option ``flag`` (see the module docstring)."""
-    return dataclasses.field(default=default, metadata={_CLI: CliFlag(flag, help, triton)})
+    return dataclasses.field(default=default, metadata={_CLI: CliFlag(flag, help, triton, choices, parser)})
 
 
 def threads_option() -> Any:
@@ -51,7 +57,21 @@ def threads_option() -> Any:
 
 def device_option() -> Any:
     """``--device``, shared by the runtimes that run on a CUDA GPU."""
-    return cli_option(0, "--device", "CUDA device the model runs on (an engine; onnxruntime with --provider cuda or tensorrt).")
+    return cli_option(
+        0, "--device", "GPU the model runs on: cuda, cuda:N or N (an engine; onnxruntime's cuda and tensorrt providers, and auto's GPU).",
+        parser=parse_cuda_device,
+    )
+
+
+def parse_cuda_device(text: str) -> int:
+    """``cuda`` -> 0, ``cuda:1`` or ``1`` -> 1: the GPU a model runs on (docs/cli.md)."""
+    spelled = str(text).strip().lower()
+    if spelled == "cuda":
+        return 0
+    match = _CUDA_DEVICE.fullmatch(spelled)
+    if match is None:
+        raise ClcaDeployError(f"--device must be cuda, cuda:N or a GPU index N, got {printable(text)!r}.")
+    return int(match.group(1))
 
 
 def cli_options(options_type: type) -> list[CliOption]:

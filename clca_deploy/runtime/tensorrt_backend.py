@@ -1,4 +1,6 @@
-"""TensorRT engine backend: a plan built by `clca-deploy build-trt`, checked against its sidecar before loading.
+"""TensorRT engine backend: a plan built by `clca-deploy build-trt`, checked against its sidecar before loading, or
+one built elsewhere (trtexec, Polygraphy) with the ONNX file it came from (``--engine-source``), checked against
+that file once loaded (tensorrt/foreign.py).
 
 Host buffers are page-locked and copies go through one CUDA stream, which works the same on discrete
 GPUs and on Jetson's shared memory. CUDA work runs in the device's primary context (the one the CUDA
@@ -30,11 +32,14 @@ from clca_deploy.runtime.base import (
     TritonClassifier,
     check_batch,
 )
-from clca_deploy.runtime.options import check_device, device_option
+from clca_deploy.runtime.options import as_path, check_device, cli_option, device_option
 from clca_deploy.system import checks
 from clca_deploy.system.checks import Check, Context, major_version
-from clca_deploy.tensorrt.plan import build_mode_summary, parse_trt_version, profile_option, profile_reaching
-from clca_deploy.tensorrt.sidecar import BUILD_HINT, check_sidecar_matches, load_sidecar, sidecar_path
+from clca_deploy.metadata import OnnxModelInfo
+from clca_deploy.tensorrt.plan import (
+    MAX_DLA_CORE, BatchProfile, build_mode_summary, check_dla_cores, parse_trt_version, profile_option, profile_reaching,
+)
+from clca_deploy.tensorrt.sidecar import BUILD_HINT, EngineSidecar, check_sidecar_matches, load_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import (
     JETSON_CUDA_BINDING_HINT,
     JETSON_TENSORRT_HINT,
@@ -48,13 +53,75 @@ from clca_deploy.tensorrt.toolkit import (
 
 @dataclass(frozen=True)
 class TensorRTOptions:
-    """TensorRT's settings: the GPU, and (for tests and the API) which CUDA binding copies the data."""
+    """TensorRT's settings: the GPU, the source ONNX of an engine built elsewhere, a DLA core, and (for tests and
+    the API) which CUDA binding copies the data."""
 
     device: int = device_option()
+    engine_source: Path | None = cli_option(
+        None, "--engine-source",
+        "TensorRT: the ONNX file an engine without a clca-deploy sidecar (trtexec, Polygraphy) was built from; it gives "
+        "the preprocessing and class names, and the engine's I/O is checked against it.",
+    )
+    dla_core: int | None = cli_option(
+        None, "--dla-core", "TensorRT: the DLA core a DLA engine runs on (default: the one its sidecar records)."
+    )
     cuda_binding: str | None = None  # "pycuda" or "cuda-python"; None: whichever is installed
 
     def __post_init__(self) -> None:
         check_device(self.device)
+        as_path(self, "engine_source")
+        core = self.dla_core
+        if core is not None and (isinstance(core, bool) or not isinstance(core, int) or not 0 <= core <= MAX_DLA_CORE):
+            raise ClcaDeployError(f"--dla-core must be a DLA core index (0, 1), got {core}.")
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the backend runs an engine with, from its sidecar or from its checked --engine-source."""
+
+    info: OnnxModelInfo
+    profile: BatchProfile
+    precision: str
+    extra: dict
+
+
+def _read_files(path: Path, engine_source: Path | None):
+    """(sidecar or None, source or None): every file the engine comes with, read and checked before TensorRT."""
+    from clca_deploy.tensorrt.foreign import check_source_matches_sidecar, missing_sidecar, read_engine_source
+
+    source = read_engine_source(engine_source) if engine_source is not None else None
+    if not sidecar_path(path).exists():
+        if source is None:
+            raise missing_sidecar(path)
+        return None, source
+    sidecar = load_sidecar(path)  # checked whole: file problems are errors on any machine
+    if source is not None:
+        check_source_matches_sidecar(source, sidecar, path)
+    return sidecar, None
+
+
+def _sidecar_facts(sidecar: EngineSidecar, warning: str | None) -> _Facts:
+    extra = {
+        "builder_flags": list(sidecar.builder_flags), "strongly_typed": sidecar.strongly_typed,
+        "optimization_level": sidecar.optimization_level, "warnings": [warning] if warning else [],
+    }
+    return _Facts(sidecar.info, sidecar.profile, sidecar.precision, extra)
+
+
+def _load_toolkit(path: Path, sidecar: EngineSidecar | None, device: int) -> TensorRTToolkit:
+    from clca_deploy.tensorrt.toolkit import load_toolkit
+
+    try:
+        return load_toolkit(device)
+    except UnsupportedError as exc:
+        built = f" (built for TensorRT {sidecar.tensorrt_version} on {sidecar.gpu_name})" if sidecar is not None else ""
+        raise UnsupportedError(f"cannot run {path.name}{built}: {exc}") from exc
+
+
+def _foreign_facts(engine) -> _Facts:
+    """An engine built elsewhere: its precision is unknown (trtexec --best may run any layer in fp16 or int8)."""
+    extra = {"engine_source": str(engine.source.path), "onnx_precision": engine.info.precision, "warnings": []}
+    return _Facts(engine.info, engine.profile, "unknown", extra)
 
 
 class TensorRTBackend(BackendBase):
@@ -63,61 +130,85 @@ class TensorRTBackend(BackendBase):
     name = "tensorrt"
 
     def __init__(self, path: str | Path, options: TensorRTOptions = TensorRTOptions()):
-        from clca_deploy.tensorrt.cuda import open_binding
-        from clca_deploy.tensorrt.toolkit import load_toolkit
+        from clca_deploy.tensorrt.cuda import current, open_binding
 
-        device, cuda_binding = options.device, options.cuda_binding
         path = Path(path)
-        sidecar = load_sidecar(path)  # checked whole: file problems are errors on any machine
-        try:
-            toolkit = load_toolkit(device)
-        except UnsupportedError as exc:
-            built = f"TensorRT {sidecar.tensorrt_version} on {sidecar.gpu_name}"
-            raise UnsupportedError(f"cannot run {path.name} (built for {built}): {exc}") from exc
-        gpu = toolkit.gpu
-        warning = check_sidecar_matches(sidecar, toolkit.version_string, gpu.name, gpu.compute_capability)
-        if warning:  # checked before deserializing: a foreign plan can crash TensorRT
-            warnings.warn(warning, stacklevel=2)
-        plan = path.read_bytes()
-        if sidecar.engine_sha256 not in (None, hashlib.sha256(plan).hexdigest()):
-            raise ClcaDeployError(f"{path.name} does not match its sidecar (another build, or an interrupted one); {BUILD_HINT}.")
-
-        info = sidecar.info
-        self.profile = sidecar.profile
-        fixed = self.profile.max if self.profile.min == self.profile.max else None
-        self.description = ModelDescription(
-            model=info.model, keep_rate=info.keep_rate, num_classes=info.num_classes, preprocess=info.preprocess,
-            class_names=info.class_names, precision=sidecar.precision,
-            extra={
-                "token_schedule": info.token_schedule, "tensorrt_version": toolkit.version_string,
-                "builder_flags": list(sidecar.builder_flags), "strongly_typed": sidecar.strongly_typed,
-                "profile": self.profile.to_dict(), "warnings": [warning] if warning else [], "device": device,
-            },
-        )
-        self.device_index = device
+        sidecar, source = _read_files(path, options.engine_source)
+        toolkit = _load_toolkit(path, sidecar, options.device)
+        gpu, plan, warning = toolkit.gpu, path.read_bytes(), None
+        if sidecar is not None:
+            warning = check_sidecar_matches(sidecar, toolkit.version_string, gpu.name, gpu.compute_capability)
+            if warning:  # checked before deserializing: a foreign plan can crash TensorRT
+                warnings.warn(warning, stacklevel=2)
+            if sidecar.engine_sha256 not in (None, hashlib.sha256(plan).hexdigest()):
+                raise ClcaDeployError(
+                    f"{path.name} does not match its sidecar (another build, or an interrupted one); {BUILD_HINT}."
+                )
+        dla_core = options.dla_core if options.dla_core is not None else sidecar.dla_core if sidecar else None
+        self.device_index = options.device
         self._lock = threading.Lock()
-        self._cuda = open_binding(device, cuda_binding)
+        self._cuda = open_binding(options.device, options.cuda_binding)
         self.providers = (f"TensorRT {toolkit.version_string} on {gpu.name} ({gpu.compute_capability}), {self._cuda.name}",)
         self._buffers: list[int] = []
         self._pinned: list[np.ndarray] = []
         self._stream = None
         try:
-            from clca_deploy.tensorrt.cuda import current
-
             with current(self._cuda):
-                self._load(toolkit, plan, path, info.img_size, fixed)
+                self._deserialize(toolkit, plan, path, source, dla_core, given=options.dla_core is not None)
+                if sidecar is not None:
+                    facts = _sidecar_facts(sidecar, warning)
+                else:
+                    facts = _foreign_facts(self._check_foreign(toolkit, source, path))
+                self._describe(facts, toolkit, options.device, dla_core)
+                self._load(toolkit, path, facts.info.img_size)
         except BaseException:
             self.close()
             raise
 
-    def _load(self, toolkit: TensorRTToolkit, plan: bytes, path: Path, img_size: int, fixed: int | None) -> None:
+    def _deserialize(
+        self, toolkit: TensorRTToolkit, plan: bytes, path: Path, source, dla_core: int | None, given: bool
+    ) -> None:
+        """The runtime (on DLA core ``dla_core``, ``given`` on the command line or else the sidecar's) and the engine."""
+        from clca_deploy.tensorrt.foreign import cannot_load
+
         trt = toolkit.trt
         self._logger = trt.Logger(trt.Logger.WARNING)
         # Kept: the runtime must outlive its engine. A TensorRT that cannot start CUDA gives one line here.
         self._runtime = toolkit.create("Runtime", self._logger)
+        if dla_core is not None:  # a DLA engine runs on the runtime's DLA core, which defaults to none (-1)
+            remedy = "drop --dla-core" if given else "rebuild the engine without --dla-core"
+            check_dla_cores(dla_core, self._runtime.num_DLA_cores, "TensorRT's runtime", remedy)
+            self._runtime.DLA_core = dla_core
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
+            if source is not None:
+                raise cannot_load(path, source, toolkit.version_string)
             raise ClcaDeployError(f"TensorRT cannot load {path.name} (see its messages above); {BUILD_HINT}.")
+
+    def _check_foreign(self, toolkit: TensorRTToolkit, source, path: Path):
+        """An engine without a sidecar, loaded: its own I/O and profile checked against ``source``."""
+        from clca_deploy.tensorrt.build import describe_io
+        from clca_deploy.tensorrt.foreign import check_foreign_engine
+
+        first_profile = lambda name: self._engine.get_tensor_profile_shape(name, 0)  # noqa: E731 (min, opt, max)
+        return check_foreign_engine(source, describe_io(toolkit.trt, self._engine), first_profile, path.name)
+
+    def _describe(self, facts: _Facts, toolkit: TensorRTToolkit, device: int, dla_core: int | None) -> None:
+        info = facts.info
+        self.profile = facts.profile
+        self.description = ModelDescription(
+            model=info.model, keep_rate=info.keep_rate, num_classes=info.num_classes, preprocess=info.preprocess,
+            class_names=info.class_names, precision=facts.precision,
+            extra={
+                "token_schedule": info.token_schedule, "tensorrt_version": toolkit.version_string, **facts.extra,
+                "profile": self.profile.to_dict(), "device": device, "dla_core": dla_core,
+            },
+        )
+
+    def _load(self, toolkit: TensorRTToolkit, path: Path, img_size: int) -> None:
+        """The execution context, and buffers bound once for the profile's largest batch."""
+        trt = toolkit.trt
+        fixed = self.profile.max if self.profile.min == self.profile.max else None
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         inputs = [n for n in names if self._engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
@@ -297,7 +388,7 @@ RUNTIME = RuntimeSpec(
     distributions=(*TENSORRT_DISTRIBUTIONS, "pycuda", "cuda-python", "cuda-bindings"),
     triton=TritonClassifier(
         config={"platform": "tensorrt_plan"}, model_file="model.plan", devices=("gpu",),
-        wrong_device="a TensorRT engine runs only on a GPU; use --device gpu, or serve the ONNX file on CPU.",
+        wrong_device="a TensorRT engine runs only on a GPU; use --device cuda, or serve the ONNX file on CPU.",
         # Kept for people: which TensorRT and GPU the plan needs.
         companions=lambda path: {"model.plan.json": sidecar_path(path)},
     ),

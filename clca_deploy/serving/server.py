@@ -36,6 +36,8 @@ from clca_deploy.serving.watch import (
     start_failure,
 )
 from clca_deploy.serving.workdir import private_umask, private_workdir, remove_stale_workdirs, restrict_shared_memory
+from clca_deploy.logs import log_info
+
 
 INSTALL_HINT = 'install the serving extra: pip install "clca-deploy[serve]"'
 
@@ -288,7 +290,7 @@ def _check_model_loads(model_path: str | Path, repo_config: TritonRepoConfig) ->
         raise ClcaDeployError(f"cannot load {model_path} ({type(exc).__name__}: {exc}); export it again.") from exc
 
 
-def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Callable[[str], None] = print) -> None:
+def serve(model_path: str | Path, config: ServeConfig = ServeConfig(), log: Callable[[str], None] = log_info) -> None:
     """Run the server until Ctrl-C or SIGTERM (how `docker stop` and Kubernetes end a process). If the server
     process ends on its own (a crash, a kill), raise ``ServerStopped`` (the CLI exits with code 1) so that a
     supervisor restarts `serve` instead of watching a process with nothing listening."""

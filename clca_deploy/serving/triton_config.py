@@ -41,6 +41,7 @@ IMAGE, PIXELS, LOGITS = "IMAGE", "PIXELS", "LOGITS"
 CLASS_ID, CLASS_NAME, SCORE = "CLASS_ID", "CLASS_NAME", "SCORE"
 LABELS_FILE = "labels.txt"
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+_DEVICE = re.compile(r"cpu|gpu|cuda(:\d{1,3})?")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ class TritonRepoConfig:
     max_batch: int | None = None
     instances: int = 1
     preprocess_instances: int = 2
-    device: str | None = None  # where Triton runs the classifier, gpu or cpu; None: the runtime's first choice
+    # Where Triton runs the classifier: cpu, cuda (every GPU; gpu is the old spelling) or cuda:N (GPU N).
+    # None: the runtime's first choice.
+    device: str | None = None
     top_k: int = 5
     max_queue_delay_us: int = 1000
     # The classifier's runtime: None for the file's own (the first its suffix lists in the registry).
@@ -70,8 +73,8 @@ class TritonRepoConfig:
             if value is not None and (not _is_int(value) or value < 1 or (ceiling is not None and value > ceiling)):
                 within = f"1..{ceiling}" if ceiling else "a whole number of at least 1"
                 raise ConfigError(f"{field} must be {within}, got {value!r}.")
-        if self.device not in (None, "gpu", "cpu"):
-            raise ConfigError(f"device must be gpu or cpu, got {self.device!r}.")
+        if self.device is not None and (not isinstance(self.device, str) or not _DEVICE.fullmatch(self.device)):
+            raise ConfigError(f"device must be cpu, cuda (every GPU) or cuda:N, got {self.device!r}.")
         if self.runtime is not None:
             runtime_spec(self.runtime)
         if not _is_int(self.max_queue_delay_us) or not 0 <= self.max_queue_delay_us <= MAX_QUEUE_DELAY_US:
@@ -136,10 +139,11 @@ def served_runtime(model_path: str | Path, config: TritonRepoConfig, stock_trito
             f"stock Triton has no backend for the {spec.name} runtime; serve {Path(model_path).name} with "
             f"`clca-deploy serve --runtime {spec.name}`, or choose another --runtime for triton-repo."
         )
-    device = config.device or spec.triton.devices[0]
-    if device not in spec.triton.devices:
+    kind, _, index = (config.device or spec.triton.devices[0]).partition(":")
+    kind = "cpu" if kind == "cpu" else "gpu"
+    if kind not in spec.triton.devices:
         raise ConfigError(spec.triton.wrong_device or f"{spec.name} runs the classifier only on {' or '.join(spec.triton.devices)}.")
-    return ServedRuntime(spec, device, options, spec.triton)
+    return ServedRuntime(spec, kind, options, spec.triton, gpu=int(index) if index else None)
 
 
 def _check_options_apply(spec: RuntimeSpec, given: RuntimeOptions, file_name: str) -> None:

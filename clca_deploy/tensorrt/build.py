@@ -13,14 +13,21 @@ from clca_deploy.artifacts import atomic_output, check_output_path
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.metadata import OnnxFile
 from clca_deploy.tensorrt.plan import (
+    MAX_DLA_CORE,
+    OPTIMIZATION_LEVELS,
     PRECISIONS,
     BatchProfile,
     BuildPlan,
+    check_builder_options,
+    check_dla_cores,
+    on_dla,
     plan_build,
     profile_for,
 )
 from clca_deploy.tensorrt.sidecar import build_sidecar, sidecar_path
 from clca_deploy.tensorrt.toolkit import TensorRTToolkit, load_toolkit
+from clca_deploy.logs import log_info
+
 
 RUNTIME_NAME = "tensorrt"  # the runtime that builds and runs engines, as files name it (metadata only_runtime)
 
@@ -31,7 +38,8 @@ MAX_WORKSPACE_GIB = 256
 
 @dataclass(frozen=True)
 class EngineConfig:
-    """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU.
+    """How to build: precision (which must match the ONNX file), batch range, workspace, timing cache, GPU, and
+    the builder options `build-trt` offers besides (optimisation level, a Jetson's DLA core).
 
     Checked once, by ``validate()``, where a build starts (``build_engine``, or `build-trt`'s pipeline).
     """
@@ -42,6 +50,8 @@ class EngineConfig:
     timing_cache: Path | None = None
     device: int = 0  # CUDA device index, as the driver numbers them (CUDA_VISIBLE_DEVICES applies)
     weak_typing: bool = False  # TensorRT 10's builder-flag path instead of a strongly typed network
+    optimization_level: int | None = None  # builder_optimization_level 0..5; None: TensorRT's default (3)
+    dla_core: int | None = None  # build for this DLA core (Jetson), layers it cannot run on the GPU; None: GPU only
 
     def validate(self) -> None:
         """Refuse values TensorRT would reject, before anything is read or built."""
@@ -51,6 +61,24 @@ class EngineConfig:
             raise ClcaDeployError(f"--workspace must be in (0, {MAX_WORKSPACE_GIB}] GiB, got {self.workspace_gib}.")
         if isinstance(self.device, bool) or not isinstance(self.device, int) or self.device < 0:
             raise ClcaDeployError(f"--device must be a CUDA device index (0, 1, ...), got {self.device}.")
+        low, high = OPTIMIZATION_LEVELS
+        if self.optimization_level is not None and not _is_int_in(self.optimization_level, low, high):
+            raise ClcaDeployError(
+                f"--optimization-level must be {low}..{high} (TensorRT's default is 3), got {self.optimization_level}."
+            )
+        if self.dla_core is not None and not _is_int_in(self.dla_core, 0, MAX_DLA_CORE):
+            raise ClcaDeployError(f"--dla-core must be a DLA core index (0, 1), got {self.dla_core}.")
+
+    def check_options(self, trt_version: tuple[int, int, int], precision: str) -> None:
+        """The builder options against this TensorRT, the engine's precision and this machine (a Jetson for DLA)."""
+        from clca_deploy.system.jetson import is_jetson
+
+        on_jetson = self.dla_core is not None and is_jetson()
+        check_builder_options(trt_version, precision, self.dla_core, self.optimization_level, on_jetson)
+
+
+def _is_int_in(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 @dataclass(frozen=True)
@@ -67,6 +95,8 @@ class EngineResult:
     size_bytes: int
     seconds: float
     notes: tuple[str, ...] = field(default_factory=tuple)
+    optimization_level: int | None = None  # the level the builder used (None: TensorRT did not say)
+    dla_core: int | None = None  # the DLA core the engine runs on, None: GPU only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,11 +146,17 @@ def describe_io(trt, engine) -> list[dict[str, Any]]:
 
 
 def _configure(trt, builder, config: EngineConfig, plan: BuildPlan, log: Callable[[str], None]):
-    """The builder config: workspace, the plan's flags (weak typing only), the timing cache."""
+    """The builder config: workspace, the plan's flags (precision with weak typing, GPU_FALLBACK with DLA), the
+    optimisation level, the DLA core, the timing cache."""
     trt_config = builder.create_builder_config()
     trt_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(config.workspace_gib * (1 << 30)))
     for flag in plan.builder_flags:
         trt_config.set_flag(getattr(trt.BuilderFlag, flag))
+    if config.optimization_level is not None:
+        trt_config.builder_optimization_level = config.optimization_level
+    if config.dla_core is not None:  # every layer DLA can run goes there; GPU_FALLBACK (in the plan) takes the rest
+        trt_config.default_device_type = trt.DeviceType.DLA
+        trt_config.DLA_core = config.dla_core
     if config.timing_cache is not None:
         _attach_timing_cache(trt_config, Path(config.timing_cache), log)
     return trt_config
@@ -143,6 +179,7 @@ class _Built:
     plan_bytes: bytes
     io: list[dict[str, Any]]
     timing_cache: bytes | None
+    optimization_level: int  # what the builder config reports it used
 
 
 def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Callable[[str], None]) -> _Built:
@@ -150,6 +187,8 @@ def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Ca
     trt, plan, profile = toolkit.trt, request.plan, request.profile
     logger = trt.Logger(trt.Logger.WARNING)
     builder = toolkit.create("Builder", logger)  # one line, not pybind11's nullptr TypeError, when CUDA fails it
+    if request.config.dla_core is not None:  # before parsing: the builder knows the device's DLA cores
+        check_dla_cores(request.config.dla_core, builder.num_DLA_cores)
     network = builder.create_network(network_flags(trt, toolkit.version, plan))
     _parse(trt, network, logger, onnx_path)
     trt_config = _configure(trt, builder, request.config, plan, log)
@@ -174,7 +213,8 @@ def _build(toolkit: TensorRTToolkit, onnx_path: Path, request: _Request, log: Ca
     if engine is None:
         raise ClcaDeployError("TensorRT built an engine it cannot load back; see the TensorRT messages above.")
     cache = bytes(memoryview(trt_config.get_timing_cache().serialize())) if request.config.timing_cache else None
-    return _Built(plan_bytes=plan_bytes, io=describe_io(trt, engine), timing_cache=cache)
+    level = int(trt_config.builder_optimization_level)
+    return _Built(plan_bytes=plan_bytes, io=describe_io(trt, engine), timing_cache=cache, optimization_level=level)
 
 
 def check_engine_outputs(output: Path, config: EngineConfig) -> None:
@@ -186,7 +226,7 @@ def check_engine_outputs(output: Path, config: EngineConfig) -> None:
 
 
 def build_engine(
-    onnx_path: str | Path, output: str | Path, config: EngineConfig, log: Callable[[str], None] = print,
+    onnx_path: str | Path, output: str | Path, config: EngineConfig, log: Callable[[str], None] = log_info,
     toolkit: TensorRTToolkit | None = None,
 ) -> EngineResult:
     """Build ``output`` (a TensorRT plan) and ``output.json`` (its sidecar) from an exported ONNX file.
@@ -204,11 +244,12 @@ def build_engine(
     check_engine_outputs(output, config)
     onnx = read_onnx_file(onnx_path)
     onnx.info.refuse_other_runtime(RUNTIME_NAME, str(onnx_path))
+    config.check_options(toolkit.version, config.precision or onnx.info.precision)
     return build_from_file(onnx, output, config, toolkit, log)
 
 
 def build_from_file(
-    onnx: OnnxFile, output: Path, config: EngineConfig, toolkit: TensorRTToolkit, log: Callable[[str], None] = print,
+    onnx: OnnxFile, output: Path, config: EngineConfig, toolkit: TensorRTToolkit, log: Callable[[str], None] = log_info,
 ) -> EngineResult:
     """The build itself, from an ONNX file already read and a config and outputs already checked (by
     ``build_engine`` or `build-trt`'s pipeline): TensorRT parses the file; nothing else reads it again."""
@@ -216,7 +257,7 @@ def build_from_file(
 
     started = time.perf_counter()
     precision = config.precision or onnx.info.precision
-    plan = plan_build(toolkit.version, precision, onnx.info.precision, weak_typing=config.weak_typing)
+    plan = on_dla(plan_build(toolkit.version, precision, onnx.info.precision, weak_typing=config.weak_typing), config.dla_core)
     profile = profile_for(onnx.fixed_batch, config.batch)
     request = _Request(config, plan, profile, onnx.input_name, onnx.fixed_batch, onnx.info.img_size)
     for note in plan.notes:
@@ -232,6 +273,7 @@ def build_from_file(
         path=str(output), sidecar=str(sidecar_path(output)), precision=plan.precision,
         tensorrt_version=toolkit.version_string, builder_flags=plan.builder_flags, strongly_typed=plan.strongly_typed,
         profile=profile, size_bytes=output.stat().st_size, seconds=time.perf_counter() - started, notes=plan.notes,
+        optimization_level=built.optimization_level, dla_core=config.dla_core,
     )
 
 
@@ -240,7 +282,8 @@ def _sidecar(onnx: OnnxFile, toolkit: TensorRTToolkit, request: _Request, built:
         tensorrt_version=toolkit.version_string, gpu_name=toolkit.gpu.name,
         compute_capability=toolkit.gpu.compute_capability, plan=request.plan, io=built.io, profiles=[request.profile],
         onnx_sha256=onnx.sha256, keep_rate=onnx.info.keep_rate, onnx_metadata=onnx.props,
-        engine_sha256=hashlib.sha256(built.plan_bytes).hexdigest(),
+        engine_sha256=hashlib.sha256(built.plan_bytes).hexdigest(), dla_core=request.config.dla_core,
+        optimization_level=built.optimization_level,
     )
 
 

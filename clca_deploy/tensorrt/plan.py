@@ -6,7 +6,7 @@ Nothing here imports tensorrt, so every rule is unit-tested on machines without 
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.metadata import MAX_BATCH
@@ -135,6 +135,62 @@ def _weak_plan(trt_version: tuple[int, int, int], precision: str, onnx_precision
         raise ClcaDeployError(f"this ONNX file holds fp16 weights, so an fp32 engine would not be fp32; {SOURCE_HINTS['fp32']}.")
     note = "TensorRT may use TF32 tensor cores for fp32 matmuls on Ampere and newer GPUs (its default)."
     return BuildPlan(strongly_typed=False, builder_flags=(), precision="fp32", notes=(note,) + deprecated)
+
+
+# Builder options beyond precision (`build-trt --optimization-level`, `--dla-core`), decided here without TensorRT.
+OPTIMIZATION_LEVELS = (0, 5)  # IBuilderConfig.builder_optimization_level: 0 builds fastest, 5 searches longest
+DEFAULT_OPTIMIZATION_LEVEL = 3  # TensorRT's own default
+OPTIMIZATION_LEVEL_SINCE = (8, 6)  # the release that added builder_optimization_level
+MAX_DLA_CORE = 15  # Orin has 2 DLA cores; a larger index is a typo
+DLA_PRECISIONS = ("fp16", "int8")  # DLA runs no fp32 layer (TensorRT's DLA chapter)
+
+
+def check_builder_options(
+    trt_version: tuple[int, int, int], precision: str, dla_core: int | None, optimization_level: int | None,
+    on_jetson: bool,
+) -> None:
+    """Refuse ``--optimization-level`` where TensorRT lacks it and ``--dla-core`` where it cannot apply, before any work.
+
+    Whether this machine's builder reports enough DLA cores is checked by :func:`check_dla_cores` once the
+    builder exists."""
+    if optimization_level is not None and tuple(trt_version[:2]) < OPTIMIZATION_LEVEL_SINCE:
+        raise ClcaDeployError(
+            f"--optimization-level needs TensorRT {version_text(OPTIMIZATION_LEVEL_SINCE)} or newer "
+            f"(this is {version_text(trt_version)}): drop it."
+        )
+    if dla_core is None:
+        return
+    if not on_jetson:
+        raise ClcaDeployError(
+            "--dla-core needs a Jetson with DLA cores (AGX Orin, Orin NX); this machine is not a Jetson: drop --dla-core."
+        )
+    if precision not in DLA_PRECISIONS:
+        raise ClcaDeployError(
+            f"DLA runs fp16 and int8 layers only, so a {precision} engine would run every layer on the GPU: "
+            "add --fp16 or --int8, or drop --dla-core."
+        )
+
+
+def check_dla_cores(
+    dla_core: int | None, available: int, what: str = "TensorRT's builder", remedy: str = "drop --dla-core"
+) -> None:
+    """Refuse DLA core ``dla_core`` when ``what`` (the builder, or the runtime) reports only ``available`` cores."""
+    if dla_core is None or 0 <= dla_core < available:
+        return
+    if available <= 0:
+        raise ClcaDeployError(
+            f"--dla-core {dla_core}: {what} reports no DLA core on this device (Orin Nano has none; TensorRT 11.0 "
+            f"to 11.3 support none): {remedy}."
+        )
+    raise ClcaDeployError(f"--dla-core {dla_core}: this device has {available} DLA cores, 0..{available - 1}: pick one of them.")
+
+
+def on_dla(plan: BuildPlan, dla_core: int | None) -> BuildPlan:
+    """``plan`` with DLA core ``dla_core`` as the default device: GPU_FALLBACK runs the layers DLA cannot on the GPU."""
+    if dla_core is None:
+        return plan
+    note = f"DLA core {dla_core} runs what it can; the other layers fall back to the GPU (GPU_FALLBACK)."
+    return replace(plan, builder_flags=(*plan.builder_flags, "GPU_FALLBACK"), notes=(*plan.notes, note))
 
 
 def build_mode_summary(trt_version: tuple[int, int, int]) -> str:

@@ -25,7 +25,9 @@ from clca_deploy.metadata import (
     read_regular_file,
     shown,
 )
-from clca_deploy.tensorrt.plan import BatchProfile, BuildPlan, parse_trt_version, version_text
+from clca_deploy.tensorrt.plan import (
+    MAX_DLA_CORE, OPTIMIZATION_LEVELS, BatchProfile, BuildPlan, parse_trt_version, version_text,
+)
 
 SIDECAR_FORMAT = "clca_deploy.engine/1"
 BUILD_HINT = "rebuild it here with `clca-deploy build-trt`"
@@ -48,9 +50,10 @@ def sidecar_path(engine_path: str | Path) -> Path:
 def build_sidecar(
     *, tensorrt_version: str, gpu_name: str, compute_capability: str, plan: BuildPlan, io: list[dict[str, Any]],
     profiles: list[BatchProfile], onnx_sha256: str, keep_rate: tuple[float, ...], onnx_metadata: dict[str, str],
-    engine_sha256: str,
+    engine_sha256: str, dla_core: int | None = None, optimization_level: int | None = None,
 ) -> dict[str, Any]:
-    """The JSON written beside an engine: how, where and from what it was built."""
+    """The JSON written beside an engine: how, where and from what it was built (``dla_core`` None: on the GPU
+    only; ``optimization_level`` None: not recorded)."""
     return {
         "format": SIDECAR_FORMAT,
         "tensorrt_version": tensorrt_version,
@@ -67,6 +70,8 @@ def build_sidecar(
         "engine_sha256": engine_sha256,
         "keep_rate": list(keep_rate),
         "onnx_metadata": dict(onnx_metadata),
+        "dla_core": dla_core,
+        "optimization_level": optimization_level,
     }
 
 
@@ -107,6 +112,8 @@ class EngineSidecar:
     keep_rate: tuple[float, ...]
     info: OnnxModelInfo  # the ONNX metadata, parsed and checked against input and output
     onnx_metadata: Mapping[str, str] = field(compare=False)  # the raw metadata_props, for to_dict
+    dla_core: int | None = None  # the DLA core it was built for (the runtime runs it there); None: GPU only
+    optimization_level: int | None = None  # the builder's optimisation level; None in sidecars from before it
 
     @property
     def profile(self) -> BatchProfile:
@@ -125,7 +132,7 @@ class EngineSidecar:
             "builder_flags": list(self.builder_flags), "strongly_typed": self.strongly_typed, "notes": list(self.notes),
             "io": [tensor.to_dict() for tensor in self.io], "profiles": [p.to_dict() for p in self.profiles],
             "onnx_sha256": self.onnx_sha256, "engine_sha256": self.engine_sha256, "keep_rate": list(self.keep_rate),
-            "onnx_metadata": dict(self.onnx_metadata),
+            "onnx_metadata": dict(self.onnx_metadata), "dla_core": self.dla_core, "optimization_level": self.optimization_level,
         }
 
 
@@ -240,8 +247,20 @@ def parse_sidecar(data: Any, source: str) -> EngineSidecar:
         onnx_sha256=fields.get("onnx_sha256", is_sha, "64 hexadecimal digits"),
         engine_sha256=fields.get("engine_sha256", lambda v: v is None or is_sha(v), "64 hexadecimal digits", None),
         keep_rate=tuple(fields.get("keep_rate", _keep_rates, f"1..{MAX_BLOCKS} keep rates in (0, 1]")),
-        info=info, onnx_metadata=dict(props),
+        info=info, onnx_metadata=dict(props), **_builder_options(fields),
     )
+
+
+def _builder_options(fields: _Fields) -> dict[str, int | None]:
+    """The DLA core and optimisation level a sidecar records (absent from older sidecars: None)."""
+    low, high = OPTIMIZATION_LEVELS
+    optional = lambda a, b: lambda v: v is None or _is_int(v, a, b)  # noqa: E731
+    return {
+        "dla_core": fields.get("dla_core", optional(0, MAX_DLA_CORE), f"null or a DLA core 0..{MAX_DLA_CORE}", None),
+        "optimization_level": fields.get(
+            "optimization_level", optional(low, high), f"null or an optimisation level {low}..{high}", None
+        ),
+    }
 
 
 def _keep_rates(value: Any) -> bool:

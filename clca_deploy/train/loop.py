@@ -18,6 +18,7 @@ from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.data import PreprocessConfig, open_dataset
 from clca_deploy.errors import ClcaDeployError, ConfigError
 from clca_deploy.model.checkpoint import check_checkpoint_file
+from clca_deploy.terminal import plural
 from clca_deploy.train.checkpoint import read_training_state
 from clca_deploy.train.config import TrainConfig
 from clca_deploy.train.data import ResizedSplit, read_resized_split
@@ -26,6 +27,8 @@ from clca_deploy.train.family import family_for, param_groups
 from clca_deploy.train.precision import resolve_device, resolve_precision
 from clca_deploy.train.schedule import evaluation_epochs
 from clca_deploy.train.stepper import Stepper
+from clca_deploy.logs import log_info
+
 
 EVAL_SPLIT_NAMES = ("test", "val", "valid", "validation")
 # A checkpoint is written at least this often (and after the last epoch), not every epoch:
@@ -145,7 +148,7 @@ def train(
     resume: bool = False,
     init: Path | None = None,
     init_train_args: Mapping[str, Any] | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] = log_info,
     progress: bool = True,
 ) -> TrainResult:
     """Train (or fine-tune) a CLCA, ILA or GLSim model on an ImageFolder split; writes an official-format checkpoint.
@@ -306,7 +309,7 @@ def _run_epoch(run: _TrainingRun, state: _RunState, budget: float | None, log: C
     epochs = state.epochs
     if epochs is None:
         epochs = _epochs_for_budget(budget, seconds, len(run.splits.train), run.splits.test_images, config.evaluations)
-        log(f"budget   {config.minutes} min: first epoch took {seconds:.1f} s, so {epochs} epochs")
+        log(f"budget   {config.minutes} min: first epoch took {seconds:.1f} s, so {plural(epochs, 'epoch')}")
     due = epoch in evaluation_epochs(epochs, config.evaluations) or epoch == epochs - 1
     top1 = None
     if run.splits.eval_images is not None and due:
@@ -390,11 +393,7 @@ def _epochs_for_budget(budget: float, first_epoch: float, train_images: int, tes
 
 
 def _bar(enabled: bool, total: int, desc: str):
-    import sys
+    # Shown only on a terminal (clca_deploy.progress): in a log, the per-epoch lines say the same.
+    from clca_deploy.progress import progress_bar
 
-    # A bar redrawn into a log file is noise; the per-epoch lines say the same there.
-    if not enabled or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", leave=False)
+    return progress_bar(total, desc, "batch", enabled)

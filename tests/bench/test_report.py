@@ -40,29 +40,29 @@ def make_report(labelled: bool = True) -> BenchReport:
 
     results = (
         BackendResult(
-            "torch fp32 (model.pth)", "torch", "model.pth", "fp32", (0.7,), "ok", is_reference=True,
+            "torch CPU (model.pth)", "torch", "model.pth", "fp32", (0.7,), "ok", is_reference=True,
             latency={1: stats(1, 41.3), 8: stats(8, 250.0)}, accuracy=accuracy(top1(82.5)), peak_rss_mb=812.4,
         ),
         BackendResult(
-            "onnxruntime fp32 (model.onnx)", "onnxruntime", "model.onnx", "fp32", (0.7,), "ok",
+            "onnxruntime CPU (model.onnx)", "onnxruntime", "model.onnx", "fp32", (0.7,), "ok",
             providers=("CPUExecutionProvider",), latency={1: stats(1, 23.17), 8: stats(8, 150.0)},
             accuracy=accuracy(top1(82.5), 100.0, 3.2e-5), peak_rss_mb=301.0,
         ),
         BackendResult(
-            "tensorrt int8 (model.int8.engine)", "tensorrt", "model.int8.engine", "int8", (0.7,), "failed",
+            "tensorrt (model.int8.engine)", "tensorrt", "model.int8.engine", "int8", (0.7,), "failed",
             reason="TensorRT is not installed (pip install tensorrt)",
         ),
         BackendResult(
-            "onnxruntime fp16 (model.fp16.onnx)", "onnxruntime", "model.fp16.onnx", "fp16", (0.7,), "skipped",
+            "onnxruntime (model.fp16.onnx)", "onnxruntime", "model.fp16.onnx", "fp16", (0.7,), "skipped",
             reason="fp16 needs a GPU execution provider",
         ),
         BackendResult(
-            "onnxruntime int8 keep 0.5 (model.k0.5.int8.onnx)", "onnxruntime", "model.k0.5.int8.onnx", "int8",
+            "onnxruntime CPU (model.k0.5.int8.onnx)", "onnxruntime", "model.k0.5.int8.onnx", "int8",
             (0.5,), "ok", providers=("CPUExecutionProvider",), latency={1: stats(1, 9.81)},
             accuracy=accuracy(top1(78.0), 93.0, 0.41),
         ),
         BackendResult(
-            "onnxruntime int8 keep 0.7 (model.k0.7.int8.onnx)", "onnxruntime", "model.k0.7.int8.onnx", "int8",
+            "onnxruntime CPU (model.k0.7.int8.onnx)", "onnxruntime", "model.k0.7.int8.onnx", "int8",
             (0.7,), "ok", providers=("CPUExecutionProvider",), latency={1: stats(1, 12.44)},
             accuracy=accuracy(top1(81.0), 96.5, 0.27),
         ),
@@ -91,7 +91,7 @@ def test_json_round_trip_is_exact(tmp_path):
     assert all(isinstance(b, int) for r in loaded.results for b in r.latency)
     assert loaded.results[0].latency[8].p50_ms == report.results[0].latency[8].p50_ms
     raw = json.loads(path.read_text())
-    assert list(raw)[0] == "version" and raw["version"] == REPORT_VERSION
+    assert list(raw)[0] == "format" and raw["format"] == f"clca_deploy.bench/{REPORT_VERSION}"
     assert list(raw["results"][0]["latency"]) == ["1", "8"]
     # Stable: the same report writes the same bytes; no temporary file is left beside it.
     assert loaded.write_json(tmp_path / "again.json").read_text() == path.read_text()
@@ -101,9 +101,9 @@ def test_json_round_trip_is_exact(tmp_path):
 def test_unknown_or_missing_version_is_a_clear_error(tmp_path):
     d = make_report().to_dict()
     with pytest.raises(ClcaDeployError, match="newer clca-deploy"):
-        BenchReport.from_dict({**d, "version": REPORT_VERSION + 1})
-    with pytest.raises(ClcaDeployError, match="no 'version'"):
-        BenchReport.from_dict({k: v for k, v in d.items() if k != "version"})
+        BenchReport.from_dict({**d, "format": f"clca_deploy.bench/{REPORT_VERSION + 1}"})
+    with pytest.raises(ClcaDeployError, match="no 'format'"):
+        BenchReport.from_dict({k: v for k, v in d.items() if k != "format"})
     (tmp_path / "bad.json").write_text("{not json")
     with pytest.raises(ClcaDeployError, match="not valid JSON"):
         load_report(tmp_path / "bad.json")
@@ -187,7 +187,8 @@ def test_numpy_scalars_and_tuples_survive_the_round_trip(tmp_path):
     assert load_report(report.write_json(tmp_path / "r.json")).timing == report.timing
 
 
-def test_print_table_to_a_pipe_does_not_cut_numbers(capsys):
+def test_print_table_to_a_pipe_does_not_cut_numbers(capsys, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)  # a pipe without COLUMNS (pytest-xdist's workers set it to 80)
     from clca_deploy.bench.table import print_table
 
     report = make_report()

@@ -192,11 +192,23 @@ def test_batch_arguments_are_checked(leaves_test):
             iter_batches(dataset, SMALL, **kwargs)
 
 
-def test_progress_bar(tmp_path, leaves_test, capsys):
+def test_progress_bar_only_on_a_terminal(tmp_path, leaves_test, capsys, monkeypatch):
+    import io
+    import sys
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
     copy_leaves(leaves_test, tmp_path, ["Acer"], count=3)
     batches = list(iter_batches(open_dataset(tmp_path), SMALL, batch_size=2, progress=True))
     assert [len(b) for b in batches] == [2, 1]
-    assert "3/3" in capsys.readouterr().err
+    assert capsys.readouterr().err == ""  # standard error is captured here, as in a pipe or CI log: no frames
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    list(iter_batches(open_dataset(tmp_path), SMALL, batch_size=2, progress=True))
+    assert "3/3" in sys.stderr.getvalue()
 
 
 def test_image_extensions():

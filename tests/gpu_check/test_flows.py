@@ -44,14 +44,14 @@ def test_a_gpu_without_tensorrt_times_pytorch_and_onnxruntime_and_skips_tensorrt
     gpu_rows = records["torch GPU keep 0.1"]["result"]["rows"]
     assert [row["precision"] for row in gpu_rows] == ["fp32", "fp16 autocast"]
     fp32 = gpu_rows[0]
-    assert fp32["agreement"]["top1_agreement"] == 1.0 and fp32["agreement"]["max_abs"] < 1e-4
+    assert fp32["agreement"]["top1_agreement"] == 100.0 and fp32["agreement"]["max_abs"] < 1e-4
     for size in ("1", "2"):  # power over the time-based window, energy per image beside it
         latency = fp32["latency"][size]
         assert latency["power_w"] == pytest.approx(50.0) and latency["energy_mj_per_image"] > 0
         assert latency["min_seconds"] == TINY.power_window_s and latency["timed_calls"] >= TINY.gpu_iters
     cpu = records["onnxruntime CPU keep 0.1"]["result"]["rows"][0]
     assert cpu["latency"]["1"]["power_w"] is None and "runs on the CPU" in cpu["latency"]["1"]["power_reason"]
-    assert cpu["agreement"]["top1_agreement"] == 1.0
+    assert cpu["agreement"]["top1_agreement"] == 100.0
     printed = capsys.readouterr().out
     assert "torch cpu fp16 autocast keep 0.1" in printed and f"wrote {tmp_path}/out/gpu_check.json" in printed
 
@@ -111,7 +111,7 @@ def test_a_gpu_with_tensorrt_runs_every_step_on_gpu_1(tmp_path, monkeypatch, a_g
     assert pytest_run.calls[0]["env"]["CUDA_VISIBLE_DEVICES"] == "1"
     assert records["trt tests"]["result"]["passed"] == 10
     comparison = records["tiny model: engines vs onnxruntime"]["result"]["comparison"]
-    assert {p: c["vs_same_onnx"]["top1_agreement"] for p, c in comparison.items()} == {"fp32": 1.0, "fp16": 1.0, "int8": 1.0}
+    assert {p: c["vs_same_onnx"]["top1_agreement"] for p, c in comparison.items()} == {"fp32": 100.0, "fp16": 100.0, "int8": 100.0}
     rows = {row["label"]: row for row in records["golden fixture: latency and power"]["result"]["rows"]}
     assert set(rows) == {"tensorrt cuda:1 fp32 (golden fixture)", "tensorrt cuda:1 fp16 (golden fixture)",
                          "tensorrt cuda:1 int8 (golden fixture)", "onnxruntime cuda:1 fp32 (golden fixture)",

@@ -163,7 +163,7 @@ def test_summary_prints_the_figures(tmp_path):
             {"label": "torch cuda:1 fp16 autocast keep 1", "status": "ok",
              "latency": {"1": {"p50_ms": 3.2}, "8": {"p50_ms": 11.5, "images_per_second": 695.6, "power_w": 410.2,
                                                     "energy_mj_per_image": 5.9}},
-             "agreement": {"top1_agreement": 1.0, "max_abs": 0.0123}},
+             "agreement": {"top1_agreement": 100.0, "max_abs": 0.0123}},
             {"label": "onnxruntime cuda:1 fp32 keep 1", "status": "skipped", "reason": "no CUDA provider"}]}},
         {"name": "CUDA bindings", "status": "ok", "seconds": 1.0, "result": {"bindings": {
             "cuda-python": {"status": "ok", "bytes": 64 << 20, "h2d_gb_per_s": 24.51, "d2h_gb_per_s": 25.0}}}},

@@ -24,7 +24,8 @@ def test_provider_choice():
     cpu_only = ["CPUExecutionProvider"]
     gpu = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     assert choose_providers("auto", cpu_only) == ["CPUExecutionProvider"]
-    assert choose_providers("auto", gpu) == gpu
+    assert choose_providers("auto", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]  # TensorRT only by name
+    assert choose_providers("auto", gpu, problem="no CUDA GPU") == ["CPUExecutionProvider"]
     assert choose_providers("cuda", gpu) == ["CUDAExecutionProvider", "CPUExecutionProvider"]
     with pytest.raises(ClcaDeployError, match=r'clca-deploy\[gpu-cu12\]" on a CUDA 12 driver .*clca-deploy\[gpu-cu13\]"'):
         choose_providers("cuda", cpu_only)  # never a silent CPU fallback for an explicit request

@@ -201,7 +201,7 @@ def test_bench_out_dash_draws_a_plot_only_when_asked(work):
     args = ["bench", "--data", "images", "--model", "model.onnx", *QUICK_BENCH, "--out", "-", "--plot", "b.png"]
     result = run_cli(args, cwd=work)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout)["version"] == 1
+    assert json.loads(result.stdout)["format"] == "clca_deploy.bench/1"
     assert "wrote b.png" in result.stderr
     assert before.changes(allowed=("b.png",)) == [] and (work / "b.png").read_bytes()[:4] == b"\x89PNG"
 

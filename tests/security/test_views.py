@@ -23,7 +23,7 @@ from clca_deploy.artifacts import check_output_path
 from clca_deploy.bench.plot import plot_accuracy_latency
 from clca_deploy.bench.table import print_table
 from clca_deploy.cli import app
-from clca_deploy.cli_bench import _log
+from clca_deploy.cli_vocabulary import cli_log
 from clca_deploy.errors import ClcaDeployError
 from tests.bench.test_report import make_report
 from tests.test_outputs_safety import write_tiny_onnx
@@ -110,14 +110,14 @@ def test_deployed_model_and_predictions_escape_every_value(capsys):
     cli_views.print_deployed(described)
     top = [SimpleNamespace(name=EVIL, probability=0.9)]
     run = SimpleNamespace(predictions=[SimpleNamespace(path=f"{EVIL}.jpg", top=top)], skipped=[(f"{EVIL}.jpg", EVIL)])
-    cli_views.print_predictions(run, as_json=False)
+    cli_views.print_predictions(run)
     captured = capsys.readouterr()
     assert_clean(captured.out)
     assert_clean(captured.err)
 
 
 def test_bench_progress_lines_are_escaped(capsys):
-    _log(f"{EVIL}.onnx on onnxruntime: failed: {EVIL}")
+    cli_log(to_stderr=True)(f"{EVIL}.onnx on onnxruntime: failed: {EVIL}")
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert_clean(captured.err)

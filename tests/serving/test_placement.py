@@ -73,12 +73,15 @@ def test_serve_runs_an_engine_on_the_gpu_its_device_option_names(engine_on_gpu_1
     assert stack.gpu.live() == {key: 0 for key in stack.gpu.live()}  # the check's backend let everything go
 
 
-def test_serve_runs_an_onnx_file_on_the_cpu_without_naming_a_gpu(tmp_path):
+def test_serve_runs_an_onnx_file_on_the_cpu_without_naming_a_gpu(tmp_path, monkeypatch):
+    from clca_deploy.runtime import onnxruntime_backend
+
     require_module("tritonclient.grpc.model_config_pb2")
+    monkeypatch.setattr(onnxruntime_backend, "gpu_problem", lambda device: "no CUDA GPU here")  # what auto sees
     plan = serving_plan(tiny_onnx(tmp_path / "m.onnx"), ServeConfig())
     _, classifier = _written(plan, tmp_path / "repo")
-    assert _groups(classifier) == [("CPU", [], 1)]
-    assert json.loads(_parameters(classifier)["runtime_options"])["provider"] == "cpu"
+    assert _groups(classifier) == [("CPU", [], 1)]  # the default provider, auto, landed on the CPU
+    assert json.loads(_parameters(classifier)["runtime_options"])["provider"] == "auto"
 
 
 # ------------------------------------------------------------------ any runtime that reports a CUDA device

@@ -77,6 +77,16 @@ def test_onnx_classifier_config_matches_the_model(plain_onnx):
     assert cpu.instance_group[0].kind == cpu.instance_group[0].KIND_CPU
 
 
+def test_the_classifier_goes_on_the_gpu_named_by_device(plain_onnx):
+    _, onnx_path = plain_onnx
+    spec = read_classifier_spec(onnx_path)
+    placed = {device: served_runtime(onnx_path, TritonRepoConfig(device=device)) for device in ("cpu", "cuda", "cuda:1")}
+    assert {device: (served.device, served.gpu) for device, served in placed.items()} == {
+        "cpu": ("cpu", None), "cuda": ("gpu", None), "cuda:1": ("gpu", 1)}
+    config = _parse(_classifier(spec, ModelNames.for_name("leaf"), TritonRepoConfig(device="cuda:1"), max_batch=8))
+    assert [(g.kind, list(g.gpus)) for g in config.instance_group] == [(config.instance_group[0].KIND_GPU, [1])]
+
+
 def test_engine_classifier_config_matches_the_sidecar(plain_onnx, tmp_path):
     _, onnx_path = plain_onnx
     (in_name, in_dims), (out_name, out_dims), _ = _onnx_io(onnx_path)
@@ -150,7 +160,7 @@ def test_pre_and_postprocessing_carry_the_models_settings(plain_onnx):
     ({"max_batch": 0}, "max batch"),
     ({"instances": 0}, "instances"),
     ({"top_k": True}, "top-k"),
-    ({"device": "tpu"}, "gpu or cpu"),
+    ({"device": "tpu"}, "cpu, cuda \\(every GPU\\) or cuda:N"),
     ({"max_queue_delay_us": -1}, "queue delay"),
 ])
 def test_bad_settings_are_refused(changes, message):

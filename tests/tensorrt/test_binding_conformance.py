@@ -43,9 +43,10 @@ PATHS = [
 ]
 
 
-def exercise(stack: fakes.FakeStack, folder: Path, precision: str, onnx_precision: str, weak: bool) -> None:
+def exercise(stack: fakes.FakeStack, folder: Path, precision: str, onnx_precision: str, weak: bool, monkeypatch) -> None:
     """Our code's whole path on the fakes: a failed parse, a build with a foreign timing cache, a fixed-batch
-    build, the backend on both bindings (runs, a split batch, a refused batch) and a CUDA error."""
+    build, the backend on both bindings (runs, a split batch, a refused batch), a CUDA error, an engine without
+    a sidecar run with its --engine-source, and a DLA build with an optimisation level on a (fake) Jetson."""
     onnx_path = tiny_onnx(folder / "m.onnx", precision=onnx_precision)
     stack.controls.parser_errors = ["In node 0 (Unsupported): UNSUPPORTED_NODE"]
     with pytest.raises(ClcaDeployError, match="cannot parse"):
@@ -67,7 +68,23 @@ def exercise(stack: fakes.FakeStack, folder: Path, precision: str, onnx_precisio
             np.testing.assert_allclose(backend(batch[:2]), expected_logits(batch[:2], 15), rtol=1e-5, atol=1e-6)
     with pytest.raises(ClcaDeployError, match="CUDA call cuDeviceGet failed: cuda error invalid device"):
         open_binding(len(stack.gpu.devices), "cuda-python")  # an error path: cuGetErrorString
+    exercise_elsewhere(stack, folder, onnx_path, Path(engine), batch, monkeypatch)
     assert stack.gpu.live() == {key: 0 for key in stack.gpu.live()}
+
+
+def exercise_elsewhere(stack: fakes.FakeStack, folder: Path, onnx_path: Path, engine: Path, batch, monkeypatch) -> None:
+    """The same on every path: a copy of ``engine`` without its sidecar (as trtexec leaves one), run with the ONNX
+    file it came from; an fp16 engine built for DLA core 1 at optimisation level 1, then run there."""
+    foreign = folder / "foreign.engine"
+    foreign.write_bytes(engine.read_bytes())
+    with open_backend(foreign, engine_source=onnx_path, cuda_binding="cuda-python") as backend:
+        np.testing.assert_allclose(backend(batch[:4]), expected_logits(batch[:4], 15), rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr("clca_deploy.system.jetson.is_jetson", lambda: True)
+    stack.controls.dla_cores = 2
+    config = EngineConfig("fp16", batch=BatchProfile(1, 2, 4), dla_core=1, optimization_level=1)
+    dla = build_engine(tiny_onnx(folder / "d.onnx", precision="fp16"), folder / "d.engine", config, log=quiet).path
+    with open_backend(dla, cuda_binding="pycuda") as backend:
+        np.testing.assert_allclose(backend(batch[:2]), expected_logits(batch[:2], 15), rtol=1e-5, atol=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +94,7 @@ def recorded(tmp_path_factory):
     for path_id, version, precision, onnx_precision, weak in PATHS:
         with pytest.MonkeyPatch.context() as monkeypatch:
             stack = fakes.install(monkeypatch, version)
-            exercise(stack, tmp_path_factory.mktemp(path_id), precision, onnx_precision, weak)
+            exercise(stack, tmp_path_factory.mktemp(path_id), precision, onnx_precision, weak, monkeypatch)
             results[path_id] = {**stack.records(), "signatures": stack.signatures()}
     return results
 
@@ -98,7 +115,19 @@ def test_tensorrt_names_we_use_exist_in_that_release(recorded, path_id, version)
 def test_no_removed_weak_typing_name_is_touched_on_tensorrt_11(recorded, path_id):
     used = recorded[path_id]["tensorrt"]
     assert sorted(set(used) & set(fakes.REMOVED_IN_11)) == [], readable(used)
-    assert not [name for name in used if name.startswith(("BuilderFlag", "IInt8"))], readable(used)
+    # GPU_FALLBACK (with --dla-core) is no precision flag: 11.x keeps it.
+    kept = ("BuilderFlag", "BuilderFlag.GPU_FALLBACK")
+    assert not [name for name in used if name.startswith(("BuilderFlag", "IInt8")) and name not in kept], readable(used)
+
+
+def test_every_path_touches_the_dla_optimisation_and_engine_source_names(recorded):
+    """The recording sees the builder options and the sidecar-less load, so their checks above are not vacuous."""
+    wanted = {
+        "IBuilderConfig.builder_optimization_level", "IBuilderConfig.default_device_type", "IBuilderConfig.DLA_core",
+        "DeviceType.DLA", "BuilderFlag.GPU_FALLBACK", "Builder.num_DLA_cores", "Runtime.num_DLA_cores", "Runtime.DLA_core",
+        "ICudaEngine.get_tensor_profile_shape",
+    }
+    assert {path: sorted(wanted - set(r["tensorrt"])) for path, r in recorded.items()} == {path: [] for path in recorded}
 
 
 def test_weak_paths_touch_their_flags(recorded):

@@ -51,7 +51,8 @@ def test_sidecar_contents_are_json():
     assert json.loads(json.dumps(sidecar)) == sidecar
     expected = {
         "format", "tensorrt_version", "gpu_name", "compute_capability", "precision", "builder_flags", "strongly_typed",
-        "notes", "io", "profiles", "onnx_sha256", "engine_sha256", "keep_rate", "onnx_metadata",
+        "notes", "io", "profiles", "onnx_sha256", "engine_sha256", "keep_rate", "onnx_metadata", "dla_core",
+        "optimization_level",
     }
     assert set(sidecar) == expected
     assert sidecar["format"] == SIDECAR_FORMAT == "clca_deploy.engine/1"
@@ -119,6 +120,24 @@ def test_sidecar_without_version_is_refused():
     del sidecar["tensorrt_version"]
     with pytest.raises(ClcaDeployError, match="tensorrt_version is None, expected text.*build-trt"):
         parse_sidecar(sidecar, "m.engine.json")
+
+
+def test_builder_options_in_the_sidecar_are_read_back_and_optional():
+    checked = _checked(dla_core=1, optimization_level=5)
+    assert (checked.dla_core, checked.optimization_level) == (1, 5)
+    assert checked.to_dict()["dla_core"] == 1 and checked.to_dict()["optimization_level"] == 5
+    older = _sidecar()
+    del older["dla_core"], older["optimization_level"]  # sidecars written before these were recorded
+    assert (parse_sidecar(older, "m.engine.json").dla_core, parse_sidecar(older, "m.engine.json").optimization_level) == (None, None)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("dla_core", -1), ("dla_core", 16), ("dla_core", "0"), ("dla_core", True), ("dla_core", 1.0),
+    ("optimization_level", 6), ("optimization_level", -1), ("optimization_level", "3"), ("optimization_level", False),
+])
+def test_crafted_builder_options_in_a_sidecar_are_refused(key, value):
+    with pytest.raises(ClcaDeployError, match=rf"m\.engine\.json is damaged: {key} is .*, expected null or .*build-trt"):
+        _checked(**{key: value})
 
 
 def test_load_sidecar(tmp_path):

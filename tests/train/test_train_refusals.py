@@ -67,7 +67,7 @@ def test_the_json_summary_may_not_overwrite_a_checkpoint(tiny_splits, init_check
     before = tree_digest(tmp_path)
     refused(["train", tiny_splits, "-o", tmp_path / "c.pth", "--init", init_checkpoint, "--json", init_checkpoint, *FAST],
             "is the input")
-    refused(["train", tiny_splits, "-o", tmp_path / "c.pth", "--json", tmp_path / "c.pth", *FAST], "its own file")
+    refused(["train", tiny_splits, "-o", tmp_path / "c.pth", "--json", tmp_path / "c.pth", *FAST], "is the input")
     assert tree_digest(tmp_path) == before
 
 

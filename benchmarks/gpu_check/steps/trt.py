@@ -106,9 +106,9 @@ def compare(work: Work, label: str) -> dict[str, Any]:
         rows[precision] = {"vs_same_onnx": agreement(engine_logits, source_logits, f"onnxruntime CPU {precision}"),
                            "vs_fp32_onnx": agreement(engine_logits, fp32_logits, "onnxruntime CPU fp32")}
     # An FP32 engine that disagrees with its own ONNX file is a build or runtime bug, not a precision cost.
-    fp32_agreement = rows["fp32"]["vs_same_onnx"]["top1_agreement"] if "fp32" in rows else 1.0
-    if fp32_agreement < 0.95:
-        raise StepError(f"the FP32 engine agrees with its ONNX file on only {100 * fp32_agreement:.0f}% of the images",
+    fp32_agreement = rows["fp32"]["vs_same_onnx"]["top1_agreement"] if "fp32" in rows else 100.0
+    if fp32_agreement < 95.0:
+        raise StepError(f"the FP32 engine agrees with its ONNX file on only {fp32_agreement:.0f}% of the images",
                         {"comparison": rows})
     return {"comparison": rows}
 

@@ -6,6 +6,7 @@ backend output with numpy (expected_logits) instead of a real network.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,10 @@ def expected_logits(images: np.ndarray, num_classes: int) -> np.ndarray:
     return images.astype(np.float32).mean(axis=(2, 3)) @ weights(num_classes)
 
 
-def tiny_onnx(path, precision: str = "fp32", batch: int | None = None, img_size: int = 32, num_classes: int = 15):
+def tiny_onnx(
+    path, precision: str = "fp32", batch: int | None = None, img_size: int = 32, num_classes: int = 15,
+    class_names: list[str] | None = None,
+):
     """A small ONNX file with clca-deploy metadata (the fake parser reads only its I/O and precision)."""
     import onnx
     from onnx import TensorProto, helper
@@ -42,6 +46,8 @@ def tiny_onnx(path, precision: str = "fp32", batch: int | None = None, img_size:
         "resize_size": str(img_size + 4), "interpolation": "bicubic", "mean": "[0.5, 0.5, 0.5]", "std": "[0.5, 0.5, 0.5]",
         "num_classes": str(num_classes), "clca_config": "{}", "precision": precision,
     }
+    if class_names is not None:
+        props["class_names"] = json.dumps(class_names)
     for key, value in props.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value

@@ -106,6 +106,14 @@ class Recorded:
         recorder = object.__getattribute__(self, "_recorder")
         return recorded_attribute(self, name, recorder, object.__getattribute__(self, "_api_name"))
 
+    def __setattr__(self, name, value):
+        """``config.DLA_core = 1`` is recorded as ``IBuilderConfig.DLA_core``, as a look-up is."""
+        if not name.startswith("_"):
+            recorder = object.__getattribute__(self, "_recorder")
+            if recorder is not None:
+                recorder.add(f"{object.__getattribute__(self, '_api_name')}.{name}")
+        object.__setattr__(self, name, value)
+
 
 class Fake(Recorded):
     """A recorded fake object of one install. ``self._env`` is that install's state (GPU, recorder, ...): it is

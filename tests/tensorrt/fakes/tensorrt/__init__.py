@@ -52,6 +52,7 @@ def module_names(env: TrtEnv) -> dict[str, object]:
         "OnnxParser": Namespace(recorder, "OnnxParser", constructor=env.OnnxParser),
         "BuilderFlag": env.BuilderFlag, "NetworkDefinitionCreationFlag": env.NetworkDefinitionCreationFlag,
         "MemoryPoolType": env.MemoryPoolType, "TensorIOMode": env.TensorIOMode, "DataType": env.DataType, "nptype": nptype,
+        "DeviceType": env.DeviceType,
         "INetworkDefinition": env.INetworkDefinition, "IBuilderConfig": env.IBuilderConfig, "ICudaEngine": env.ICudaEngine,
         "IExecutionContext": env.IExecutionContext, "ITimingCache": env.ITimingCache,
         "IOptimizationProfile": env.IOptimizationProfile, "IHostMemory": env.IHostMemory,

@@ -2,7 +2,8 @@
 
 The builder refuses what TensorRT refuses, logging the error and returning None: no current CUDA context,
 nothing parsed, precision flags on a strongly typed network, unknown network creation flags, a dynamic
-input without an optimization profile, a profile that names unknown inputs or does not fit an input. A
+input without an optimization profile, a profile that names unknown inputs or does not fit an input, DLA
+as the default device with a DLA core the device lacks. The config refuses an optimisation level outside 0..5. A
 timing cache from another TensorRT version or GPU is refused unless ``ignore_mismatch``. The plan it
 serializes is JSON behind PLAN_MAGIC, which the fake Runtime reads back.
 """
@@ -71,6 +72,36 @@ class IBuilderConfig(Fake):
     def __init__(self, builder):
         super().__init__()
         self._flags, self._pools, self._profiles, self._cache, self._calibrator = set(), {}, [], None, None
+        self._dla_core, self._device_type, self._level = -1, self._env.DeviceType._get("GPU"), 3
+
+    @property
+    def DLA_core(self):  # noqa: N802 (TensorRT's name)
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        self._dla_core = int(value)
+
+    @property
+    def default_device_type(self):
+        return self._device_type
+
+    @default_device_type.setter
+    def default_device_type(self, value):
+        if not isinstance(value, Member) or not value._qualname.startswith("DeviceType."):
+            raise TypeError("default_device_type: DeviceType")
+        self._device_type = value
+
+    @property
+    def builder_optimization_level(self):
+        return self._level
+
+    @builder_optimization_level.setter
+    def builder_optimization_level(self, value):
+        if not 0 <= int(value) <= 5:
+            self._env.error(f"IBuilderConfig::setBuilderOptimizationLevel: Error Code 3: level {value} outside 0..5")
+            return
+        self._level = int(value)
 
     def set_memory_pool_limit(self, pool, pool_size):
         if not isinstance(pool, Member) or not pool._qualname.startswith("MemoryPoolType."):
@@ -163,6 +194,10 @@ class Builder(Fake):
     def platform_has_tf32(self):
         return True
 
+    @property
+    def num_DLA_cores(self):  # noqa: N802 (TensorRT's name)
+        return self._env.controls.dla_cores
+
     def build_serialized_network(self, network, config):
         env = self._env
         device = env.gpu.current()
@@ -171,6 +206,8 @@ class Builder(Fake):
             env.controls.calls.append(("build_serialized_network", device))
             if env.controls.fail_build:
                 refusal = "IBuilder::buildSerializedNetwork: Error Code 10: Internal Error (could not find any implementation)"
+        if refusal is None:
+            refusal = _dla_refusal(config, env.controls.dla_cores)
         if refusal is None:
             refusal, profile_shapes = _profile_shapes(network._graph, config._profiles)
         if refusal is not None:
@@ -184,6 +221,8 @@ class Builder(Fake):
             "version": env.version, "device": device, "cc": env.gpu.devices[device][1], "graph": network._graph,
             "profile": profile_shapes, "strongly_typed": network._strongly_typed, "flags": sorted(config._flags),
             "compute": _compute_precision(network, config), "workspace": config._pools.get("MemoryPoolType.WORKSPACE"),
+            "device_type": config._device_type._qualname.split(".", 1)[1], "dla_core": config._dla_core,
+            "optimization_level": config._level,
         }
         return env.IHostMemory(PLAN_MAGIC + json.dumps(plan).encode())
 
@@ -211,6 +250,13 @@ def _refusal_before_building(network, config, device) -> str | None:
             if flag in config._flags:
                 return STRONG_TYPING_ERROR.format(flag=flag)
     return None
+
+
+def _dla_refusal(config, dla_cores: int) -> str | None:
+    """TensorRT's error for DLA as the default device on a DLA core this device lacks, if so."""
+    if config._device_type._qualname != "DeviceType.DLA" or 0 <= config._dla_core < dla_cores:
+        return None
+    return f"IBuilder::buildSerializedNetwork: Error Code 3: DLA core {config._dla_core} requested, {dla_cores} available"
 
 
 def _profile_shapes(graph: dict, profiles: list) -> tuple[str | None, dict | None]:

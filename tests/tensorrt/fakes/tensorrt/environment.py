@@ -28,6 +28,7 @@ REMOVED_IN_11 = (
 BUILDER_FLAGS = ("TF32", "REFIT", "DEBUG", "GPU_FALLBACK", "SPARSE_WEIGHTS", "VERSION_COMPATIBLE", "STRIP_PLAN")
 MEMORY_POOLS = ("WORKSPACE", "DLA_MANAGED_SRAM", "DLA_LOCAL_DRAM", "DLA_GLOBAL_DRAM", "TACTIC_DRAM")
 TENSOR_IO_MODES = ("NONE", "INPUT", "OUTPUT")
+DEVICE_TYPES = ("GPU", "DLA")
 DATA_TYPES = ("FLOAT", "HALF", "INT8", "INT32", "BOOL")
 NUMPY_TYPES = dict(enumerate((np.float32, np.float16, np.int8, np.int32, np.bool_)))  # by DataType value
 SEVERITIES = ("INTERNAL_ERROR", "ERROR", "WARNING", "INFO", "VERBOSE")
@@ -50,6 +51,7 @@ class TrtControls:
     fail_build: bool = False
     errors: list[str] = field(default_factory=list)  # what TensorRT would have logged as errors
     calls: list[tuple] = field(default_factory=list)  # ("create_network", flags), ("set_flag", "FP16"), ...
+    dla_cores: int = 0  # what Builder.num_DLA_cores and Runtime.num_DLA_cores report (2 on AGX Orin, 0 off Jetson)
 
 
 class TrtEnv:
@@ -67,6 +69,7 @@ class TrtEnv:
         self.MemoryPoolType = Namespace(recorder, "MemoryPoolType", list(MEMORY_POOLS))
         self.TensorIOMode = Namespace(recorder, "TensorIOMode", list(TENSOR_IO_MODES))
         self.DataType = Namespace(recorder, "DataType", list(DATA_TYPES))
+        self.DeviceType = Namespace(recorder, "DeviceType", list(DEVICE_TYPES))
 
     def error(self, message: str) -> None:
         """Log ``message`` as TensorRT's logger would report an error."""

@@ -10,17 +10,20 @@ from pathlib import Path
 
 from ..recording import Fake
 
+ONNX_TO_TRT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 9: "BOOL"}  # ONNX element types -> trt.DataType names
+
 
 def read_network(path: str) -> dict:
-    """What the fake parser takes from an ONNX file: I/O names, shapes (-1 dynamic), precision."""
+    """What the fake parser takes from an ONNX file: I/O names, shapes (-1 dynamic), TensorRT dtypes, precision."""
     import onnx
 
     model = onnx.load(path, load_external_data=False)
     dims = lambda value: [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]  # noqa: E731
+    dtype = lambda value: ONNX_TO_TRT.get(value.type.tensor_type.elem_type, "FLOAT")  # noqa: E731
     props = {p.key: p.value for p in model.metadata_props}
     return {
-        "inputs": [{"name": v.name, "shape": dims(v)} for v in model.graph.input],
-        "outputs": [{"name": v.name, "shape": dims(v)} for v in model.graph.output],
+        "inputs": [{"name": v.name, "shape": dims(v), "dtype": dtype(v)} for v in model.graph.input],
+        "outputs": [{"name": v.name, "shape": dims(v), "dtype": dtype(v)} for v in model.graph.output],
         "precision": props.get("precision", "fp32"),
     }
 

@@ -1,10 +1,12 @@
 """Fake TensorRT running side: Runtime, ICudaEngine and IExecutionContext.
 
 The runtime refuses a plan without a current CUDA context, one that is not a fake plan, one from another
-TensorRT version or built for another compute capability. The execution context refuses input shapes
-outside the optimization profile and execution with an input shape or a tensor address missing, with the
-engine's context not current, or into freed or unknown memory; it queues the "model" (expected_logits)
-on the stream, so results appear only at synchronize.
+TensorRT version or built for another compute capability, and a DLA core the device lacks; it records the DLA
+core each plan was deserialized on (controls.calls). The engine reports each I/O tensor's dtype from the plan
+(FLOAT unless the plan says otherwise); execution reads and writes them in those dtypes. The execution context
+refuses input shapes outside the optimization profile and execution with an input shape or a tensor address
+missing, with the engine's context not current, or into freed or unknown memory; it queues the "model"
+(expected_logits) on the stream, so results appear only at synchronize.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 from ..gpu import CudaError
 from ..model import expected_logits
 from ..recording import Fake
-from .environment import PLAN_MAGIC
+from .environment import DATA_TYPES, NUMPY_TYPES, PLAN_MAGIC
 
 
 class Runtime(Fake):
@@ -27,12 +29,29 @@ class Runtime(Fake):
         super().__init__()
         if not isinstance(logger, self._env.Logger):
             raise TypeError("Runtime(logger: ILogger)")
+        self._dla_core = -1
+
+    @property
+    def num_DLA_cores(self):  # noqa: N802 (TensorRT's name)
+        return self._env.controls.dla_cores
+
+    @property
+    def DLA_core(self):  # noqa: N802
+        return self._dla_core
+
+    @DLA_core.setter
+    def DLA_core(self, value):  # noqa: N802
+        if not 0 <= int(value) < self._env.controls.dla_cores:
+            self._env.error(f"IRuntime::setDLACore: Error Code 3: DLA core {value} requested, {self._env.controls.dla_cores} available")
+            return
+        self._dla_core = int(value)
 
     def deserialize_cuda_engine(self, serialized_engine):
         env = self._env
         data = bytes(serialized_engine)
         device = env.gpu.current()
         env.gpu.events.append(("deserialize", device))
+        env.controls.calls.append(("deserialize_cuda_engine", self._dla_core))
         if device is None:
             env.error("IRuntime::deserializeCudaEngine: Error Code 1: Cuda Runtime (invalid device context)")
             return None
@@ -58,6 +77,7 @@ class ICudaEngine(Fake):
         graph = plan["graph"]
         self._tensors = [(t["name"], "INPUT", t["shape"]) for t in graph["inputs"]]
         self._tensors += [(t["name"], "OUTPUT", t["shape"]) for t in graph["outputs"]]
+        self._dtypes = {t["name"]: t.get("dtype", "FLOAT") for t in graph["inputs"] + graph["outputs"]}
 
     def _find(self, name):
         for tensor in self._tensors:
@@ -79,7 +99,7 @@ class ICudaEngine(Fake):
         return self._env.TensorIOMode._get(tensor[1] if tensor else "NONE")
 
     def get_tensor_dtype(self, name):
-        return self._env.DataType._get("FLOAT")  # the exports keep float32 I/O at every precision
+        return self._env.DataType._get(self._dtypes.get(name, "FLOAT"))
 
     def get_tensor_shape(self, name):
         tensor = self._find(name)
@@ -149,17 +169,18 @@ class IExecutionContext(Fake):
         (input_name, _, _), (output_name, _, _) = engine._tensors[0], engine._tensors[1]
         shape = self._shapes[input_name]
         out_shape = self.get_tensor_shape(output_name)  # a recorded look-up, like a caller's: the recorded names depend on it
+        in_type, out_type = (np.dtype(NUMPY_TYPES[DATA_TYPES.index(engine._dtypes[n])]) for n in (input_name, output_name))
         try:
-            images = env.gpu.device_view(self._addresses[input_name], int(np.prod(shape)) * 4)
-            logits = env.gpu.device_view(self._addresses[output_name], int(np.prod(out_shape)) * 4)
+            images = env.gpu.device_view(self._addresses[input_name], int(np.prod(shape)) * in_type.itemsize)
+            logits = env.gpu.device_view(self._addresses[output_name], int(np.prod(out_shape)) * out_type.itemsize)
             env.gpu.stream(stream_handle)
         except CudaError as exc:
             env.error(f"IExecutionContext::enqueueV3: Error Code 1: Cuda Runtime ({exc})")
             return False
 
         def run():  # at synchronize, on the device memory as it is then
-            batch = images.view(np.float32).reshape(shape)
-            logits[:] = expected_logits(batch, out_shape[-1]).astype(np.float32).view(np.uint8).reshape(-1)
+            batch = images.view(in_type).reshape(shape)
+            logits[:] = expected_logits(batch, out_shape[-1]).astype(out_type).view(np.uint8).reshape(-1)
 
         env.gpu.enqueue(stream_handle, run)
         return True
