@@ -65,7 +65,7 @@ def info(
     json_target(json_out, [checkpoint, train_args])
     if is_deployed_file(checkpoint):
         described = describe_model_file(checkpoint)
-        show_result(described.to_dict(), json_out, lambda: print_deployed(described))
+        show_result(described.to_dict(), json_out, lambda: print_deployed(described), "model-file")
         return
     from clca_deploy.model.checkpoint import read_train_args
     from clca_deploy.model.summary import summarize_checkpoint
@@ -77,7 +77,7 @@ def info(
         if value is not None
     }
     summary = summarize_checkpoint(checkpoint, **settings)
-    show_result(summary.to_dict(), json_out, lambda: print_summary(summary))
+    show_result(summary.to_dict(), json_out, lambda: print_summary(summary), "checkpoint")
 
 
 @app.command()
@@ -112,7 +112,7 @@ def export(
     )
     json_target(json_out, [checkpoint, output, data, train_args, class_names])
     result = export_onnx(checkpoint, output, config, log=cli_log(json_to_stdout(json_out)))
-    show_result(result.to_dict(), json_out, lambda: _print_export(result))
+    show_result(result.to_dict(), json_out, lambda: _print_export(result), "export")
 
 
 def _print_export(result) -> None:
@@ -143,7 +143,7 @@ def predict(
     json_target(json_out, [model, *images, *runtime_options.paths()])
     with open_backend(model, runtime, runtime_options) as backend:
         run = predict_images(backend, images, top_k=top_k, progress=json_out is None)
-    show_result(run.to_dict(), json_out, lambda: print_predictions(run))
+    show_result(run.to_dict(), json_out, lambda: print_predictions(run), "predictions")
 
 
 @app.command("triton-repo")
@@ -177,7 +177,7 @@ def triton_repo(
     )
     json_target(json_out, [model, output, *runtime_options.paths()])
     result = write_triton_repository(model, output, config, overwrite=overwrite)
-    show_result(result.to_dict(), json_out, lambda: _print_repository(result))
+    show_result(result.to_dict(), json_out, lambda: _print_repository(result), "triton-repo")
 
 
 def _print_repository(result) -> None:
@@ -273,7 +273,7 @@ def train(
         data, output, config, test=test, resume=resume, init=init, init_train_args=init_args,
         log=cli_log(json_to_stdout(json_out)),
     )
-    show_result(result.to_dict(), json_out, lambda: json_out is None or say(f"wrote {json_out}"))
+    show_result(result.to_dict(), json_out, lambda: json_out is None or say(f"wrote {json_out}"), "train")
 
 
 @app.command()
@@ -308,7 +308,7 @@ def doctor(json_out: Optional[Path] = json_option("the report")) -> None:
 
     json_target(json_out)
     report = run_doctor()
-    show_result(report.to_dict(), json_out, lambda: typer.echo(format_report(report)))
+    show_result(report.to_dict(), json_out, lambda: typer.echo(format_report(report)), "doctor")
 
 
 app.command()(cache)

@@ -67,7 +67,7 @@ def cache(
     if target is not None and usage.exists:
         trimmed = trim_cache(usage, target)
         usage = scan_cache(root, kinds)
-    show_result(_as_dict(usage, kinds, trimmed), as_json, lambda: _print_usage(usage, kinds, trimmed))
+    show_result(_as_dict(usage, kinds, trimmed), as_json, lambda: _print_usage(usage, kinds, trimmed), "cache")
     if trimmed is not None and trimmed.failed:
         raise typer.Exit(1)
 

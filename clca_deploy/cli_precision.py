@@ -65,7 +65,7 @@ def calibrate(
             placement=placement, openvino=openvino,
         )
         result = quantize_int8(model, output, config, log=log)
-    show_result(result.to_dict(), json_out, lambda: _print_calibration(result))
+    show_result(result.to_dict(), json_out, lambda: _print_calibration(result), "calibrate")
 
 
 def _print_calibration(result) -> None:
@@ -115,7 +115,7 @@ def build_trt(
     )
     json_target(json_out, [model, output, data, timing_cache])
     result = build(model, output, config, data=data, num_images=num_images, log=cli_log(json_to_stdout(json_out)))
-    show_result(result.to_dict(), json_out, lambda: _print_build(result))
+    show_result(result.to_dict(), json_out, lambda: _print_build(result), "engine-build")
 
 
 def _print_build(result) -> None:

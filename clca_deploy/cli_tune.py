@@ -40,11 +40,11 @@ def tune(
         checkpoint=checkpoint, data=data, budget=Budget(ms=budget_ms, mj=budget_mj), workdir=output, batch=batch,
         keep_rates=tuple(_floats(keep, "--keep")) or None, precisions=tuple(split_list(precision)),
         runtimes=tuple(split_list(runtime)) or None, minutes=minutes, min_agreement=min_agreement,
-        calibration_data=calibration_data, limit=limit, iters=iters, steps=steps,
+        calibration_data=calibration_data, limit=limit, iters=iters, steps=steps, progress=True,
     )
     json_target(json_out, [checkpoint, data, calibration_data])
     result = run_tune(config, log=cli_log(to_stderr=True))
-    show_result(result.to_dict(), json_out, lambda: print_tune(result, config.budget))
+    show_result(result.to_dict(), json_out, lambda: print_tune(result, config.budget), "tune")
     if result.pick.chosen is None:  # a script must see that there is nothing to deploy
         closest = ", ".join(f"{m.candidate.key} ({_figures(m)})" for m in result.pick.closest)
         typer.echo(printable(f"tune: {result.pick.reason}" + (f" Closest: {closest}." if closest else "")), err=True)

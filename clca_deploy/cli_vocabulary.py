@@ -68,11 +68,12 @@ def json_target(target: Optional[Path], inputs: typing.Iterable[Optional[Path]] 
     return target
 
 
-def show_result(data: dict, target: Optional[Path], text_view: Callable[[], None]) -> None:
-    """The text view unless the JSON takes standard output; then the JSON, if asked for."""
+def show_result(data: dict, target: Optional[Path], text_view: Callable[[], None], kind: str) -> None:
+    """The text view unless the JSON takes standard output; then the JSON, if asked for, named as every JSON
+    the tool writes names itself: ``"format": "clca_deploy.<kind>/<version>"`` (version 1 unless it says)."""
     if not json_to_stdout(target):
         text_view()
-    write_json_result(data, target)
+    write_json_result(data if "format" in data else {"format": f"clca_deploy.{kind}/1", **data}, target)
 
 
 def write_json_result(data: dict, target: Optional[Path]) -> None:

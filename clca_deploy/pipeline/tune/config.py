@@ -34,6 +34,7 @@ class TuneConfig:
     warmup: int = 3
     iters: int = 20
     steps: bool = True  # look for latency steps between token counts and offer the count under each
+    progress: bool = False  # a progress bar over the candidates (the command line's; never into a pipe)
 
     def validate(self) -> None:
         budget = self.budget

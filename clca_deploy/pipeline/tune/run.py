@@ -165,7 +165,10 @@ def _settings(config: TuneConfig, keep_rates) -> dict:
 
 def _screen_all(run: _Run, pool: list[Candidate]) -> None:
     """Every candidate, cheapest first, unless the pruning rule or the clock rules it out."""
-    for candidate in screening_order(pool):
+    from clca_deploy.progress import track
+
+    order = screening_order(pool)
+    for candidate in track(order, len(order), "tune", "candidate", run.config.progress):
         if candidate.key in run.measured:
             continue
         if run.out_of_time():

@@ -14,12 +14,13 @@ MIN_KEEP_GAP = 0.02
 
 
 def curves(measurements) -> dict[tuple, list[Measurement]]:
-    """Each family's measured points (status ok), by token count."""
-    by_family: dict[tuple, list[Measurement]] = defaultdict(list)
-    for m in measurements:
+    """Each family's measured points (status ok), by token count; of keep rates that give the same token
+    count (0.97 and 1.0 can), the lowest stands for them: the graphs are the same size."""
+    by_family: dict[tuple, dict[int, Measurement]] = defaultdict(dict)
+    for m in sorted(measurements, key=lambda m: m.candidate.keep_rate, reverse=True):
         if m.status == "ok" and m.p50_ms is not None and m.tokens > 0:
-            by_family[m.candidate.family].append(m)
-    return {family: sorted(points, key=lambda m: m.tokens) for family, points in by_family.items()}
+            by_family[m.candidate.family][m.tokens] = m
+    return {family: [points[t] for t in sorted(points)] for family, points in by_family.items()}
 
 
 def curve_latency(m: Measurement) -> float:

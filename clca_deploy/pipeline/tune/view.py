@@ -42,4 +42,4 @@ def print_tune(result, budget: Budget) -> None:
         table.add_row(*(printable(cell) for cell in row))
     console = Console(highlight=False)
     console.print(table)
-    console.print(printable(f"pick: {result.pick.reason}"), soft_wrap=True)
+    console.print(printable(f"pick: {result.pick.reason}"))

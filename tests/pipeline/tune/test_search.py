@@ -84,3 +84,15 @@ def test_contenders_take_turns_in_rounds_each_opened_by_an_untimed_call():
     expected = ["a", "b"] + ["a"] * (1 + ROUND_CALLS) + ["b"] * (1 + ROUND_CALLS) + ["a"] * 3 + ["b"] * 3
     assert calls == expected
     assert all(value == pytest.approx(1.0) for values in samples.values() for value in values)  # one tick per timed call
+
+
+def test_keep_rates_with_the_same_token_count_are_one_point_of_the_curve():
+    from clca_deploy.pipeline.tune.search import curves
+
+    same = measured(1.0)
+    twin = Measurement(Candidate(0.972, *FAMILY), same.tokens, p50_ms=same.p50_ms, p90_ms=same.p90_ms, samples_ms=(1.0,))
+    (points,) = curves([measured(0.2), same, twin]).values()
+    assert [(m.tokens, m.candidate.keep_rate) for m in points] == [(200, 0.2), (1000, 0.972)]
+    run = _run(budget_ms=10.0)
+    run.save(twin)
+    assert refine_steps(run, [])  # no error on the twin; the step is still found
