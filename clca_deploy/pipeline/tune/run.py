@@ -153,12 +153,14 @@ def _own_keep_rate(checkpoint: Path) -> float:
 def _settings(config: TuneConfig, keep_rates) -> dict:
     """What the record's measurements depend on: a change to any of them measures afresh."""
     from clca_deploy.bench.environment import cpu_name
+    from clca_deploy.bench.power import rails
     from clca_deploy.system.gpu import list_gpus
 
     return {
         "checkpoint_sha256": sha256_file(config.checkpoint), "data": str(Path(config.data).resolve()),
         "limit": config.limit, "batch": config.batch, "calibration_data": str(config.calibration_data or config.data),
         "calibration_images": config.calibration_images, "machine": {"cpu": cpu_name(), "gpus": [gpu.name for gpu in list_gpus()]},
+        "power_mode": rails.jetson_power_mode(),  # a Jetson's nvpmodel mode: another mode measures afresh
         "keep_rates": list(keep_rates),
     }
 

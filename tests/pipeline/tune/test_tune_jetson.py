@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def jetson(monkeypatch):
     stack = fakes.install(monkeypatch, "10.3.0", devices=(("Orin", "8.7"),))
+    monkeypatch.setattr("clca_deploy.bench.power.rails.jetson_power_mode", lambda: "MAXN")  # nvpmodel's mode
 
     def detect_tegrastats(device_index):
         return Detection.found(TegrastatsSampler(lines=repeating(AGX_ORIN_JP6)))
@@ -47,4 +48,5 @@ def test_an_energy_budget_on_a_jetson_picks_and_deploys_an_engine(jetson, tmp_pa
     assert deployed.suffix == ".engine" and deployed.with_name(deployed.name + ".json").is_file()
     report = json.loads((tmp_path / "tune.json").read_text())
     assert report["pick"]["candidate"] == chosen.candidate.key
+    assert report["settings"]["power_mode"] == "MAXN"  # recorded, and part of what a resumed run must match
     assert {c["candidate"]["precision"] for c in report["candidates"]} == {"fp32", "fp16", "int8"}
