@@ -16,7 +16,7 @@ from clca_deploy import cli_options as opt
 from clca_deploy.cli_options import with_runtime_options
 from clca_deploy.cli_views import print_deployed, print_predictions, print_summary, say
 from clca_deploy.cli_vocabulary import (
-    VocabularyGroup, add_verbosity, cli_log, hidden_alias, is_verbose, json_option, json_target, json_to_stdout,
+    VocabularyGroup, add_verbosity, cli_log, hidden_alias, is_verbose, json_option, json_target, is_stdout,
     parse_device, renamed, show_result,
 )
 from clca_deploy.errors import ClcaDeployError
@@ -111,7 +111,7 @@ def export(
         train_args=train_args, class_names=class_names,
     )
     json_target(json_out, [checkpoint, output, data, train_args, class_names])
-    result = export_onnx(checkpoint, output, config, log=cli_log(json_to_stdout(json_out)))
+    result = export_onnx(checkpoint, output, config, log=cli_log(is_stdout(json_out)))
     show_result(result.to_dict(), json_out, lambda: _print_export(result), "export")
 
 
@@ -271,7 +271,7 @@ def train(
     init_args = read_train_args(init_train_args) if init_train_args is not None else None
     result = run_training(
         data, output, config, test=test, resume=resume, init=init, init_train_args=init_args,
-        log=cli_log(json_to_stdout(json_out)),
+        log=cli_log(is_stdout(json_out)),
     )
     show_result(result.to_dict(), json_out, lambda: json_out is None or say(f"wrote {json_out}"), "train")
 

@@ -10,9 +10,9 @@ import typer
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.cli_options import with_runtime_options
-from clca_deploy.cli_views import bench_failure, is_stdout, render_report
+from clca_deploy.cli_views import bench_failure, render_report
 from clca_deploy.cli_vocabulary import (
-    cli_log, hidden_alias, json_option, json_target, renamed, split_list, write_json_result,
+    cli_log, hidden_alias, is_stdout, json_option, json_target, renamed, split_numbers, write_json_result,
 )
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.runtime.registry import RuntimeOptions
@@ -20,10 +20,7 @@ from clca_deploy.terminal import printable
 
 
 def _int_list(values: list[str]) -> tuple[int, ...]:
-    try:
-        return tuple(int(part) for part in split_list(values))
-    except ValueError:
-        raise ClcaDeployError(f"--batch-sizes takes whole numbers such as 1,8 (or repeated), got {','.join(values)!r}.") from None
+    return split_numbers(values, int, "--batch-sizes takes whole numbers such as 1,8")
 
 
 def _bench_outputs(out: Optional[Path], plot: Optional[Path]) -> tuple[Optional[Path], Optional[Path]]:
@@ -128,7 +125,4 @@ def sweep(
 
 
 def _keep_rates(values: list[str]) -> tuple[float, ...]:
-    try:
-        return tuple(float(part) for part in split_list(values))
-    except ValueError:
-        raise ClcaDeployError(f"--keep takes keep rates such as 0.1,0.5 (or repeated), got {','.join(values)!r}.") from None
+    return split_numbers(values, float, "--keep takes keep rates such as 0.1,0.5")

@@ -28,17 +28,39 @@ def _runtime_help(many: bool) -> str:
     return f"Runtime for the file (default: its type's first): {choices}."
 
 
-class RuntimeOptionsCommand:
-    """A typer command function plus the registry's runtime options (see the module docstring)."""
+class WrappedCommand:
+    """A typer command function that shows typer more parameters than it has: a subclass's ``__signature__``
+    adds them, and its ``__call__`` takes them off before calling the function."""
 
-    def __init__(self, command: Callable[..., Any], runtime_list: bool, triton_only: bool, only: tuple[str, ...]):
+    def __init__(self, command: Callable[..., Any]):
         self._command = command
-        self._runtime_list = runtime_list  # --runtime takes several (bench)
-        self._triton_only = triton_only  # only what a Triton model config carries (serve, triton-repo)
-        self._only = only  # only these option fields (sweep: the train.py args of its checkpoint)
         self.__name__ = command.__name__
         self.__doc__ = command.__doc__
         self.__module__ = command.__module__
+
+    def own_parameters(self, leave_out: tuple[str, ...] = ()) -> list[inspect.Parameter]:
+        """The function's own parameters, their annotations resolved (typer needs types, not strings)."""
+        hints = typing.get_type_hints(self._command)
+        return [parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
+                for parameter in inspect.signature(self._command).parameters.values() if parameter.name not in leave_out]
+
+    @staticmethod
+    def added(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+    @property
+    def __annotations__(self) -> dict[str, Any]:  # typing.get_type_hints reads these
+        return {name: parameter.annotation for name, parameter in self.__signature__.parameters.items()}
+
+
+class RuntimeOptionsCommand(WrappedCommand):
+    """A typer command function plus the registry's runtime options (see the module docstring)."""
+
+    def __init__(self, command: Callable[..., Any], runtime_list: bool, triton_only: bool, only: tuple[str, ...]):
+        super().__init__(command)
+        self._runtime_list = runtime_list  # --runtime takes several (bench)
+        self._triton_only = triton_only  # only what a Triton model config carries (serve, triton-repo)
+        self._only = only  # only these option fields (sweep: the train.py args of its checkpoint)
 
     def _options(self):
         options = command_line_options(self._triton_only)
@@ -46,30 +68,16 @@ class RuntimeOptionsCommand:
 
     @property
     def __signature__(self) -> inspect.Signature:
-        hints = typing.get_type_hints(self._command)
-        parameters = inspect.signature(self._command).parameters
-        own = [
-            parameter.replace(annotation=hints.get(parameter.name, parameter.annotation))
-            for parameter in parameters.values()
-            if parameter.name not in (OPTIONS_PARAMETER, RUNTIME_PARAMETER)
-        ]
+        own = self.own_parameters(leave_out=(OPTIONS_PARAMETER, RUNTIME_PARAMETER))
         added = []
-        if RUNTIME_PARAMETER in parameters:  # its help lists the runtimes registered now
+        if RUNTIME_PARAMETER in inspect.signature(self._command).parameters:  # its help lists the runtimes registered now
             runtime = typer.Option(None, "--runtime", help=_runtime_help(self._runtime_list),
                                    metavar="NAME,NAME" if self._runtime_list else None)
             names = Literal[tuple(spec.name for spec in runtime_specs())]  # type: ignore[misc]
-            added.append(self._parameter(RUNTIME_PARAMETER, Optional[list[str]] if self._runtime_list else Optional[names], runtime))
+            added.append(self.added(RUNTIME_PARAMETER, Optional[list[str]] if self._runtime_list else Optional[names], runtime))
         for option in self._options():
-            added.append(self._parameter(option.name, *_typer_face(option)))
+            added.append(self.added(option.name, *_typer_face(option)))
         return inspect.Signature(own + added)
-
-    @staticmethod
-    def _parameter(name: str, annotation: Any, default: Any) -> inspect.Parameter:
-        return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
-
-    @property
-    def __annotations__(self) -> dict[str, Any]:  # typing.get_type_hints reads these
-        return {name: parameter.annotation for name, parameter in self.__signature__.parameters.items()}
 
     def __call__(self, **values: Any) -> Any:
         names = {option.name for option in self._options()}
@@ -87,7 +95,7 @@ def _typer_face(option) -> tuple[Any, Any]:
     if flag.choices:
         annotation = Literal[flag.choices]  # type: ignore[misc]
     if flag.parser is not None:
-        extra = {"parser": flag.parser, "metavar": "cuda|cuda:N|N" if flag.flag == "--device" else None}
+        extra = {"parser": flag.parser, "metavar": flag.metavar}
     return annotation, typer.Option(option.default, flag.flag, help=flag.help, **extra)
 
 

@@ -8,8 +8,8 @@ from typing import Literal, Optional
 import typer
 
 from clca_deploy.cli_views import say
-from clca_deploy.cli_vocabulary import cli_log, json_option, json_target, json_to_stdout, show_result
-from clca_deploy.runtime.options import parse_cuda_device
+from clca_deploy.cli_vocabulary import cli_log, json_option, json_target, is_stdout, show_result
+from clca_deploy.runtime.options import CUDA_DEVICE_METAVAR, parse_cuda_device
 from clca_deploy.errors import ClcaDeployError
 
 
@@ -51,7 +51,7 @@ def calibrate(
 
     output = output or calibrated_path(model, "fp16" if fp16 else "int8")
     json_target(json_out, [model, output, data, held_out_data, placement])
-    log = cli_log(json_to_stdout(json_out))
+    log = cli_log(is_stdout(json_out))
     if fp16:
         if openvino or any(option is not None for option in (target_agreement, placement, held_out_images, held_out_data)):
             raise ClcaDeployError("--target-agreement, --held-out-*, --placement and --openvino are for INT8; drop --fp16.")
@@ -88,7 +88,7 @@ def build_trt(
     batch: Optional[str] = typer.Option(None, help="Batch range MIN,OPT,MAX (dynamic-batch ONNX; default 1,8,32)."),
     workspace: float = typer.Option(2.0, help="Builder workspace in GiB."),
     timing_cache: Optional[Path] = typer.Option(None, help="Timing cache file, read and updated."),
-    device: int = typer.Option(0, parser=parse_cuda_device, metavar="cuda|cuda:N|N", help="GPU to build for."),
+    device: int = typer.Option(0, parser=parse_cuda_device, metavar=CUDA_DEVICE_METAVAR, help="GPU to build for."),
     weak_typing: bool = typer.Option(
         False, "--weak-typing", help="TensorRT 10 only: builder flags choose kernels' precision instead of the ONNX's types."
     ),
@@ -114,7 +114,7 @@ def build_trt(
         optimization_level=optimization_level, dla_core=dla_core,
     )
     json_target(json_out, [model, output, data, timing_cache])
-    result = build(model, output, config, data=data, num_images=num_images, log=cli_log(json_to_stdout(json_out)))
+    result = build(model, output, config, data=data, num_images=num_images, log=cli_log(is_stdout(json_out)))
     show_result(result.to_dict(), json_out, lambda: _print_build(result), "engine-build")
 
 

@@ -8,8 +8,7 @@ from typing import Optional
 import typer
 
 from clca_deploy.cli_views import say
-from clca_deploy.cli_vocabulary import cli_log, json_option, json_target, json_to_stdout, show_result, split_list
-from clca_deploy.errors import ClcaDeployError
+from clca_deploy.cli_vocabulary import cli_log, is_stdout, json_option, json_target, show_result, split_list, split_numbers
 from clca_deploy.terminal import printable
 
 
@@ -38,7 +37,7 @@ def tune(
 
     config = TuneConfig(
         checkpoint=checkpoint, data=data, budget=Budget(ms=budget_ms, mj=budget_mj), workdir=output, batch=batch,
-        keep_rates=tuple(_floats(keep, "--keep")) or None, precisions=tuple(split_list(precision)),
+        keep_rates=split_numbers(keep, float, "--keep takes numbers such as 0.1,0.5") or None, precisions=tuple(split_list(precision)),
         runtimes=tuple(split_list(runtime)) or None, minutes=minutes, min_agreement=min_agreement,
         calibration_data=calibration_data, limit=limit, iters=iters, steps=steps, progress=True,
     )
@@ -49,7 +48,7 @@ def tune(
         closest = ", ".join(f"{m.candidate.key} ({_figures(m)})" for m in result.pick.closest)
         typer.echo(printable(f"tune: {result.pick.reason}" + (f" Closest: {closest}." if closest else "")), err=True)
         raise typer.Exit(1)
-    if not json_to_stdout(json_out):
+    if not is_stdout(json_out):
         say(f"deployment  {result.deployment.get('model')}  (serve it: clca-deploy serve {result.deployment.get('model')}"
             + _runtime_flags(result.pick.chosen.candidate) + ")")
 
@@ -64,9 +63,3 @@ def _runtime_flags(candidate) -> str:
     flags = f" --runtime {candidate.runtime}"
     return flags + (f" --inference-precision {candidate.inference_precision}" if candidate.inference_precision else "")
 
-
-def _floats(values: list[str], flag: str) -> list[float]:
-    try:
-        return [float(value) for value in split_list(values)]
-    except ValueError:
-        raise ClcaDeployError(f"{flag} takes numbers such as 0.1,0.5 (or repeated), got {','.join(values)!r}.") from None

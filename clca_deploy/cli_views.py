@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 
+from clca_deploy.cli_vocabulary import is_stdout
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.terminal import printable
 
@@ -138,14 +139,6 @@ def print_deployed(described) -> None:
         if key != "io" and value not in (None, [], ""):
             rows.append((DETAIL_NAMES.get(key, key.replace("_", " ")), value))
     show_fields(rows)
-
-
-STDOUT = "-"  # the conventional name for standard output, where a command supports it
-
-
-def is_stdout(path: Optional[Path]) -> bool:
-    """True for the output "-": standard output (a file really named "-" is given with its folder)."""
-    return path is not None and str(path) == STDOUT
 
 
 def render_report(report, out: Optional[Path], plot: Optional[Path]) -> None:

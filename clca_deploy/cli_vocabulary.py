@@ -23,10 +23,11 @@ import typer
 from typer.core import TyperGroup
 
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.cli_options import WrappedCommand
 from clca_deploy.logs import LOGGER_NAME
 from clca_deploy.runtime.options import parse_cuda_device
 
-STDOUT = "-"
+STDOUT = "-"  # the conventional name for standard output, where a command supports it
 JSON_FLAG = "--json"
 _VERBOSITY = ("quiet", "verbose")
 
@@ -53,13 +54,14 @@ def renamed(value: Any, old_value: Any, new: str, old: str, default: Any = None)
     return value if value is not None else default
 
 
-def json_to_stdout(target: Optional[Path]) -> bool:
-    return target is not None and str(target) == STDOUT
+def is_stdout(path: Optional[Path]) -> bool:
+    """True for the output "-": standard output (a file really named "-" is given with its folder)."""
+    return path is not None and str(path) == STDOUT
 
 
 def json_target(target: Optional[Path], inputs: typing.Iterable[Optional[Path]] = ()) -> Optional[Path]:
     """Check a ``--json`` file before any work (standard output needs no check); returns it unchanged."""
-    if target is None or json_to_stdout(target):
+    if target is None or is_stdout(target):
         return target
     from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 
@@ -71,7 +73,7 @@ def json_target(target: Optional[Path], inputs: typing.Iterable[Optional[Path]] 
 def show_result(data: dict, target: Optional[Path], text_view: Callable[[], None], kind: str) -> None:
     """The text view unless the JSON takes standard output; then the JSON, if asked for, named as every JSON
     the tool writes names itself: ``"format": "clca_deploy.<kind>/<version>"`` (version 1 unless it says)."""
-    if not json_to_stdout(target):
+    if not is_stdout(target):
         text_view()
     write_json_result(data if "format" in data else {"format": f"clca_deploy.{kind}/1", **data}, target)
 
@@ -80,7 +82,7 @@ def write_json_result(data: dict, target: Optional[Path]) -> None:
     """``data`` on standard output (``-``) or atomically into ``target`` (already checked)."""
     if target is None:
         return
-    if json_to_stdout(target):
+    if is_stdout(target):
         typer.echo(json.dumps(data, indent=2))
         return
     from clca_deploy.artifacts import write_json
@@ -91,6 +93,15 @@ def write_json_result(data: dict, target: Optional[Path]) -> None:
 def split_list(values: typing.Iterable[str]) -> list[str]:
     """``["a,b", "c"]`` -> ``["a", "b", "c"]``: lists may be repeated or comma-separated."""
     return [part.strip() for value in values for part in str(value).split(",") if part.strip()]
+
+
+def split_numbers(values: typing.Iterable[str], convert: Callable[[str], Any], expected: str) -> tuple:
+    """A repeated or comma-separated list of numbers; anything else is one line saying what was ``expected``
+    ("--batch-sizes takes whole numbers such as 1,8")."""
+    try:
+        return tuple(convert(part) for part in split_list(values))
+    except ValueError:
+        raise ClcaDeployError(f"{expected} (or repeated), got {','.join(values)!r}.") from None
 
 
 def parse_device(text: Optional[str]) -> Optional[str]:
@@ -167,30 +178,16 @@ def cli_log(to_stderr: bool = False) -> Callable[[str], None]:
     return log
 
 
-class VerbosityCommand:
+class VerbosityCommand(WrappedCommand):
     """A command function plus ``-q/--quiet`` and ``-v/--verbose`` (typer reads the signature below)."""
-
-    def __init__(self, command: Callable[..., Any]):
-        self._command = command
-        self.__name__ = command.__name__
-        self.__doc__ = command.__doc__
-        self.__module__ = command.__module__
 
     @property
     def __signature__(self) -> inspect.Signature:
-        own = inspect.signature(self._command)
-        hints = typing.get_type_hints(self._command)
-        parameters = [p.replace(annotation=hints.get(p.name, p.annotation)) for p in own.parameters.values()]
         added = [
-            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=bool, default=typer.Option(
-                False, f"-{name[0]}", f"--{name}", help=help))
+            self.added(name, bool, typer.Option(False, f"-{name[0]}", f"--{name}", help=help))
             for name, help in zip(_VERBOSITY, ("Warnings and errors only (results still shown).", "Debug lines too."))
         ]
-        return inspect.Signature(parameters + added)
-
-    @property
-    def __annotations__(self) -> dict[str, Any]:  # typing.get_type_hints reads these
-        return {name: parameter.annotation for name, parameter in self.__signature__.parameters.items()}
+        return inspect.Signature(self.own_parameters() + added)
 
     def __call__(self, **values: Any) -> Any:
         set_verbosity(values.pop("quiet"), values.pop("verbose"))

@@ -172,3 +172,33 @@ def measure_interleaved(
         name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values), power_reason=reason)
         for name, values in samples.items()
     }
+
+
+def timing_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """``size`` images to time a call on: the first ``size``, repeated where there are fewer, contiguous."""
+    return np.ascontiguousarray(np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size])
+
+
+ROUND_CALLS = 5  # timed calls per contender per round; one untimed call before them absorbs the switch
+
+
+def time_in_rounds(runs: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, warmup: int, iters: int,
+                   clock: Callable[[], float] = time.perf_counter) -> dict[str, list[float]]:
+    """Milliseconds of each run's calls, the runs taking turns in rounds of ROUND_CALLS calls.
+
+    Rounds, not call-by-call alternation: a runtime's worker threads keep spinning for a while after a call,
+    and on a machine with few cores they slow the next runtime's call (a few-millisecond model measured
+    call by call read 2-3x its own time). Each round starts with an untimed call; drift still hits every
+    run alike, a round apart."""
+    for _ in range(warmup):
+        for run in runs.values():
+            run(batch)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    while min(len(values) for values in samples.values()) < iters:
+        for name, run in runs.items():
+            run(batch)
+            for _ in range(min(ROUND_CALLS, iters - len(samples[name]))):
+                start = clock()
+                run(batch)
+                samples[name].append((clock() - start) * 1000.0)
+    return samples

@@ -12,7 +12,7 @@ import numpy as np
 from clca_deploy.bench.accuracy import accuracy_against
 from clca_deploy.bench.environment import environment
 from clca_deploy.bench.labels import image_size_note, labels_for_model, reference_mismatch
-from clca_deploy.bench.latency import measure_latency
+from clca_deploy.bench.latency import measure_latency, timing_batch
 from clca_deploy.bench.limits import MAX_BATCH, available_memory_bytes, batch_too_large
 from clca_deploy.bench.memory import peak_rss_mb, reset_peak_rss
 from clca_deploy.bench.report import BackendResult, BenchReport, utc_now
@@ -112,9 +112,8 @@ def _latency(backend, images: np.ndarray, config: BenchConfig) -> tuple[dict, li
         if too_large:
             notes.append(f"batch {size} not timed: {too_large}")
             continue
-        batch = np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size]
         stats[size] = measure_latency(
-            backend, np.ascontiguousarray(batch), config.warmup, config.iters, sampler, power_reason
+            backend, timing_batch(images, size), config.warmup, config.iters, sampler, power_reason
         )
     return stats, notes
 

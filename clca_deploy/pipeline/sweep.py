@@ -35,6 +35,20 @@ def exported_path(workdir: Path, checkpoint: Path, keep: float) -> Path:
     return workdir / f"{checkpoint.stem}.keep{keep:g}.onnx"
 
 
+def export_or_reuse(checkpoint: Path, checkpoint_sha: str, keep: float, workdir: Path, log: Callable[[str], None],
+                    train_args: Path | None = None) -> Path:
+    """The export of ``checkpoint`` at ``keep`` in ``workdir``: the one there if it is of this checkpoint at this
+    keep rate, else made now."""
+    path = exported_path(workdir, checkpoint, keep)
+    # A bare state dict's settings live outside the checkpoint (--config), where the reuse check
+    # (the checkpoint's hash in the export) cannot see them: its exports are always made afresh.
+    if train_args is None and is_export_of(path, checkpoint_sha, keep):
+        log(f"keep {keep:g}: reusing {path}")
+    else:
+        export_onnx(checkpoint, path, ExportConfig(keep_rate=keep, train_args=train_args), log=log)
+    return path
+
+
 def run_sweep(config: SweepConfig, log: Callable[[str], None] = log_info) -> BenchReport:
     """Export (or reuse) one ONNX file per keep rate, then bench them all against the checkpoint."""
     if not config.keep_rates:
@@ -45,15 +59,7 @@ def run_sweep(config: SweepConfig, log: Callable[[str], None] = log_info) -> Ben
         raise ClcaDeployError(f"checkpoint not found: {config.checkpoint}. Check the path.")
     config.workdir.mkdir(parents=True, exist_ok=True)
     checkpoint_sha = sha256_file(config.checkpoint)
-    models = []
-    for keep in config.keep_rates:
-        path = exported_path(config.workdir, config.checkpoint, keep)
-        # A bare state dict's settings live outside the checkpoint (--config), where the reuse check
-        # (the checkpoint's hash in the export) cannot see them: its exports are always made afresh.
-        if config.train_args is None and is_export_of(path, checkpoint_sha, keep):
-            log(f"keep {keep:g}: reusing {path}")
-        else:
-            export_onnx(config.checkpoint, path, ExportConfig(keep_rate=keep, train_args=config.train_args), log=log)
-        models.append(path)
+    models = [export_or_reuse(config.checkpoint, checkpoint_sha, keep, config.workdir, log, config.train_args)
+              for keep in config.keep_rates]
     bench = replace(config.bench, models=tuple(models), reference=config.checkpoint)
     return run_bench(bench, log=log)

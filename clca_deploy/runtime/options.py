@@ -21,6 +21,7 @@ from clca_deploy.terminal import printable
 
 _CLI = "clca_deploy.cli"  # the key of a field's metadata that holds its CliFlag
 _CUDA_DEVICE = re.compile(r"(?:cuda:)?(\d{1,3})")
+CUDA_DEVICE_METAVAR = "cuda|cuda:N|N"  # the spellings parse_cuda_device reads
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class CliFlag:
     triton: bool = False  # a stock Triton model config can carry it (triton-repo and serve offer it)
     choices: tuple[str, ...] = ()  # a fixed set of values: --help lists them, completion offers them
     parser: Callable[[str], Any] | None = None  # reads the command-line text (e.g. --device cuda:1)
+    metavar: str | None = None  # how --help shows the value a parser reads
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,9 @@ class CliOption:
 
 
 def cli_option(default: Any, flag: str, help: str, triton: bool = False, choices: tuple[str, ...] = (),
-               parser: Callable[[str], Any] | None = None) -> Any:
+               parser: Callable[[str], Any] | None = None, metavar: str | None = None) -> Any:
     """A dataclass field that is also a command-line option ``flag`` (see the module docstring)."""
-    return dataclasses.field(default=default, metadata={_CLI: CliFlag(flag, help, triton, choices, parser)})
+    return dataclasses.field(default=default, metadata={_CLI: CliFlag(flag, help, triton, choices, parser, metavar)})
 
 
 def threads_option() -> Any:
@@ -59,7 +61,7 @@ def device_option() -> Any:
     """``--device``, shared by the runtimes that run on a CUDA GPU."""
     return cli_option(
         0, "--device", "GPU the model runs on: cuda, cuda:N or N (an engine; onnxruntime's cuda and tensorrt providers, and auto's GPU).",
-        parser=parse_cuda_device,
+        parser=parse_cuda_device, metavar=CUDA_DEVICE_METAVAR,
     )
 
 

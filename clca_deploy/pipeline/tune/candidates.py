@@ -6,9 +6,9 @@ metadata, as `sweep` and `demo` reuse theirs), so a second run makes nothing it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.pipeline.tune.model import Candidate
@@ -46,7 +46,10 @@ def probe_machine(device: int = 0) -> Machine:
         except ClcaDeployError as exc:
             left_out.append((name, str(exc)))
     reason = tensorrt_unavailable_reason(device)
-    (usable.append("tensorrt") if reason is None else left_out.append(("tensorrt", reason)))
+    if reason is None:
+        usable.append("tensorrt")
+    else:
+        left_out.append(("tensorrt", reason))
     return Machine(tuple(usable), gpu_unavailable_reason(device) is None, tuple(left_out))
 
 
@@ -81,18 +84,31 @@ class Files:
     calibration_images: int
     batch: int
     log: Callable[[str], None]
+    made: dict = field(default_factory=dict)  # (kind, keep, ...) -> what it gave: each file is checked once a run
+
+    def _once(self, key: tuple, make: Callable[[], Any]) -> Any:
+        if key not in self.made:
+            self.made[key] = make()
+        return self.made[key]
 
     def fp32(self, keep: float) -> Path:
-        from clca_deploy.export import ExportConfig, export_onnx
-        from clca_deploy.metadata import is_export_of
+        from clca_deploy.pipeline.sweep import export_or_reuse
 
-        path = self.workdir / f"{self.checkpoint.stem}.keep{keep:g}.onnx"
-        if not is_export_of(path, self.checkpoint_sha, keep):
-            export_onnx(self.checkpoint, path, ExportConfig(keep_rate=keep), log=self.log)
-        return path
+        return self._once(("fp32", keep), lambda: export_or_reuse(self.checkpoint, self.checkpoint_sha, keep,
+                                                                   self.workdir, self.log))
+
+    def tokens(self, keep: float) -> int:
+        """Tokens the export at ``keep`` processes over all its blocks."""
+        from clca_deploy.pipeline.tune.measure import total_tokens
+
+        return self._once(("tokens", keep), lambda: total_tokens(self.fp32(keep)))
 
     def int8(self, keep: float, openvino_form: bool) -> Path:
         """The Q/DQ file, or (``openvino_form``) OpenVINO's form of the same calibration."""
+        qdq, form = self._once(("int8", keep), lambda: self._calibrated(keep))
+        return form if openvino_form else qdq
+
+    def _calibrated(self, keep: float) -> tuple[Path, Path]:
         from clca_deploy.calibration import CalibrationConfig, calibrated_path, quantize_int8
         from clca_deploy.calibration.openvino_form import openvino_form_path
         from clca_deploy.metadata import is_export_of
@@ -103,9 +119,12 @@ class Files:
         if not (is_export_of(qdq, self.checkpoint_sha, keep, "int8") and is_export_of(form, self.checkpoint_sha, keep, "int8")):
             config = CalibrationConfig(data=self.calibration_data, num_images=self.calibration_images, openvino=True)
             quantize_int8(fp32, qdq, config, log=self.log)
-        return form if openvino_form else qdq
+        return qdq, form
 
     def fp16(self, keep: float) -> Path:
+        return self._once(("fp16", keep), lambda: self._half(keep))
+
+    def _half(self, keep: float) -> Path:
         from clca_deploy.calibration import calibrated_path, to_fp16
         from clca_deploy.metadata import is_export_of
 
@@ -123,7 +142,7 @@ class Files:
         source = {"fp32": self.fp32, "fp16": self.fp16}.get(precision, lambda k: self.int8(k, False))(keep)
         path = default_engine_path(source, precision)
         if not path.is_file():  # an engine is tied to this GPU and TensorRT: `tune` builds it here, once
-            profile = BatchProfile(1, self.batch, max(self.batch, 1))
+            profile = BatchProfile(1, self.batch, self.batch)
             build_trt(source, path, EngineConfig(precision=precision, batch=profile), log=self.log)
         return path
 

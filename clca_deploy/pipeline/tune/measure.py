@@ -11,7 +11,7 @@ import numpy as np
 
 from clca_deploy.bench.accuracy import accuracy_against
 from clca_deploy.bench.labels import labels_for_model
-from clca_deploy.bench.latency import measure_latency
+from clca_deploy.bench.latency import measure_latency, time_in_rounds, timing_batch
 from clca_deploy.bench.run import ImageCache
 from clca_deploy.errors import ClcaDeployError
 from clca_deploy.pipeline.tune.model import Candidate, Measurement
@@ -65,7 +65,7 @@ class Scorer:
 
 def batch_of(scorer: Scorer, description, size: int) -> np.ndarray:
     images, _ = scorer.cache.get(description.preprocess)
-    return np.ascontiguousarray(np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size])
+    return timing_batch(images, size)
 
 
 def runtime_settings(candidate: Candidate) -> dict:
@@ -103,33 +103,6 @@ def has_power_sensor() -> str | None:
     except Exception as exc:  # a broken driver is a missing sensor here
         return f"{type(exc).__name__}: {exc}"
     return None if sampler is not None else reason or "no power sensor"
-
-
-ROUND_CALLS = 5  # timed calls per contender per round; one untimed call before them absorbs the switch
-
-
-def time_in_rounds(runs: dict, batch: np.ndarray, warmup: int, iters: int, clock=None) -> dict[str, list[float]]:
-    """Milliseconds of each run's calls, the runs taking turns in rounds of ROUND_CALLS calls.
-
-    Rounds, not call-by-call alternation: a runtime's worker threads keep spinning for a while after a call,
-    and on a machine with few cores they slow the next runtime's call (a few-millisecond model measured
-    call by call read 2-3x its own time). Each round starts with an untimed call; drift still hits every
-    run alike, a round apart."""
-    import time
-
-    clock = clock or time.perf_counter
-    for _ in range(warmup):
-        for run in runs.values():
-            run(batch)
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    while min(len(values) for values in samples.values()) < iters:
-        for name, run in runs.items():
-            run(batch)
-            for _ in range(min(ROUND_CALLS, iters - len(samples[name])) or 0):
-                start = clock()
-                run(batch)
-                samples[name].append((clock() - start) * 1000.0)
-    return samples
 
 
 def time_interleaved(measured: list[Measurement], scorer: Scorer, batch: int, warmup: int, iters: int) -> list[Measurement]:

@@ -48,6 +48,12 @@ class Budget:
         return self.ms if self.ms is not None else self.mj  # type: ignore[return-value]
 
 
+def accuracy_field(measurements) -> str:
+    """What "most accurate" ranks ``measurements`` by: ``top1`` where every one has it (labelled images),
+    else ``agreement`` with the checkpoint."""
+    return "top1" if all(m.top1 is not None for m in measurements) else "agreement"
+
+
 @dataclass(frozen=True)
 class Measurement:
     """What was measured of one candidate on this machine (None: not measured)."""

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from clca_deploy.artifacts import atomic_output
 from clca_deploy.extras import require
-from clca_deploy.pipeline.tune.model import Budget
+from clca_deploy.pipeline.tune.model import Budget, accuracy_field
 
 
 def accuracy_axis(measurements) -> tuple[str, str]:
     """(field, axis label): top-1 where every point has it (labelled images), else agreement with the checkpoint."""
-    if measurements and all(m.top1 is not None for m in measurements):
+    if measurements and accuracy_field(measurements) == "top1":
         return "top1", "top-1 accuracy (%)"
     return "agreement", "top-1 agreement with the checkpoint (%)"
 

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from clca_deploy.pipeline.tune.model import Budget, Candidate, Measurement
+from clca_deploy.pipeline.tune.model import Budget, Candidate, Measurement, accuracy_field
 
 TIE = 1e-9  # accuracies closer than this are a tie: the faster candidate wins
 _UNITS = {"p90_ms": ("ms p90", "ms"), "energy_mj_per_image": ("mJ per image", "mJ")}
@@ -84,7 +84,7 @@ def _agrees(item: Measurement, floor: float | None) -> bool:
 
 def _scorer(eligible: list[Measurement]) -> tuple[str, Callable[[Measurement], float]]:
     """top-1 when every eligible candidate has it (labelled --data), else agreement; unmeasured ranks last."""
-    field = "top1" if all(m.top1 is not None for m in eligible) else "agreement"
+    field = accuracy_field(eligible)
     label = "top-1" if field == "top1" else "agreement"
     return label, lambda m: -math.inf if getattr(m, field) is None else getattr(m, field)
 

@@ -20,8 +20,8 @@ from clca_deploy.errors import ClcaDeployError
 from clca_deploy.logs import log_info
 from clca_deploy.pipeline.tune.candidates import Files, candidates, probe_machine
 from clca_deploy.pipeline.tune.config import TuneConfig, keep_grid
-from clca_deploy.pipeline.tune.measure import Scorer, has_power_sensor, screen, time_interleaved, total_tokens
-from clca_deploy.pipeline.tune.model import Candidate, Measurement
+from clca_deploy.pipeline.tune.measure import Scorer, has_power_sensor, screen, time_interleaved
+from clca_deploy.pipeline.tune.model import Budget, Candidate, Measurement
 from clca_deploy.pipeline.tune.record import RECORD_FILE, TuneRecord, read_record, resumable, write_record
 from clca_deploy.pipeline.tune.rules import Pick, pick, ruled_out, screening_order
 from clca_deploy.pipeline.tune.search import refine_steps
@@ -78,8 +78,7 @@ class _Run:
 
     def measure(self, candidate: Candidate) -> Measurement:
         """Screen one candidate (its files made or reused first); a failure is a failed row, not an error."""
-        fp32 = self.files.fp32(candidate.keep_rate)
-        tokens = total_tokens(fp32)
+        tokens = self.files.tokens(candidate.keep_rate)
         try:
             path = self.files.model_file(candidate)
         except ClcaDeployError as exc:
@@ -196,10 +195,7 @@ def _final(run: _Run) -> Pick:
 
 
 def _contenders(ok: list[Measurement], budget_ms: float, floor: float | None) -> list[Measurement]:
-    """Those the pick could fall on, in the order it would look at them (most accurate first, then faster),
-    at most MAX_CONTENDERS; with none near the budget, the three fastest (the closest it names)."""
-    near = [m for m in ok if m.p90_ms <= budget_ms * CONTENDER_SLACK
-            and (floor is None or (m.agreement is not None and m.agreement >= floor))]
-    labelled = all(m.top1 is not None for m in near)
-    near.sort(key=lambda m: (-((m.top1 if labelled else m.agreement) or 0.0), m.p90_ms))
-    return near[:MAX_CONTENDERS] or sorted(ok, key=lambda m: m.p90_ms)[:3]
+    """Those the pick could fall on, in the order it would rank them (the pick's own rule, on a budget widened by
+    CONTENDER_SLACK: screens are short), at most MAX_CONTENDERS; with none, the three fastest (the closest it names)."""
+    near = pick(ok, Budget(ms=budget_ms * CONTENDER_SLACK), floor).eligible
+    return list(near[:MAX_CONTENDERS]) or sorted(ok, key=lambda m: m.p90_ms)[:3]

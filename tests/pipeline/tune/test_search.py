@@ -73,7 +73,7 @@ def test_a_step_within_the_budget_is_reported_without_probes():
 
 
 def test_contenders_take_turns_in_rounds_each_opened_by_an_untimed_call():
-    from clca_deploy.pipeline.tune.measure import ROUND_CALLS, time_in_rounds
+    from clca_deploy.bench.latency import ROUND_CALLS, time_in_rounds
 
     calls: list[str] = []
     ticks = iter(range(0, 10_000))
