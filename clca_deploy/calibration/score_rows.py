@@ -4,8 +4,8 @@ A reducing block's token scores are the class token's row of its attention proba
 (``Gather(Softmax(MatMul(q, k)), 0, axis=2)``). That second reader of the softmax keeps OpenVINO's
 CPU plugin from fusing the block's attention (q·k, softmax, quantize, ·v) into one kernel: under
 bf16 it then converts the whole probability tensor bf16 -> f32 -> i8 around the quantize step,
-at the full token count (measured: 13 ms of 100 ms at keep 0.1, against 4.4 ms fused;
-docs/benchmarks.md). Recomputing the row from the same two inputs,
+at the full token count (`benchmarks/openvino_layers.py` shows the layers; docs/benchmarks.md).
+Recomputing the row from the same two inputs,
 ``Squeeze(Softmax(MatMul(Gather(q, [0], axis=2), k)), 2)``, gives the same numbers (softmax is row by
 row) and leaves the attention one reader.
 """
