@@ -7,6 +7,13 @@ between the FP32 top-1 class and the others) and the reference margins of the im
 
     python benchmarks/agreement_margins.py --data runs/leaves --trained clca.pth \\
         --out benchmarks/results/agreement_margins.json
+
+With ``--fold DIR`` (repeated, the folds of `cpu_runtimes.py --fold`): every model of every fold on
+its fold's test scans only, for every variant of `cpu_runtimes.py` whose file exists (the bf16 runs
+and NNCF's IR included), and the flipped scans pooled over the folds per family and variant.
+
+    python benchmarks/agreement_margins.py --fold folds/fold0 --fold folds/fold1 --fold folds/fold2 \\
+        --workdir benchmarks/work/cpu_runtimes --out benchmarks/results/agreement_margins_folds.json
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import numpy as np
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 
-from cpu_runtimes import VARIANTS, open_variant
+from cpu_runtimes import FAMILY_ORDER, VARIANTS, open_variant
 
 INT8_VARIANTS = ("ort_int8", "ort_searched", "ov_int8_openvino", "ov_searched_openvino")
 
@@ -51,18 +58,23 @@ def split_images(checkpoint: Path, split: Path):
     return images, logits.astype(np.float64)
 
 
-def measure(checkpoint: Path, data: Path, work: Path) -> dict:
-    files = {kind: path for kind, path in (
-        ("int8", work / f"{checkpoint.stem}.int8.onnx"), ("searched", work / f"{checkpoint.stem}.searched.int8.onnx"),
-        ("int8_openvino", work / f"{checkpoint.stem}.int8.openvino.onnx"),
-        ("searched_openvino", work / f"{checkpoint.stem}.searched.int8.openvino.onnx"),
-    ) if path.exists()}
+def variant_files(checkpoint: Path, work: Path) -> dict[str, Path]:
+    """The files `cpu_runtimes.py` made of one checkpoint in ``work``, by kind."""
+    stem = checkpoint.stem
+    names = {"fp32": f"{stem}.onnx", "int8": f"{stem}.int8.onnx", "searched": f"{stem}.searched.int8.onnx",
+             "int8_openvino": f"{stem}.int8.openvino.onnx", "searched_openvino": f"{stem}.searched.int8.openvino.onnx",
+             "nncf": f"{stem}.nncf.xml", "ort_default": f"{stem}.ort_default.int8.onnx"}
+    return {kind: work / name for kind, name in names.items() if (work / name).exists()}
+
+
+def measure(checkpoint: Path, data: Path, work: Path, splits=("train", "val", "test"), variants=INT8_VARIANTS) -> dict:
+    files = variant_files(checkpoint, work)
     result = {"checkpoint": str(checkpoint), "splits": {}}
-    for split in ("train", "val", "test"):
+    for split in splits:
         images, reference = split_images(checkpoint, data / split)
         row = {"images": len(images), "fp32_margin_percentiles": dict(zip(
             ("p1", "p5", "p50"), np.percentile(margins(reference), [1, 5, 50]).round(4).tolist())), "variants": {}}
-        for name in INT8_VARIANTS:
+        for name in variants:
             if VARIANTS[name][0] not in files:
                 continue
             with open_variant(files, name) as runner:
@@ -77,17 +89,39 @@ def measure(checkpoint: Path, data: Path, work: Path) -> dict:
     return result
 
 
+def measure_folds(folds: list[Path], work: Path) -> dict:
+    """Every fold's models on its test scans, all variants; then per family and variant the flips pooled."""
+    models, pooled = [], {}
+    for fold in folds:
+        for checkpoint in sorted(fold.glob("*.pth"), key=lambda p: FAMILY_ORDER.index(p.stem) if p.stem in FAMILY_ORDER else 9):
+            model = measure(checkpoint, fold / "leaves", work / "folds" / fold.name, ("test",), tuple(VARIANTS))
+            models.append({**model, "fold": fold.name, "family": checkpoint.stem})
+            test = model["splits"]["test"]
+            for name, row in test["variants"].items():
+                entry = pooled.setdefault(checkpoint.stem, {}).setdefault(name, {"images": 0, "flipped_fp32_margins": []})
+                entry["images"] += test["images"]
+                entry["flipped_fp32_margins"] = sorted(entry["flipped_fp32_margins"] + row["flipped_fp32_margins"])
+    return {"models": models, "pooled": pooled}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, required=True, help="Leaves root with train/, val/ and test/.")
-    parser.add_argument("--trained", type=Path, action="append", required=True)
+    parser.add_argument("--data", type=Path, help="Leaves root with train/, val/ and test/.")
+    parser.add_argument("--trained", type=Path, action="append", default=[])
+    parser.add_argument("--fold", type=Path, action="append", default=[], help="A fold of cpu_runtimes.py --fold; repeat.")
     parser.add_argument("--workdir", type=Path, default=Path("benchmarks/work/cpu_runtimes/trained"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/agreement_margins.json"))
     args = parser.parse_args()
-    report = {"benchmark": "agreement_margins", "version": 1, "environment": environment(),
-              "models": [measure(path, args.data, args.workdir) for path in args.trained]}
+    report = {"benchmark": "agreement_margins", "version": 1, "environment": environment()}
+    if args.fold:
+        report.update(measure_folds(args.fold, args.workdir))
+        print(json.dumps(report["pooled"], indent=1))
+    else:
+        if args.data is None or not args.trained:
+            parser.error("--data and --trained, or --fold")
+        report["models"] = [measure(path, args.data, args.workdir) for path in args.trained]
+        print(json.dumps(report["models"], indent=1))
     write_json(args.out, report)
-    print(json.dumps(report["models"], indent=1))
 
 
 if __name__ == "__main__":

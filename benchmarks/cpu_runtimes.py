@@ -13,12 +13,23 @@ and calibrated the same way, against their PyTorch reference on the test leaves,
 `clca-deploy bench`'s code where a runtime opens the file: top-1, top-1 agreement, logit error; for
 GLSim also how often the crop box equals the FP32 file's.
 
+With ``--fold DIR`` (repeated; DIR holds ``leaves/`` with train/, val/ and test/ and the models
+trained on that fold's train/, made by ``leaves_split.py --folds``) the accuracy part runs per fold and
+adds rows pooled over the folds (``"fold": "pooled"``): every scan of the leaves is judged once, by
+models that never saw it, with its flip count and a 95% interval (``cross_validation.py``).
+
+``*_scores_int8*`` is the conservative placement with the reducing blocks' token-score units (their
+qkv projection and q·k) in INT8 as well, attn.v still float (``scores_int8_report``): made only for
+models that drop tokens, through ``calibrate --placement``.
+
 Variants are named after who made the file: ours ``ort_*`` / ``ov_*``, the peers ``nncf_*``
 (OpenVINO's NNCF post-training quantization, transformer preset, of the same FP32 file on the same
 images) and ``ort_default_*`` (onnxruntime's ``quantize_static`` with its defaults).
 
     python benchmarks/cpu_runtimes.py --data ../shared/data/leaves --trained clca.pth --trained ila.pth \\
         --trained glsim.pth --out benchmarks/results/cpu_runtimes.json
+    python benchmarks/cpu_runtimes.py --data ../shared/data/leaves --fold folds/fold0 --fold folds/fold1 \
+        --fold folds/fold2 --out benchmarks/results/cpu_runtimes.json
 """
 
 from __future__ import annotations
@@ -39,9 +50,12 @@ from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.export.verify import synthetic_images
 from clca_deploy.runtime import RuntimeOptions, open_backend
 
-from export_latency import SETTINGS, write_checkpoint
 from clca_deploy.calibration.held_out import crop_selection_tensor
+from cpu_runtimes_tables import accuracy_table, speed_table
+from cross_validation import pool_rows
+from export_latency import SETTINGS, write_checkpoint
 from fgir_precision import boxes_from_selection
+from peer_quantizers import has_nncf, nncf_quantize, ort_default_quantize
 
 # name -> (file kind, runtime, OpenVINO inference precision)
 VARIANTS = {
@@ -53,6 +67,9 @@ VARIANTS = {
     "ov_int8_bf16": ("int8", "openvino", "bf16"),
     "ov_int8_openvino": ("int8_openvino", "openvino", "f32"),
     "ov_int8_openvino_bf16": ("int8_openvino", "openvino", "bf16"),
+    "ort_scores_int8": ("scores_int8", "onnxruntime", None),
+    "ov_scores_int8_openvino": ("scores_int8_openvino", "openvino", "f32"),
+    "ov_scores_int8_openvino_bf16": ("scores_int8_openvino", "openvino", "bf16"),
     "ort_searched": ("searched", "onnxruntime", None),
     "ov_searched_openvino": ("searched_openvino", "openvino", "f32"),
     "ov_searched_openvino_bf16": ("searched_openvino", "openvino", "bf16"),
@@ -64,62 +81,6 @@ PEER_KINDS = {"nncf": "OpenVINO NNCF 3.x, transformer preset", "ort_default": "o
 DEFAULT_TARGET = 99.5
 
 
-def has_nncf() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("nncf") is not None
-
-
-def calibration_batches(fp32: Path, data: Path, num_images: int) -> list[np.ndarray]:
-    """The images our calibration uses (the same spread over the classes, from the same cache), one per batch:
-    the peers calibrate on exactly our set."""
-    from clca_deploy.calibration.batches import calibration_images
-    from clca_deploy.metadata import read_onnx_metadata
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        images = calibration_images(data, read_onnx_metadata(fp32).preprocess, num_images).images
-    return [image[None] for image in images]
-
-
-def nncf_quantize(fp32: Path, data: Path, output: Path, num_images: int) -> Path:
-    """OpenVINO's own INT8: NNCF post-training quantization of the FP32 file, saved as OpenVINO IR."""
-    import nncf
-    import openvino as ov
-
-    if output.exists():
-        return output
-    images = calibration_batches(fp32, data, num_images)
-    model = ov.Core().read_model(str(fp32))
-    quantized = nncf.quantize(model, nncf.Dataset(images), model_type=nncf.ModelType.TRANSFORMER, subset_size=len(images))
-    ov.save_model(quantized, str(output))
-    return output
-
-
-def ort_default_quantize(fp32: Path, data: Path, output: Path, num_images: int) -> Path:
-    """onnxruntime's ``quantize_static`` with every default (QDQ, uint8 activations, all op types, MinMax), with
-    the export's metadata copied so that `bench` opens it like our files."""
-    import onnx
-    from onnxruntime.quantization import quantize_static
-
-    from clca_deploy.metadata import metadata_props, write_metadata
-
-    if output.exists():
-        return output
-    images = calibration_batches(fp32, data, num_images)
-
-    class Reader:
-        def get_next(self):
-            return {"images": images.pop(0)} if images else None
-
-    quantize_static(str(fp32), str(output), Reader())
-    model, props = onnx.load(str(output)), metadata_props(onnx.load(str(fp32), load_external_data=False))
-    props["precision"] = "int8"
-    write_metadata(model, props)
-    onnx.save(model, str(output))
-    return output
-
-
 def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings) -> tuple[Path, Path]:
     """(Q/DQ file, OpenVINO form) of one calibration; reused when both exist."""
     openvino = output.with_name(output.name.removesuffix(".onnx") + ".openvino.onnx")
@@ -128,6 +89,31 @@ def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings
             warnings.simplefilter("ignore")
             quantize_int8(fp32, output, CalibrationConfig(data=data, num_images=num_images, openvino=True, **settings), log=print)
     return output, openvino
+
+
+def scores_int8_report(fp32: Path, output: Path, num_images: int) -> Path | None:
+    """A placement report: the conservative float set less the reducing blocks' token-score units, except their
+    attn.v (the units whose conservative reason is "token scores" and that are not attention probabilities);
+    None for a model that drops no tokens."""
+    import onnx
+
+    from clca_deploy.calibration.placement_file import FORMAT, VERSION
+    from clca_deploy.calibration.qdq import int8_candidates
+    from clca_deploy.metadata import read_onnx_metadata
+
+    reducing = tuple(i for i, (n_in, n_out) in enumerate(read_onnx_metadata(fp32).token_schedule) if n_out != n_in)
+    if not reducing:
+        return None
+    float_units: dict[str, str] = {}
+    for candidate in int8_candidates(onnx.load(str(fp32), load_external_data=False), reducing):
+        reason = candidate.float_reason
+        if reason and ("token scores" not in reason or candidate.unit.endswith(".attn.probs")):
+            float_units.setdefault(candidate.unit, reason)
+    write_json(output, {"format": FORMAT, "version": VERSION, "target_agreement": None,
+                        "calibration": {"method": "minmax", "images": num_images, "held_out_images": 0},
+                        "measured_on": "not searched: the conservative rules less the token-score units",
+                        "float_units": [{"unit": unit, "why": why} for unit, why in float_units.items()]})
+    return output
 
 
 def prepare(checkpoint: Path, folder: Path, keep: float | None, data: Path, num_images: int,
@@ -144,6 +130,10 @@ def prepare(checkpoint: Path, folder: Path, keep: float | None, data: Path, num_
     if search is not None or placement is not None:
         settings = {"placement": placement} if placement is not None else search
         files["searched"], files["searched_openvino"] = _calibrate(fp32, folder / f"{stem}.searched.int8.onnx", data, num_images, **settings)
+    report = scores_int8_report(fp32, folder / f"{stem}.scores_int8.placement.json", num_images)
+    if report is not None:
+        files["scores_int8"], files["scores_int8_openvino"] = _calibrate(
+            fp32, folder / f"{stem}.scores_int8.int8.onnx", data, num_images, placement=report)
     if has_nncf():
         files["nncf"] = nncf_quantize(fp32, data, folder / f"{stem}.nncf.xml", num_images)
     files["ort_default"] = ort_default_quantize(fp32, data, folder / f"{stem}.ort_default.int8.onnx", num_images)
@@ -210,22 +200,41 @@ def speed(args, work: Path, placement: Path | None) -> list[dict]:
     return rows
 
 
-def _search_settings(args) -> dict:
-    held_out = args.held_out_data or (args.data / "val" if (args.data / "val").is_dir() else None)
+def _search_settings(args, data: Path) -> dict:
+    held_out = args.held_out_data or (data / "val" if (data / "val").is_dir() else None)
     return {"target_agreement": args.target_agreement, **({"held_out_data": held_out} if held_out else {})}
 
 
+FAMILY_ORDER = ("clca", "ila", "glsim")
+
+
 def accuracy(args, work: Path) -> tuple[list[dict], dict[str, dict]]:
-    """Every variant of every trained model against its PyTorch reference; and each model's search report."""
+    """Every variant of every trained model against its PyTorch reference; and each model's search report.
+    With folds: each fold's rows (``"fold"``: its folder name), then the rows pooled over the folds."""
+    if not args.fold:
+        return accuracy_of(args.trained, args.data, args, work / "trained")
     rows, searches = [], {}
-    for checkpoint in args.trained:
-        files = prepare(checkpoint, work / "trained", None, args.data / "train", args.calibration_images,
-                        search=_search_settings(args))
+    for fold in args.fold:
+        checkpoints = sorted(fold.glob("*.pth"), key=lambda p: (FAMILY_ORDER + (p.stem,)).index(p.stem)
+                             if p.stem in FAMILY_ORDER else len(FAMILY_ORDER))
+        fold_rows, fold_searches = accuracy_of(checkpoints, fold / "leaves", args, work / "folds" / fold.name)
+        rows += [{**row, "fold": fold.name} for row in fold_rows]
+        searches.update({f"{family}/{fold.name}": search for family, search in fold_searches.items()})
+    return rows + pool_rows(rows), searches
+
+
+def accuracy_of(checkpoints: list[Path], data: Path, args, work: Path) -> tuple[list[dict], dict[str, dict]]:
+    """The rows and search reports of models trained on ``data``/train, judged on ``data``/test."""
+    rows, searches = [], {}
+    for checkpoint in checkpoints:
+        files = prepare(checkpoint, work, None, data / "train", args.calibration_images,
+                        search=_search_settings(args, data))
         report = json.loads(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json").read_text())
         family = _family(files["fp32"])
-        searches[family] = {"checkpoint": str(checkpoint), "report": report}
-        reference = _reference(checkpoint, args.data / "test")  # once per model: NNCF's rows and the crop boxes use it
-        model_rows = _bench_rows(files, checkpoint, args.data / "test") + _nncf_rows(files, reference)
+        searches[family] = {"checkpoint": str(checkpoint), "report": report,
+                            "placement": str(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json"))}
+        reference = _reference(checkpoint, data / "test")  # once per model: NNCF's rows and the crop boxes use it
+        model_rows = _bench_rows(files, checkpoint, data / "test") + _nncf_rows(files, reference)
         boxes = _crop_box_agreement(files, reference[0])
         for row in model_rows:
             row["family"] = family
@@ -329,49 +338,28 @@ def _boxes(files: dict[str, Path], name: str, images: np.ndarray) -> np.ndarray:
     return boxes_from_selection(np.concatenate(picked), images.shape[-1])
 
 
-SPEED_COLUMNS = ("ort_fp32", "ov_bf16", "ort_int8", "ov_int8", "ov_int8_bf16", "ov_int8_openvino", "ov_int8_openvino_bf16",
-                 "ov_searched_openvino", "ov_searched_openvino_bf16", "nncf_int8", "nncf_int8_bf16", "ort_default_int8")
-
-
-def speed_table(report: dict) -> str:
-    """Speed-up over onnxruntime FP32 per keep rate and batch; the best of ours and of NNCF in bold."""
-    lines = ["| keep, batch | " + " | ".join(SPEED_COLUMNS) + " |", "|---" * (len(SPEED_COLUMNS) + 1) + "|"]
-    for row in report["speed"]:
-        for batch, cells in row["latency"].items():
-            ours = max(v["speedup_vs_ort_fp32"] for k, v in cells.items() if k.startswith(("ov_", "ort_int8", "ort_searched")))
-            theirs = max(v["speedup_vs_ort_fp32"] for k, v in cells.items() if k.startswith("nncf"))
-            shown = []
-            for name in SPEED_COLUMNS:
-                value = cells[name]["speedup_vs_ort_fp32"]
-                text = f"{value:.2f}x" + (f" ({cells[name]['p50_ms']:.0f} ms)" if name == "ort_fp32" else "")
-                shown.append(f"**{text}**" if value in (ours, theirs) else text)
-            lines.append(f"| {row['keep_rate']:g}, {batch} | " + " | ".join(shown) + " |")
-    return "\n".join(lines)
-
-
-def accuracy_table(report: dict) -> str:
-    """Agreement with PyTorch (and GLSim crop boxes) and mean logit error per family and variant."""
-    families = list(dict.fromkeys(row["family"] for row in report["accuracy"]))
-    variants = list(dict.fromkeys(row["variant"] for row in report["accuracy"]))
-    rows = {(r["family"], r["variant"]): r for r in report["accuracy"]}
-    header = "| variant | " + " | ".join(f"{f} agree % | {f} mean \\|Δlogit\\|" for f in families) + " |"
-    lines = [header, "|---" * (2 * len(families) + 1) + "|"]
-    for variant in variants:
-        cells = []
-        for family in families:
-            row = rows.get((family, variant))
-            acc = (row or {}).get("accuracy") or {}
-            boxes = (row or {}).get("crop_box_equal_to_fp32")
-            agree = "-" if not acc else f"{acc['top1_agreement']:.2f}" + (f" (boxes {boxes:.1f})" if boxes is not None else "")
-            cells += [agree, "-" if not acc else f"{acc['mean_abs_logit_error']:.4f}"]
-        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def speed_placement(searches: dict[str, dict], work: Path) -> Path | None:
+    """The CLCA searches' placement for the speed model: the one search's report, or with folds a report
+    floating every unit any fold's search floated (a placement must hold for each fold's model)."""
+    clca = [search for key, search in searches.items() if key.split("/")[0] == "clca"]
+    if len(clca) <= 1:
+        return Path(clca[0]["placement"]) if clca else None
+    reports = [search["report"] for search in clca]
+    units: dict[str, dict] = {}
+    for report in reports:
+        for entry in report["float_units"]:
+            units.setdefault(entry["unit"], entry)
+    union = {**reports[0], "float_units": list(units.values()), "measured_on": "union of the folds' searches"}
+    path = work / "clca.folds.placement.json"
+    write_json(path, union)
+    return path
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, help="Leaves root with train/ and test/ (and val/: the search judges on it).")
     parser.add_argument("--trained", type=Path, action="append", default=[], help="A checkpoint trained on the leaves (accuracy part); repeat per family.")
+    parser.add_argument("--fold", type=Path, action="append", default=[], help="A cross-validation fold: leaves/ and its trained *.pth (accuracy part, instead of --trained); repeat per fold.")
     parser.add_argument("--keep", type=float, nargs="+", default=[1.0, 0.1])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--calibration-images", type=int, default=64)
@@ -399,15 +387,13 @@ def main() -> None:
         "peers": PEER_KINDS, "environment": environment(),
     }
     placement = None
-    if args.trained:
+    if args.trained or args.fold:
         report["accuracy"], report["search"] = accuracy(args, args.workdir)
         for row in report["accuracy"]:
             acc = row["accuracy"] or {}
             print(f"{row['family']} {row['label']}: {row['status']} agree {acc.get('top1_agreement')} "
                   f"mean|dlogit| {acc.get('mean_abs_logit_error')} boxes {row.get('crop_box_equal_to_fp32')}", flush=True)
-        clca = report["search"].get("clca")
-        if clca is not None:  # the speed model takes the CLCA model's searched placement
-            placement = args.workdir / "trained" / f"{Path(clca['checkpoint']).stem}.searched.int8.placement.json"
+        placement = speed_placement(report["search"], args.workdir)
     if not args.skip_speed:
         report["speed_placement"] = str(placement) if placement else None
         report["speed"] = speed(args, args.workdir, placement)

@@ -90,7 +90,7 @@ FLOORS = [
     {"bench", "serving", "train", "export", "calibration"},
     {"runtime"},
     {"tensorrt", "model", "data"},
-    {"system", "metadata", "extras", "artifacts", "temporaries", "errors", "terminal", "progress", "logs", ""},
+    {"system", "metadata", "extras", "artifacts", "temporaries", "errors", "terminal", "progress", "logs", "statistics", ""},
 ]
 
 

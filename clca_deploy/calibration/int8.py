@@ -16,7 +16,7 @@ from typing import Callable
 
 from clca_deploy.artifacts import check_output_path, refuse_overwriting_inputs
 from clca_deploy.calibration.batches import calibration_images
-from clca_deploy.calibration.config import METHODS, CalibrationConfig
+from clca_deploy.calibration.config import CalibrationConfig
 from clca_deploy.calibration.held_out import HeldOutJudge, split_held_out
 from clca_deploy.calibration.openvino_form import openvino_form, openvino_form_path
 from clca_deploy.calibration.placement import (

@@ -12,6 +12,7 @@ from clca_deploy.calibration.qdq import Int8Candidate
 from clca_deploy.calibration.qdq_edit import keep_float
 from clca_deploy.calibration.search import SearchOutcome, search_float_units
 from clca_deploy.errors import ClcaDeployError
+from clca_deploy.statistics import images_to_show, wilson_interval
 from clca_deploy.terminal import printable
 
 
@@ -75,6 +76,11 @@ def searched_placement(fp32, quantized, candidates: list[Int8Candidate], inputs:
         return inputs.score(keep_float(quantized, fp32, [n for unit in float_units for n in nodes_of[unit]]))
 
     log(f"placement search: {len(units)} units, target {inputs.target:g}% top-1 agreement on {inputs.held_out} held-out images")
+    if inputs.held_out < images_to_show(inputs.target):
+        log(f"placement search: note: {inputs.held_out} images cannot show {inputs.target:g}%: one flipped image moves "
+            f"agreement by {100 / max(inputs.held_out, 1):.2f} points, and even none flipped leaves a 95% interval down to "
+            f"{wilson_interval(inputs.held_out, inputs.held_out)[0]:.1f}%; {images_to_show(inputs.target)} images would "
+            "(--held-out-data)")
     outcome = search_float_units(units, evaluate, inputs.target, inputs.held_out)
     conservative = inputs.score(keep_float(quantized, fp32, conservative_placement(candidates).float_nodes))
     why = _reasons(outcome, candidates)
@@ -102,6 +108,11 @@ def _reasons(outcome: SearchOutcome, candidates: list[Int8Candidate]) -> dict[st
     return reasons
 
 
+def _interval(agreement: float, images: int) -> tuple[float, float]:
+    """The 95% interval of a held-out agreement percentage, from the count of agreeing images it stands for."""
+    return wilson_interval(round(agreement * images / 100), images)
+
+
 def _report(outcome: SearchOutcome, conservative, nodes_of: dict, why: dict, inputs: SearchInputs, seconds: float) -> dict:
     return {
         "format": FORMAT, "version": VERSION,
@@ -113,6 +124,7 @@ def _report(outcome: SearchOutcome, conservative, nodes_of: dict, why: dict, inp
         "int8_units": len(nodes_of) - len(outcome.float_units),
         "scores": {"chosen": outcome.chosen.to_dict(), "fastest": outcome.fastest.to_dict(),
                    "conservative": conservative.to_dict()},
+        "chosen_agreement_interval_95": list(_interval(outcome.chosen.agreement, inputs.held_out)),
         "sensitivity": [s.to_dict() for s in outcome.sensitivities],
         "evaluations": outcome.evaluations + 1,
         "seconds": round(seconds, 2),

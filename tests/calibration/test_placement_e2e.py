@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 import pytest
 
+from clca_deploy.statistics import wilson_interval
+
 from tests.calibration.test_trained_precision import _five_class_leaves, logits_of
 
 CALIBRATION_IMAGES = 48
@@ -39,13 +41,13 @@ def trained(tmp_path_factory):
     return work, data, fp32
 
 
-def _calibrate(fp32: Path, output: Path, data: Path, **settings):
+def _calibrate(fp32: Path, output: Path, data: Path, log=lambda _: None, **settings):
     from clca_deploy.calibration import CalibrationConfig, quantize_int8
 
     config = CalibrationConfig(data=data / "train", num_images=CALIBRATION_IMAGES, use_cache=False, **settings)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # below the recommended 64 calibration images, on purpose (speed)
-        return quantize_int8(fp32, output, config, log=lambda _: None)
+        return quantize_int8(fp32, output, config, log=log)
 
 
 def _test_images(fp32: Path, data: Path) -> np.ndarray:
@@ -92,17 +94,20 @@ def test_taking_nodes_back_to_float_equals_calibrating_without_them(trained, tmp
 def searched(trained, tmp_path_factory):
     work, data, fp32 = trained
     output = tmp_path_factory.mktemp("searched") / "model.int8.onnx"
-    result = _calibrate(fp32, output, data, target_agreement=99.0, held_out_data=data / "test")
-    return result, output, json.loads(Path(result.placement_report).read_text())
+    lines = []
+    result = _calibrate(fp32, output, data, log=lines.append, target_agreement=99.0, held_out_data=data / "test")
+    return result, output, json.loads(Path(result.placement_report).read_text()), lines
 
 
 def test_the_search_reaches_the_requested_agreement(trained, searched):
     work, data, fp32 = trained
-    result, output, report = searched
+    result, output, report, _ = searched
     test = _test_images(fp32, data)
     reference, logits = logits_of(fp32, test), logits_of(output, test)
-    measured = float((logits.argmax(1) == reference.argmax(1)).mean() * 100)
+    agreeing = int((logits.argmax(1) == reference.argmax(1)).sum())
+    measured = 100 * agreeing / len(test)
     assert measured >= 99.0
+    assert report["chosen_agreement_interval_95"] == list(wilson_interval(agreeing, len(test)))
     assert measured == pytest.approx(report["scores"]["chosen"]["agreement"], abs=1e-3) == pytest.approx(result.held_out_agreement)
     assert result.placement == "searched" and result.judged_images == len(test) == 60
     # the file floats exactly the nodes of the reported units, and the report says why each is float
@@ -115,7 +120,7 @@ def test_the_search_reaches_the_requested_agreement(trained, searched):
 
 def test_the_search_measures_the_fastest_placement_first(trained, searched):
     """Every candidate in INT8 is the starting point; where it misses the target, only the float units differ."""
-    result, output, report = searched
+    result, output, report, _ = searched
     fastest, chosen = report["scores"]["fastest"], report["scores"]["chosen"]
     if fastest["agreement"] >= 99.0:
         assert report["float_units"] == [] and result.kept_float == ()
@@ -123,9 +128,16 @@ def test_the_search_measures_the_fastest_placement_first(trained, searched):
         assert report["float_units"] and chosen["agreement"] >= 99.0 > fastest["agreement"]
 
 
+def test_the_search_says_when_its_images_cannot_show_the_target(searched):
+    """60 held-out images cannot show 99%: with none flipped the 95% interval still reaches down to 94%."""
+    *_, lines = searched
+    note = next(line for line in lines if "cannot show" in line)
+    assert "60 images cannot show 99%" in note and "down to 94.0%" in note and "381 images would" in note
+
+
 def test_a_report_reproduces_its_file(trained, searched, tmp_path):
     work, data, fp32 = trained
-    result, output, report = searched
+    result, output, report, _ = searched
     report_path = Path(result.placement_report)
     again = _calibrate(fp32, tmp_path / "again.int8.onnx", data, placement=report_path)
     assert again.placement == "report"
