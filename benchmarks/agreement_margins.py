@@ -27,7 +27,7 @@ import numpy as np
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
 
-from cpu_runtimes import FAMILY_ORDER, VARIANTS, open_variant
+from cpu_runtimes import VARIANTS, fold_checkpoints, made_files, open_variant
 
 INT8_VARIANTS = ("ort_int8", "ort_searched", "ov_int8_openvino", "ov_searched_openvino")
 
@@ -58,17 +58,8 @@ def split_images(checkpoint: Path, split: Path):
     return images, logits.astype(np.float64)
 
 
-def variant_files(checkpoint: Path, work: Path) -> dict[str, Path]:
-    """The files `cpu_runtimes.py` made of one checkpoint in ``work``, by kind."""
-    stem = checkpoint.stem
-    names = {"fp32": f"{stem}.onnx", "int8": f"{stem}.int8.onnx", "searched": f"{stem}.searched.int8.onnx",
-             "int8_openvino": f"{stem}.int8.openvino.onnx", "searched_openvino": f"{stem}.searched.int8.openvino.onnx",
-             "nncf": f"{stem}.nncf.xml", "ort_default": f"{stem}.ort_default.int8.onnx"}
-    return {kind: work / name for kind, name in names.items() if (work / name).exists()}
-
-
 def measure(checkpoint: Path, data: Path, work: Path, splits=("train", "val", "test"), variants=INT8_VARIANTS) -> dict:
-    files = variant_files(checkpoint, work)
+    files = made_files(work, checkpoint.stem)
     result = {"checkpoint": str(checkpoint), "splits": {}}
     for split in splits:
         images, reference = split_images(checkpoint, data / split)
@@ -93,7 +84,7 @@ def measure_folds(folds: list[Path], work: Path) -> dict:
     """Every fold's models on its test scans, all variants; then per family and variant the flips pooled."""
     models, pooled = [], {}
     for fold in folds:
-        for checkpoint in sorted(fold.glob("*.pth"), key=lambda p: FAMILY_ORDER.index(p.stem) if p.stem in FAMILY_ORDER else 9):
+        for checkpoint in fold_checkpoints(fold):
             model = measure(checkpoint, fold / "leaves", work / "folds" / fold.name, ("test",), tuple(VARIANTS))
             models.append({**model, "fold": fold.name, "family": checkpoint.stem})
             test = model["splits"]["test"]

@@ -51,6 +51,8 @@ from clca_deploy.export.verify import synthetic_images
 from clca_deploy.runtime import RuntimeOptions, open_backend
 
 from clca_deploy.calibration.held_out import crop_selection_tensor
+from clca_deploy.calibration.openvino_form import openvino_form_path
+from clca_deploy.calibration.placement_file import placement_report_path
 from cpu_runtimes_tables import accuracy_table, speed_table
 from cross_validation import pool_rows
 from export_latency import SETTINGS, write_checkpoint
@@ -79,11 +81,37 @@ VARIANTS = {
 }
 PEER_KINDS = {"nncf": "OpenVINO NNCF 3.x, transformer preset", "ort_default": "onnxruntime quantize_static defaults"}
 DEFAULT_TARGET = 99.5
+FAMILY_ORDER = ("clca", "ila", "glsim")
+
+
+# file kind -> name after the checkpoint's stem; each calibrated kind also has its OpenVINO form, "<kind>_openvino"
+FILE_NAMES = {"fp32": ".onnx", "int8": ".int8.onnx", "searched": ".searched.int8.onnx",
+              "scores_int8": ".scores_int8.int8.onnx", "nncf": ".nncf.xml", "ort_default": ".ort_default.int8.onnx"}
+CALIBRATED = ("int8", "searched", "scores_int8")
+
+
+def file_path(folder: Path, stem: str, kind: str) -> Path:
+    return folder / f"{stem}{FILE_NAMES[kind]}"
+
+
+def made_files(folder: Path, stem: str) -> dict[str, Path]:
+    """The files `prepare` made of one checkpoint in ``folder``, by kind (readers of its work folder use this)."""
+    paths = {kind: file_path(folder, stem, kind) for kind in FILE_NAMES}
+    paths.update({f"{kind}_openvino": openvino_form_path(paths[kind]) for kind in CALIBRATED})
+    return {kind: path for kind, path in paths.items() if path.exists()}
+
+
+def fold_checkpoints(fold: Path) -> list[Path]:
+    """A fold's trained checkpoints, CLCA, ILA, GLSim first."""
+    def rank(path: Path) -> int:
+        return FAMILY_ORDER.index(path.stem) if path.stem in FAMILY_ORDER else len(FAMILY_ORDER)
+
+    return sorted(fold.glob("*.pth"), key=rank)
 
 
 def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings) -> tuple[Path, Path]:
     """(Q/DQ file, OpenVINO form) of one calibration; reused when both exist."""
-    openvino = output.with_name(output.name.removesuffix(".onnx") + ".openvino.onnx")
+    openvino = openvino_form_path(output)
     if not (output.exists() and openvino.exists()):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -122,21 +150,21 @@ def prepare(checkpoint: Path, folder: Path, keep: float | None, data: Path, num_
     forms, and the peers' INT8 files; each reused when present."""
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"keep{keep}" if keep is not None else checkpoint.stem
-    fp32 = folder / f"{stem}.onnx"
+    fp32 = file_path(folder, stem, "fp32")
     if not fp32.exists():
         export_onnx(checkpoint, fp32, ExportConfig(keep_rate=keep, verify_images=1), log=print)
     files = {"fp32": fp32}
-    files["int8"], files["int8_openvino"] = _calibrate(fp32, folder / f"{stem}.int8.onnx", data, num_images)
+    files["int8"], files["int8_openvino"] = _calibrate(fp32, file_path(folder, stem, "int8"), data, num_images)
     if search is not None or placement is not None:
         settings = {"placement": placement} if placement is not None else search
-        files["searched"], files["searched_openvino"] = _calibrate(fp32, folder / f"{stem}.searched.int8.onnx", data, num_images, **settings)
+        files["searched"], files["searched_openvino"] = _calibrate(fp32, file_path(folder, stem, "searched"), data, num_images, **settings)
     report = scores_int8_report(fp32, folder / f"{stem}.scores_int8.placement.json", num_images)
     if report is not None:
         files["scores_int8"], files["scores_int8_openvino"] = _calibrate(
-            fp32, folder / f"{stem}.scores_int8.int8.onnx", data, num_images, placement=report)
+            fp32, file_path(folder, stem, "scores_int8"), data, num_images, placement=report)
     if has_nncf():
-        files["nncf"] = nncf_quantize(fp32, data, folder / f"{stem}.nncf.xml", num_images)
-    files["ort_default"] = ort_default_quantize(fp32, data, folder / f"{stem}.ort_default.int8.onnx", num_images)
+        files["nncf"] = nncf_quantize(fp32, data, file_path(folder, stem, "nncf"), num_images)
+    files["ort_default"] = ort_default_quantize(fp32, data, file_path(folder, stem, "ort_default"), num_images)
     return files
 
 
@@ -205,9 +233,6 @@ def _search_settings(args, data: Path) -> dict:
     return {"target_agreement": args.target_agreement, **({"held_out_data": held_out} if held_out else {})}
 
 
-FAMILY_ORDER = ("clca", "ila", "glsim")
-
-
 def accuracy(args, work: Path) -> tuple[list[dict], dict[str, dict]]:
     """Every variant of every trained model against its PyTorch reference; and each model's search report.
     With folds: each fold's rows (``"fold"``: its folder name), then the rows pooled over the folds."""
@@ -215,9 +240,7 @@ def accuracy(args, work: Path) -> tuple[list[dict], dict[str, dict]]:
         return accuracy_of(args.trained, args.data, args, work / "trained")
     rows, searches = [], {}
     for fold in args.fold:
-        checkpoints = sorted(fold.glob("*.pth"), key=lambda p: (FAMILY_ORDER + (p.stem,)).index(p.stem)
-                             if p.stem in FAMILY_ORDER else len(FAMILY_ORDER))
-        fold_rows, fold_searches = accuracy_of(checkpoints, fold / "leaves", args, work / "folds" / fold.name)
+        fold_rows, fold_searches = accuracy_of(fold_checkpoints(fold), fold / "leaves", args, work / "folds" / fold.name)
         rows += [{**row, "fold": fold.name} for row in fold_rows]
         searches.update({f"{family}/{fold.name}": search for family, search in fold_searches.items()})
     return rows + pool_rows(rows), searches
@@ -229,10 +252,9 @@ def accuracy_of(checkpoints: list[Path], data: Path, args, work: Path) -> tuple[
     for checkpoint in checkpoints:
         files = prepare(checkpoint, work, None, data / "train", args.calibration_images,
                         search=_search_settings(args, data))
-        report = json.loads(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json").read_text())
+        placement = placement_report_path(files["searched"])
         family = _family(files["fp32"])
-        searches[family] = {"checkpoint": str(checkpoint), "report": report,
-                            "placement": str(files["searched"].with_name(files["searched"].name.removesuffix(".onnx") + ".placement.json"))}
+        searches[family] = {"checkpoint": str(checkpoint), "report": json.loads(placement.read_text()), "placement": str(placement)}
         reference = _reference(checkpoint, data / "test")  # once per model: NNCF's rows and the crop boxes use it
         model_rows = _bench_rows(files, checkpoint, data / "test") + _nncf_rows(files, reference)
         boxes = _crop_box_agreement(files, reference[0])

@@ -21,16 +21,9 @@ from clca_deploy.bench.environment import environment
 from clca_deploy.bench.latency import measure_interleaved
 from clca_deploy.export.verify import synthetic_images
 
-from cpu_runtimes import VARIANTS, open_variant
+from cpu_runtimes import VARIANTS, made_files, open_variant
 
 NAMES = ("ort_fp32", "ov_int8_openvino_bf16", "ov_scores_int8_openvino_bf16", "nncf_int8_bf16")
-
-
-def files_of(work: Path, keep: float) -> dict[str, Path]:
-    stem = f"keep{keep}"
-    names = {"fp32": f"{stem}.onnx", "int8_openvino": f"{stem}.int8.openvino.onnx",
-             "scores_int8_openvino": f"{stem}.scores_int8.int8.openvino.onnx", "nncf": f"{stem}.nncf.xml"}
-    return {kind: work / name for kind, name in names.items() if (work / name).exists()}
 
 
 def one_round(files: dict[str, Path], batch_sizes, iters: int, warmup: int) -> dict:
@@ -71,7 +64,7 @@ def main() -> None:
               "what_was_timed": "p50 per round, variants alternating call by call; every round compiles every variant afresh",
               "environment": environment(), "keeps": []}
     for keep in args.keep:
-        files = files_of(args.workdir, keep)
+        files = made_files(args.workdir, f"keep{keep}")
         rounds = []
         for index in range(args.rounds):
             rounds.append(one_round(files, args.batch_sizes, args.iters, args.warmup))
