@@ -3,8 +3,8 @@
 Speed: EViT + CLCA on CLIP ViT-B/16 at 448 px (README training settings, random weights: speed
 does not depend on them), keep 1.0 and 0.1, batch 1 and 8. Each keep rate is exported with
 `export_onnx` and calibrated on the real leaves; every variant is then timed host-to-host on the
-same batch, call by call in alternation (one latency harness for all), after warm-up calls of
-every variant. The searched placement of the speed model is the one the search chose on the
+same batch, the variants taking turns in rounds opened by an untimed call (one latency harness for
+all, ``measure_interleaved``), after warm-up calls of every variant. The searched placement of the speed model is the one the search chose on the
 trained CLCA model (same blocks, same unit names): a placement is a property of the architecture
 and the data, and random weights have no agreement to search for.
 
@@ -43,7 +43,7 @@ import numpy as np
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import measure_interleaved
+from clca_deploy.bench.latency import ROUND_CALLS, measure_interleaved
 from clca_deploy.bench.run import BenchConfig, run_bench
 from clca_deploy.calibration import CalibrationConfig, quantize_int8
 from clca_deploy.export import ExportConfig, export_onnx
@@ -403,7 +403,7 @@ def main() -> None:
 
     report = {
         "benchmark": "cpu_runtimes", "version": 2,
-        "what_was_timed": "host-to-host call on a preprocessed batch, p50; all variants alternate call by call",
+        "what_was_timed": f"host-to-host call on a preprocessed batch, p50; all variants take turns in rounds of {ROUND_CALLS} calls, each opened by an untimed call",
         "settings": SETTINGS, "calibration_images": args.calibration_images, "nncf": has_nncf(),
         "variants": {name: dict(zip(("file", "runtime", "inference_precision"), v)) for name, v in VARIANTS.items()},
         "peers": PEER_KINDS, "environment": environment(),

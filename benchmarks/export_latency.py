@@ -20,7 +20,7 @@ import torch
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import measure_interleaved
+from clca_deploy.bench.latency import ROUND_CALLS, measure_interleaved
 from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.export.verify import onnx_session, synthetic_images
 from clca_deploy.model import ClcaConfig, ClcaModel, load_checkpoint
@@ -122,7 +122,7 @@ def main() -> None:
     report = {
         "benchmark": "export_latency",
         "version": 1,
-        "what_was_timed": "host-to-host forward of one preprocessed batch (no image decoding), p50 over iterations; torch and onnxruntime calls alternate so machine drift hits both alike",
+        "what_was_timed": f"host-to-host forward of one preprocessed batch (no image decoding), p50 over iterations; torch and onnxruntime take turns in rounds of {ROUND_CALLS} calls (each opened by an untimed call) so machine drift hits both alike",
         "settings": SETTINGS,
         "environment": environment(),
         "rows": rows,

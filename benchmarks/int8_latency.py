@@ -3,7 +3,7 @@
 EViT + CLCA on CLIP ViT-B/16 at 448 px (README training settings, random weights: speed
 does not depend on them). Each keep rate is exported with `export_onnx`, calibrated with
 `quantize_int8` on the real leaf images, and both files are timed host-to-host with FP32
-and INT8 calls alternating.
+and INT8 taking turns in rounds (``measure_interleaved``).
 
     python benchmarks/int8_latency.py --data ../shared/data/leaves/train --out benchmarks/results/int8_latency.json
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import measure_interleaved
+from clca_deploy.bench.latency import ROUND_CALLS, measure_interleaved
 from clca_deploy.calibration import CalibrationConfig, quantize_int8
 from clca_deploy.export import ExportConfig, export_onnx
 from clca_deploy.export.verify import synthetic_images
@@ -58,7 +58,7 @@ def main() -> None:
     report = {
         "benchmark": "int8_latency",
         "version": 1,
-        "what_was_timed": "host-to-host onnxruntime CPU call on a preprocessed batch, p50; fp32 and int8 calls alternate",
+        "what_was_timed": f"host-to-host onnxruntime CPU call on a preprocessed batch, p50; fp32 and int8 take turns in rounds of {ROUND_CALLS} calls, each opened by an untimed call",
         "settings": SETTINGS,
         "calibration_images": args.calibration_images,
         "environment": environment(),

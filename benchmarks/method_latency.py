@@ -11,7 +11,7 @@ Every graph goes through the real pipeline (`export_onnx`, parity-checked on rea
 when ../shared is there). GMACs are `count_macs`, the official torchprofile convention.
 Latency is onnxruntime on this CPU at batch 1, host-to-host, with the project's latency
 harness. The machine is shared and its load swings by 2-3x within a minute, so the graphs
-are timed interleaved, call by call, one keep rate at a time together with the plain ViT:
+are timed interleaved (in rounds of 5 calls, ``measure_interleaved``), one keep rate at a time together with the plain ViT:
 every graph of a column sees the same load, and each row also gets its ratio to the plain
 ViT timed alongside it. `os.getloadavg()` is recorded around every group. A row that cannot
 be exported keeps its GMACs, a status and the reason.
@@ -98,7 +98,7 @@ def export_row(method: str | None, keep: float, folder: Path, args) -> dict:
 
 
 def time_group(rows: list[dict], args) -> dict:
-    """Time the rows' graphs interleaved, call by call; returns the load around the group."""
+    """Time the rows' graphs interleaved (``measure_interleaved``); returns the load around the group."""
     batch = synthetic_images(1, args.img_size, seed=1)
     sessions = {id(row): onnx_session(row["onnx"]) for row in rows}
     runs = {str(id(row)): (lambda x, s=sessions[id(row)]: s.run(None, {"images": x})[0]) for row in rows}

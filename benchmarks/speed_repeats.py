@@ -1,6 +1,6 @@
 """How much one `cpu_runtimes.py` speed cell moves between runs: the same files, compiled afresh each round.
 
-`cpu_runtimes.py` alternates its variants call by call, which cancels drift within a run; it cannot
+`cpu_runtimes.py` has its variants take turns, which cancels drift within a run; it cannot
 cancel what differs between compiles and runs (thread placement, memory layout, the VM's
 neighbours). This times a few of its variants (ours, NNCF's, the onnxruntime FP32 baseline) in
 ROUNDS rounds; every round opens (compiles) every variant again and times them interleaved as
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import measure_interleaved
+from clca_deploy.bench.latency import ROUND_CALLS, measure_interleaved
 from clca_deploy.export.verify import synthetic_images
 
 from cpu_runtimes import VARIANTS, made_files, open_variant
@@ -61,7 +61,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/speed_repeats.json"))
     args = parser.parse_args()
     report = {"benchmark": "speed_repeats", "version": 1, "variants": list(NAMES), "rounds": args.rounds,
-              "what_was_timed": "p50 per round, variants alternating call by call; every round compiles every variant afresh",
+              "what_was_timed": f"p50 per round, variants taking turns in rounds of {ROUND_CALLS} calls, each opened by an untimed call; every round compiles every variant afresh",
               "environment": environment(), "keeps": []}
     for keep in args.keep:
         files = made_files(args.workdir, f"keep{keep}")

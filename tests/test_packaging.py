@@ -122,7 +122,10 @@ def _console_script() -> Path:
 
 def test_shell_completion_offers_commands_and_options():
     script = _console_script()
-    shown = subprocess.run([str(script), "--show-completion", "bash"], capture_output=True, text=True)
+    # --show-completion prints the script for the shell it finds among its parent processes (typer asks
+    # shellingham), so it runs under bash here: started from a detached job, pytest has no shell above it.
+    # The trailing command keeps bash from exec-ing the script in its own place.
+    shown = subprocess.run(["bash", "-c", '"$0" --show-completion; exit $?', str(script)], capture_output=True, text=True)
     assert shown.returncode == 0 and "_CLCA_DEPLOY_COMPLETE=complete_bash" in shown.stdout, shown.stderr
     for words, offered in (("clca-deploy cal", "calibrate"), ("clca-deploy cache --", "--trim")):
         environ = {**os.environ, "_CLCA_DEPLOY_COMPLETE": "complete_bash", "COMP_WORDS": words,

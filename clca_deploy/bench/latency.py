@@ -149,36 +149,6 @@ def _timed_calls(run, batch: np.ndarray, iters: int, min_seconds: float, clock: 
     return samples
 
 
-def measure_interleaved(
-    runs: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, warmup: int, iters: int
-) -> dict[str, LatencyStats]:
-    """Time several runtimes on the same batch, alternating call by call.
-
-    On a shared machine the speed drifts over minutes; alternating puts every runtime under
-    the same drift, so their comparison stays fair even when absolute numbers move.
-    """
-    for _ in range(warmup):
-        for run in runs.values():
-            run(batch)
-    samples: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(iters):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run(batch)
-            samples[name].append((time.perf_counter() - start) * 1000.0)
-    # One board-power reading cannot be split between runtimes that ran in alternation.
-    reason = "not measured: several runtimes were timed in alternation"
-    return {
-        name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values), power_reason=reason)
-        for name, values in samples.items()
-    }
-
-
-def timing_batch(images: np.ndarray, size: int) -> np.ndarray:
-    """``size`` images to time a call on: the first ``size``, repeated where there are fewer, contiguous."""
-    return np.ascontiguousarray(np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size])
-
-
 ROUND_CALLS = 5  # timed calls per contender per round; one untimed call before them absorbs the switch
 
 
@@ -202,3 +172,29 @@ def time_in_rounds(runs: dict[str, Callable[[np.ndarray], object]], batch: np.nd
                 run(batch)
                 samples[name].append((clock() - start) * 1000.0)
     return samples
+
+
+def measure_interleaved(
+    runs: dict[str, Callable[[np.ndarray], object]], batch: np.ndarray, warmup: int, iters: int,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, LatencyStats]:
+    """Time several runtimes on the same batch, taking turns in rounds (``time_in_rounds``).
+
+    On a shared machine the speed drifts over minutes; taking turns puts every runtime under the
+    same drift, so their comparison stays fair even when absolute numbers move. Turns are rounds
+    opened by an untimed call, not single calls: timed call by call, the OpenVINO file that followed
+    onnxruntime read 8-12% slower than itself (onnxruntime's threads still spinning), whichever file
+    it was (docs/benchmarks.md, "Timing several runtimes").
+    """
+    samples = time_in_rounds(runs, batch, warmup, iters, clock)
+    # One board-power reading cannot be split between runtimes that ran in alternation.
+    reason = "not measured: several runtimes were timed in alternation"
+    return {
+        name: LatencyStats(batch_size=len(batch), warmup=warmup, samples_ms=tuple(values), power_reason=reason)
+        for name, values in samples.items()
+    }
+
+
+def timing_batch(images: np.ndarray, size: int) -> np.ndarray:
+    """``size`` images to time a call on: the first ``size``, repeated where there are fewer, contiguous."""
+    return np.ascontiguousarray(np.resize(images, (size, *images.shape[1:])) if len(images) < size else images[:size])
