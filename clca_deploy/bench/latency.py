@@ -183,7 +183,7 @@ def measure_interleaved(
     On a shared machine the speed drifts over minutes; taking turns puts every runtime under the
     same drift, so their comparison stays fair even when absolute numbers move. Turns are rounds
     opened by an untimed call, not single calls: timed call by call, the OpenVINO file that followed
-    onnxruntime read 8-12% slower than itself (onnxruntime's threads still spinning), whichever file
+    onnxruntime read 8-16% slower than itself (onnxruntime's threads still spinning), whichever file
     it was (docs/benchmarks.md, "Timing several runtimes").
     """
     samples = time_in_rounds(runs, batch, warmup, iters, clock)
