@@ -4,9 +4,10 @@ Speed: EViT + CLCA on CLIP ViT-B/16 at 448 px (README training settings, random 
 does not depend on them), keep 1.0 and 0.1, batch 1 and 8. Each keep rate is exported with
 `export_onnx` and calibrated on the real leaves; every variant is then timed host-to-host on the
 same batch, the variants taking turns in rounds opened by an untimed call (one latency harness for
-all, ``measure_interleaved``), after warm-up calls of every variant. The searched placement of the speed model is the one the search chose on the
-trained CLCA model (same blocks, same unit names): a placement is a property of the architecture
-and the data, and random weights have no agreement to search for.
+all, ``measure_interleaved``), after warm-up calls of every variant. The searched placement of the
+speed model is the one the search chose on the trained CLCA model (same blocks, same unit names):
+a placement is a property of the architecture and the data, and random weights have no agreement
+to search for.
 
 Accuracy: models trained on the leaves (``--trained``, one per family: CLCA, ILA, GLSim), exported
 and calibrated the same way, against their PyTorch reference on the test leaves, through
@@ -205,6 +206,17 @@ def speed_checkpoint(work: Path) -> Path:
     return write_checkpoint(work)
 
 
+def timed_cells(runners: dict, batch_sizes, warmup: int, iters: int) -> dict[str, dict[str, dict]]:
+    """Per batch size, every runner's latency and speed-up over ``ort_fp32``, all timed side by side on the
+    same synthetic 448 px batch; ``iters`` calls at batch 1, half as many (at least 3) at larger batches."""
+    cells = {}
+    for size in batch_sizes:
+        stats = measure_interleaved(runners, synthetic_images(size, 448, seed=1), warmup, iters if size == 1 else max(3, iters // 2))
+        base = stats["ort_fp32"].p50_ms
+        cells[str(size)] = {name: {**s.to_dict(), "speedup_vs_ort_fp32": base / s.p50_ms} for name, s in stats.items()}
+    return cells
+
+
 def speed(args, work: Path, placement: Path | None) -> list[dict]:
     checkpoint = speed_checkpoint(work)
     rows = []
@@ -212,16 +224,9 @@ def speed(args, work: Path, placement: Path | None) -> list[dict]:
         files = prepare(checkpoint, work, keep, args.data / "train", args.calibration_images, placement=placement)
         names = [n for n in VARIANTS if VARIANTS[n][0] in files]
         runners = {name: open_variant(files, name) for name in names}
-        row = {"keep_rate": keep, "latency": {}}
-        for size in args.batch_sizes:
-            batch = synthetic_images(size, 448, seed=1)
-            iters = args.iters if size == 1 else max(3, args.iters // 2)
-            stats = measure_interleaved(runners, batch, args.warmup, iters)
-            base = stats["ort_fp32"].p50_ms
-            row["latency"][str(size)] = {
-                name: {**s.to_dict(), "speedup_vs_ort_fp32": base / s.p50_ms} for name, s in stats.items()
-            }
-            print(f"keep {keep} batch {size}: " + ", ".join(f"{n} {s.p50_ms:.0f} ms x{base / s.p50_ms:.2f}" for n, s in stats.items()), flush=True)
+        row = {"keep_rate": keep, "latency": timed_cells(runners, args.batch_sizes, args.warmup, args.iters)}
+        for size, cells in row["latency"].items():
+            print(f"keep {keep} batch {size}: " + ", ".join(f"{n} {c['p50_ms']:.0f} ms x{c['speedup_vs_ort_fp32']:.2f}" for n, c in cells.items()), flush=True)
         for runner in runners.values():
             runner.__exit__(None, None, None)
         rows.append(row)

@@ -11,7 +11,7 @@ Every graph goes through the real pipeline (`export_onnx`, parity-checked on rea
 when ../shared is there). GMACs are `count_macs`, the official torchprofile convention.
 Latency is onnxruntime on this CPU at batch 1, host-to-host, with the project's latency
 harness. The machine is shared and its load swings by 2-3x within a minute, so the graphs
-are timed interleaved (in rounds of 5 calls, ``measure_interleaved``), one keep rate at a time together with the plain ViT:
+are timed interleaved (in rounds, ``measure_interleaved``), one keep rate at a time together with the plain ViT:
 every graph of a column sees the same load, and each row also gets its ratio to the plain
 ViT timed alongside it. `os.getloadavg()` is recorded around every group. A row that cannot
 be exported keeps its GMACs, a status and the reason.

@@ -18,10 +18,9 @@ from pathlib import Path
 
 from clca_deploy.artifacts import write_json
 from clca_deploy.bench.environment import environment
-from clca_deploy.bench.latency import ROUND_CALLS, measure_interleaved
-from clca_deploy.export.verify import synthetic_images
+from clca_deploy.bench.latency import ROUND_CALLS
 
-from cpu_runtimes import VARIANTS, made_files, open_variant
+from cpu_runtimes import VARIANTS, made_files, open_variant, timed_cells
 
 NAMES = ("ort_fp32", "ov_int8_openvino_bf16", "ov_scores_int8_openvino_bf16", "nncf_int8_bf16")
 
@@ -29,14 +28,11 @@ NAMES = ("ort_fp32", "ov_int8_openvino_bf16", "ov_scores_int8_openvino_bf16", "n
 def one_round(files: dict[str, Path], batch_sizes, iters: int, warmup: int) -> dict:
     names = [n for n in NAMES if VARIANTS[n][0] in files]
     runners = {name: open_variant(files, name) for name in names}
-    cells = {}
-    for size in batch_sizes:
-        stats = measure_interleaved(runners, synthetic_images(size, 448, seed=1), warmup, iters if size == 1 else max(3, iters // 2))
-        base = stats["ort_fp32"].p50_ms
-        cells[str(size)] = {name: {"p50_ms": s.p50_ms, "speedup_vs_ort_fp32": base / s.p50_ms} for name, s in stats.items()}
+    cells = timed_cells(runners, batch_sizes, warmup, iters)
     for runner in runners.values():
         runner.__exit__(None, None, None)
-    return cells
+    return {size: {name: {key: cell[key] for key in ("p50_ms", "speedup_vs_ort_fp32")} for name, cell in row.items()}
+            for size, row in cells.items()}
 
 
 def summary(rounds: list[dict]) -> dict:
