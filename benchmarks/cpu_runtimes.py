@@ -52,7 +52,7 @@ from clca_deploy.export.verify import synthetic_images
 from clca_deploy.runtime import RuntimeOptions, open_backend
 
 from clca_deploy.calibration.held_out import crop_selection_tensor
-from clca_deploy.calibration.openvino_form import openvino_form_path
+from clca_deploy.calibration.openvino_form import openvino_form, openvino_form_path
 from clca_deploy.calibration.placement_file import placement_report_path
 from cpu_runtimes_tables import accuracy_table, speed_table
 from cross_validation import pool_rows
@@ -111,8 +111,17 @@ def fold_checkpoints(fold: Path) -> list[Path]:
 
 
 def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings) -> tuple[Path, Path]:
-    """(Q/DQ file, OpenVINO form) of one calibration; reused when both exist."""
+    """(Q/DQ file, OpenVINO form) of one calibration; reused when both exist. A missing OpenVINO form beside an
+    existing Q/DQ file is derived from it, as calibrate derives it from the same graph (delete the forms to
+    remake them after openvino_form changes, without calibrating again)."""
     openvino = openvino_form_path(output)
+    if output.exists() and not openvino.exists():
+        import onnx
+
+        from clca_deploy.artifacts import atomic_output
+
+        with atomic_output(openvino) as tmp:
+            onnx.save(openvino_form(onnx.load(str(output))), str(tmp))
     if not (output.exists() and openvino.exists()):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -14,7 +14,10 @@ graph into that layout, in ONNX, with OpenVINO's ``org.openvinotoolkit`` FakeQua
   pair: the one change of arithmetic, and one TensorRT's signed int8 cannot express;
 - weight dequantization drops its zero point (always 0 here);
 - EViT's token scores recompute their one row of the attention (``score_rows.py``), so the reducing
-  blocks' attention fuses like every other block's.
+  blocks' attention fuses like every other block's;
+- q, k and v are projected apart and quantized where their GEMMs write, and the attention's output
+  before its heads are merged (``head_split.py``), so the head split and merge move int8 and no
+  quantize step waits on a bf16 -> f32 reorder.
 
 Only OpenVINO reads the result (onnxruntime and TensorRT do not know the domain); its metadata says
 so (``only_runtime``) and the other runtimes refuse it in one line.
@@ -26,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from clca_deploy.calibration.head_split import quantize_before_head_merge, split_attention_heads
 from clca_deploy.calibration.qdq import module_namespace
 from clca_deploy.calibration.qdq_edit import drop_unread_initializers
 from clca_deploy.calibration.score_rows import separate_score_rows
@@ -77,6 +81,8 @@ def openvino_form(qdq_model):
     del graph.node[:]
     graph.node.extend(kept)
     separate_score_rows(graph)
+    split_attention_heads(graph)
+    quantize_before_head_merge(graph)
     drop_unread_initializers(graph)
     model.opset_import.append(helper.make_opsetid(OPENVINO_DOMAIN, 1))
     from clca_deploy.metadata import metadata_props, write_metadata

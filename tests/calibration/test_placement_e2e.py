@@ -184,6 +184,28 @@ def test_the_openvino_form_predicts_the_top1_of_its_onnx_file(trained, openvino_
     assert len(differing) <= 1, differing
 
 
+def test_the_openvino_form_projects_every_blocks_q_k_v_apart(openvino_form_files):
+    """The exporter's attention is the layout head_split.py matches: no block keeps the fused qkv head split,
+    and no quantize step waits behind a head split or merge (the bf16 -> f32 reorders it would cost)."""
+    qdq, openvino_file = openvino_form_files
+    model = onnx.load(str(openvino_file))
+    exported = onnx.load(str(qdq))
+    producers = {out: node for node in model.graph.node for out in node.output}
+
+    def permutations(graph):
+        return [list(n.attribute[0].ints) for n in graph.node if n.op_type == "Transpose"]
+
+    blocks = permutations(exported.graph).count([2, 0, 3, 1, 4])
+    assert blocks == 12  # ViT-Tiny
+    assert [2, 0, 3, 1, 4] not in permutations(model.graph)
+    behind = [n.name for n in model.graph.node
+              if n.op_type == "FakeQuantize" and producers.get(n.input[0]) is not None
+              and producers[n.input[0]].op_type in ("Transpose", "Reshape")]
+    assert behind == []
+    gemms = [n for n in model.graph.node if n.op_type == "MatMul" and n.input[1].endswith(("_q_weight", "_k_weight", "_v_weight"))]
+    assert len(gemms) == 3 * blocks
+
+
 def test_the_openvino_form_benches_like_any_model_file(trained, openvino_form_files):
     from clca_deploy.bench.run import BenchConfig, run_bench
 
