@@ -5,9 +5,10 @@ A ViT block projects q, k and v in one GEMM, splits the heads (Reshape to [batch
 width], Transpose [2, 0, 3, 1, 4], one Slice and Squeeze per part), scales q, transposes k, and only
 then quantizes q and k for the int8 q·k; the attention's output is merged back (Transpose, Reshape)
 before the quantize step of the output projection. OpenVINO's CPU plugin runs those head splits
-and merges in the float precision and, under bf16, converts bf16 -> f32 around every quantize step:
-at ViT-B/16 448 px, 36 reorders and 36 unfused FakeQuantize layers, about a tenth of the profiled
-layer time (NNCF's IR has the same; docs/benchmarks.md). This module rewrites each block so that:
+and merges in the float precision and, under bf16, converts bf16 -> f32 in front of every quantize
+step and reorders the int8 result again: at ViT-B/16 448 px, batch 1, 60 reorders, 36 unfused
+FakeQuantize layers and the head split's bf16 Transposes, about a tenth of the profiled layer
+time (NNCF's IR has the same around q and k; docs/benchmarks.md). This module rewrites each block so that:
 
 - q, k and v are three GEMMs over the columns of the one weight (the int8 weight and its scales
   sliced, or the float weight), each with its slice of the bias;
@@ -128,7 +129,7 @@ def quantize_before_head_merge(graph) -> int:
         if transpose is None or not _is_transpose(transpose, _HEADS_PERM) or index.only_reader(transpose.output[0]) is not reshape:
             continue
         matmul = index.producers.get(transpose.input[0])
-        if matmul is None or matmul.op_type != "MatMul":
+        if matmul is None or matmul.op_type != "MatMul" or not _per_tensor(fake_quantize, index):
             continue
         early = _copy(fake_quantize, [matmul.output[0], *fake_quantize.input[1:]], f"{fake_quantize.output[0]}_early")
         moved_transpose = _copy(transpose, [early.output[0]], f"{transpose.output[0]}_int8")
@@ -152,7 +153,8 @@ def _match_projection(transpose, index: _Index) -> _Projection | None:
     matmul, bias = _matmul_and_bias(bias_add, index)
     if matmul is None or index.only_reader(matmul.output[0]) is not bias_add or index.only_reader(bias_add.output[0]) is not reshape:
         return None
-    if bias.shape != (3 * shape[3] * shape[4],) or _weight(matmul, index) is None:
+    weight = _weight(matmul, index)
+    if bias.shape != (3 * shape[3] * shape[4],) or weight is None or weight[1].shape[1] != bias.shape[0]:
         return None
     squeezes = _part_squeezes(transpose, index)
     if squeezes is None:
@@ -219,9 +221,15 @@ def _read_part(squeeze, index: _Index) -> _Part:
         perm = tuple(_KEYS_PERM)
         dropped.append(node)
         node = index.only_reader(node.output[0])
-    if node is None or node.op_type != "FakeQuantize":
+    if node is None or node.op_type != "FakeQuantize" or not _per_tensor(node, index):
         return _Part()
     return _Part(factor, perm, node, (*dropped, node))
+
+
+def _per_tensor(fake_quantize, index: _Index) -> bool:
+    """Whether ``fake_quantize`` has one range for the whole tensor (so it commutes with Reshape and Transpose)."""
+    ranges = [index.constant(name) for name in fake_quantize.input[1:]]
+    return len(ranges) == 4 and all(edge is not None and edge.size == 1 for edge in ranges)
 
 
 def _split_nodes(projection: _Projection, parts: tuple, index: _Index) -> tuple[list, list]:

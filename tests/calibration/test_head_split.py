@@ -21,15 +21,17 @@ def _constant(name: str, value) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(value), name)
 
 
-def _fake_quantize(source: str, output: str, edge: float) -> tuple[onnx.NodeProto, list]:
+def _fake_quantize(source: str, output: str, edge) -> tuple[onnx.NodeProto, list]:
+    """OpenVINO's FakeQuantize over [-edge, edge * 127/128]; ``edge`` one number, or one per channel."""
     names = [f"{output}_low", f"{output}_high"]
     node = helper.make_node("FakeQuantize", [source, *names, *names], [output], name=output, domain=OPENVINO_DOMAIN,
                             levels=256)
-    return node, [_constant(names[0], np.float32(-edge)), _constant(names[1], np.float32(edge * 127 / 128))]
+    edge = np.asarray(edge, np.float32)
+    return node, [_constant(names[0], -edge), _constant(names[1], edge * np.float32(127 / 128))]
 
 
 def _block(quantized: bool = True, per_tensor_weight: bool = False, keys_read_twice: bool = False,
-           slice_axis: int = 0) -> onnx.ModelProto:
+           slice_axis: int = 0, output_edge=1.0) -> onnx.ModelProto:
     """x -> qkv (int8 or float weight) + bias -> head split -> q * SCALE, k^T (each quantized when ``quantized``)
     -> attention -> head merge -> (quantized) -> proj -> y."""
     rng = np.random.default_rng(0)
@@ -71,7 +73,7 @@ def _block(quantized: bool = True, per_tensor_weight: bool = False, keys_read_tw
               helper.make_node("MatMul", ["probs", "v"], ["attended"], name="pv"),
               helper.make_node("Transpose", ["attended"], ["merged_t"], name="merge_t", perm=[0, 2, 1, 3]),
               helper.make_node("Reshape", ["merged_t", "merge_shape"], ["merged"], name="merge")]
-    nodes += fq("merged", "merged_int8", 1.0)
+    nodes += fq("merged", "merged_int8", output_edge)
     nodes.append(helper.make_node("MatMul", ["merged_int8", "proj_weight"], ["y"], name="proj"))
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, TOKENS, 3])]
     if keys_read_twice:
@@ -160,3 +162,11 @@ def test_a_head_split_of_another_layout_is_left_alone():
     rewritten, projections, _ = _rewritten(model)
     assert projections == 0
     assert [n.op_type for n in rewritten.graph.node if n.name in ("qkv", "parts", "q_scale")] == ["MatMul", "Transpose", "Mul"]
+
+
+def test_a_quantize_step_with_a_range_per_channel_stays_behind_the_head_merge():
+    model = _block(output_edge=np.linspace(0.5, 1.5, CHANNELS))  # broadcast over the merged channels only
+    rewritten, projections, merges = _rewritten(model)
+    assert (projections, merges) == (1, 0)
+    assert _reader_of(rewritten, "merged_int8") == "Reshape"  # still behind the merge
+    np.testing.assert_allclose(_openvino(rewritten)[0], _openvino(model)[0], rtol=1e-5, atol=1e-5)
