@@ -141,7 +141,7 @@ def quantize_before_head_merge(graph) -> int:
 
 def _match_projection(transpose, index: _Index) -> _Projection | None:
     """The projection whose head split is ``transpose``, if the whole pattern is there with one reader per step."""
-    if not _is_transpose(transpose, _SPLIT_PERM):
+    if not _is_transpose(transpose, _SPLIT_PERM) or transpose.output[0] in index.outputs:
         return None
     reshape = index.producers.get(transpose.input[0])
     if reshape is None or reshape.op_type != "Reshape" or index.only_reader(reshape.output[0]) is not transpose:

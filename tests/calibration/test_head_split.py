@@ -31,7 +31,7 @@ def _fake_quantize(source: str, output: str, edge) -> tuple[onnx.NodeProto, list
 
 
 def _block(quantized: bool = True, per_tensor_weight: bool = False, keys_read_twice: bool = False,
-           slice_axis: int = 0, output_edge=1.0) -> onnx.ModelProto:
+           slice_axis: int = 0, output_edge=1.0, parts_given_out: bool = False) -> onnx.ModelProto:
     """x -> qkv (int8 or float weight) + bias -> head split -> q * SCALE, k^T (each quantized when ``quantized``)
     -> attention -> head merge -> (quantized) -> proj -> y."""
     rng = np.random.default_rng(0)
@@ -78,6 +78,8 @@ def _block(quantized: bool = True, per_tensor_weight: bool = False, keys_read_tw
     outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, TOKENS, 3])]
     if keys_read_twice:
         outputs.append(helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, HEADS, TOKENS, WIDTH]))
+    if parts_given_out:
+        outputs.append(helper.make_tensor_value_info("parts", TensorProto.FLOAT, [3, 1, HEADS, TOKENS, WIDTH]))
     graph = helper.make_graph(nodes, "block", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, TOKENS, CHANNELS])],
                               outputs, initializer=init)
     opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid(OPENVINO_DOMAIN, 1)] if quantized else [])
@@ -157,8 +159,10 @@ def test_a_part_with_another_reader_keeps_its_quantize_step_behind_the_split():
         np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_a_head_split_of_another_layout_is_left_alone():
-    model = _block(slice_axis=1)  # not the exporter's unbind of axis 0
+@pytest.mark.parametrize("layout", ["slice_axis", "parts_given_out"])
+def test_a_head_split_of_another_layout_is_left_alone(layout):
+    # not the exporter's unbind of axis 0; or a graph whose output is the split itself
+    model = _block(slice_axis=1) if layout == "slice_axis" else _block(parts_given_out=True)
     rewritten, projections, _ = _rewritten(model)
     assert projections == 0
     assert [n.op_type for n in rewritten.graph.node if n.name in ("qkv", "parts", "q_scale")] == ["MatMul", "Transpose", "Mul"]
