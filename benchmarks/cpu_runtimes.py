@@ -52,6 +52,7 @@ from clca_deploy.export.verify import synthetic_images
 from clca_deploy.runtime import RuntimeOptions, open_backend
 
 from clca_deploy.calibration.held_out import crop_selection_tensor
+from clca_deploy.calibration.int8 import save_model
 from clca_deploy.calibration.openvino_form import openvino_form, openvino_form_path
 from clca_deploy.calibration.placement_file import placement_report_path
 from cpu_runtimes_tables import accuracy_table, speed_table
@@ -118,10 +119,7 @@ def _calibrate(fp32: Path, output: Path, data: Path, num_images: int, **settings
     if output.exists() and not openvino.exists():
         import onnx
 
-        from clca_deploy.artifacts import atomic_output
-
-        with atomic_output(openvino) as tmp:
-            onnx.save(openvino_form(onnx.load(str(output))), str(tmp))
+        save_model(openvino_form(onnx.load(str(output))), openvino)
     if not (output.exists() and openvino.exists()):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

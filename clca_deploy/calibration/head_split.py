@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clca_deploy.calibration.qdq import int_attribute
+
 _SPLIT_PERM = [2, 0, 3, 1, 4]  # [batch, tokens, part, heads, width] -> [part, batch, heads, tokens, width]
 _HEADS_PERM = [0, 2, 1, 3]  # [batch, tokens, heads, width] -> [batch, heads, tokens, width]
 _KEYS_PERM = [0, 2, 3, 1]  # [batch, tokens, heads, width] -> [batch, heads, width, tokens]: k transposed
@@ -70,6 +72,7 @@ class _Projection:
     """One block's qkv projection and head split, as matched."""
 
     matmul: object
+    weight: tuple  # ("float", weight) or ("int8", int8 weight, scales), as _weight reads it
     bias_add: object
     bias: np.ndarray
     reshape: object
@@ -159,8 +162,8 @@ def _match_projection(transpose, index: _Index) -> _Projection | None:
     squeezes = _part_squeezes(transpose, index)
     if squeezes is None:
         return None
-    return _Projection(matmul, bias_add, bias, reshape, shape, transpose, tuple(index.readers[transpose.output[0]]),
-                       squeezes)
+    return _Projection(matmul, weight, bias_add, bias, reshape, shape, transpose,
+                       tuple(index.readers[transpose.output[0]]), squeezes)
 
 
 def _matmul_and_bias(bias_add, index: _Index):
@@ -180,7 +183,7 @@ def _weight(matmul, index: _Index):
     if dequantize is None or dequantize.op_type != "DequantizeLinear" or len(dequantize.input) > 2:
         return None  # a zero point: openvino_form drops them before this step
     values, scales = index.constant(dequantize.input[0]), index.constant(dequantize.input[1])
-    axis = next((a.i for a in dequantize.attribute if a.name == "axis"), 1)
+    axis = int_attribute(dequantize, "axis", 1)
     if values is None or scales is None or values.ndim != 2 or not (scales.ndim == 0 or (scales.shape == values.shape[1:] and axis in (1, -1))):
         return None
     return "int8", values, scales
@@ -237,7 +240,7 @@ def _split_nodes(projection: _Projection, parts: tuple, index: _Index) -> tuple[
     from onnx import numpy_helper
 
     heads, width = int(projection.shape[3]), int(projection.shape[4])
-    kind, *weight = _weight(projection.matmul, index)
+    kind, *weight = projection.weight
     nodes, constants = [], []
     for number, (name, squeeze, part) in enumerate(zip(_PARTS, projection.squeezes, parts)):
         columns = slice(number * heads * width, (number + 1) * heads * width)
@@ -260,7 +263,7 @@ def _split_nodes(projection: _Projection, parts: tuple, index: _Index) -> tuple[
         if part.fake_quantize is not None:
             nodes.append(_copy(part.fake_quantize, [projected, *part.fake_quantize.input[1:]], f"{stem}_int8"))
             projected = f"{stem}_int8"
-        allowzero = next((a.i for a in projection.reshape.attribute if a.name == "allowzero"), 0)
+        allowzero = int_attribute(projection.reshape, "allowzero", 0)
         nodes.append(_node("Reshape", [projected, f"{stem}_shape"], f"{stem}_heads", allowzero=allowzero))
         output = part.fake_quantize.output[0] if part.fake_quantize is not None else squeeze.output[0]
         nodes.append(_node("Transpose", [f"{stem}_heads"], output, name=f"{stem}_split", perm=list(part.perm)))

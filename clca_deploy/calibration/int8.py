@@ -133,9 +133,9 @@ def quantize_int8(onnx_path: str | Path, output: str | Path, config: Calibration
     choice = _choose_placement(job, quantized, held_out, config, len(calibration.images), log)
     final = keep_float(quantized, job.model, choice.float_nodes)
     _check_and_tag_int8(final, job.model, config.method, int(len(images)), choice)
-    _save(final, job.output)
+    save_model(final, job.output)
     if job.openvino_output is not None:
-        _save(openvino_form(final), job.openvino_output)
+        save_model(openvino_form(final), job.openvino_output)
     if choice.report is not None:
         from clca_deploy.artifacts import write_json
 
@@ -252,7 +252,7 @@ def _first_line(exc: BaseException) -> str:
     return printable((str(exc).strip().splitlines() or [type(exc).__name__])[0][:300])
 
 
-def _save(model, output: Path) -> None:
+def save_model(model, output: Path) -> None:
     """Write the checked model atomically (a full or read-only disk is atomic_output's one line)."""
     import onnx
 

@@ -17,6 +17,11 @@ def module_namespace(node) -> str:
     return next((prop.value for prop in node.metadata_props if prop.key == "namespace"), "")
 
 
+def int_attribute(node, name: str, default: int) -> int:
+    """An integer attribute of ``node`` (ONNX leaves defaults out of the file)."""
+    return next((attribute.i for attribute in node.attribute if attribute.name == name), default)
+
+
 def module_path(node) -> str | None:
     """The ``nn.Linear`` a node came from, e.g. ``blocks.3.attn.qkv``."""
     found = LINEAR_SCOPE.findall(module_namespace(node))
@@ -267,7 +272,7 @@ def check_qdq_conventions(model) -> list[QdqViolation]:
         if scale is None or np.any(scale <= 0):
             problems.append(QdqViolation(node.name, "scale is not a positive constant"))
             continue
-        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        axis = int_attribute(node, "axis", 1)
         is_weight = node.op_type == "DequantizeLinear" and node.input[0] in inits
         if is_weight:
             expected = _weight_channel_axis(consumers.get(node.output[0], []))
@@ -286,5 +291,5 @@ def _weight_channel_axis(users) -> int:
     if user.op_type == "Conv":
         return 0
     if user.op_type == "Gemm":
-        return 0 if any(a.name == "transB" and a.i for a in user.attribute) else 1
+        return 0 if int_attribute(user, "transB", 0) else 1
     return 1

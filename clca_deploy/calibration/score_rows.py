@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from clca_deploy.calibration.qdq import int_attribute
+
 _ROW_AXIS = 2  # attention probabilities are [batch, heads, query token, key token]
 
 
@@ -43,10 +45,10 @@ def _row_read_softmax(node, producers, constants, ranks):
     """The softmax whose one row ``node`` reads, if ``node`` is such a read of a MatMul's last-axis softmax."""
     from onnx import numpy_helper
 
-    if node.op_type != "Gather" or node.input[1] not in constants or _attribute(node, "axis", 0) != _ROW_AXIS:
+    if node.op_type != "Gather" or node.input[1] not in constants or int_attribute(node, "axis", 0) != _ROW_AXIS:
         return None
     softmax = producers.get(node.input[0])
-    if softmax is None or softmax.op_type != "Softmax" or _attribute(softmax, "axis", -1) not in (-1, 3):
+    if softmax is None or softmax.op_type != "Softmax" or int_attribute(softmax, "axis", -1) not in (-1, 3):
         return None
     if ranks.get(softmax.output[0]) != 4 or numpy_helper.to_array(constants[node.input[1]]).ndim != 0:
         return None
@@ -69,6 +71,3 @@ def _row_nodes(graph, output: str, matmul, row: int) -> list:
         helper.make_node("Squeeze", [f"{output}_probs", f"{output}_row_axis"], [output], name=f"{output}_squeeze"),
     ]
 
-
-def _attribute(node, name: str, default: int) -> int:
-    return next((attribute.i for attribute in node.attribute if attribute.name == name), default)
